@@ -1,0 +1,251 @@
+//! The one place that touches shared memory: a mapping of the channel file and
+//! bounds-checked accessors over raw pointers. Every other module is safe code.
+//!
+//! Rules kept here:
+//! - No `&[u8]` or `&mut [u8]` is ever formed over bytes another process may
+//!   write. Payload bytes are copied out with volatile reads; words that are
+//!   shared across processes (sequence numbers, lengths, the snapshot pointer)
+//!   are accessed only as atomics.
+//! - Every accessor checks offset, length and alignment against the mapping and
+//!   returns `None` rather than touching memory outside it.
+//! - The only module with atomics on shared memory, so the memory-ordering
+//!   argument (see `writer.rs` and `reader.rs`, marked `SYNC POINT`) sits on
+//!   top of these few primitives.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A mapping of a channel file, read-only for readers, read-write for the producer.
+#[derive(Debug)]
+pub struct Segment {
+    map: MmapRaw,
+    len: u64,
+    writable: bool,
+}
+
+impl Segment {
+    /// Maps the first `len` bytes of `file` for reading and writing (the producer).
+    ///
+    /// # Errors
+    /// The mmap system call failed, or `len` does not fit the address space.
+    pub fn map_read_write(file: &File, len: u64) -> io::Result<Self> {
+        let map = MmapOptions::new().len(to_usize(len)?).map_raw(file)?;
+        Ok(Self { map, len, writable: true })
+    }
+
+    /// Maps the first `len` bytes of `file` read-only (readers). The caller has
+    /// checked that the file is at least `len` bytes long.
+    ///
+    /// # Errors
+    /// The mmap system call failed, or `len` does not fit the address space.
+    pub fn map_read_only(file: &File, len: u64) -> io::Result<Self> {
+        let map = MmapOptions::new().len(to_usize(len)?).map_raw_read_only(file)?;
+        Ok(Self { map, len, writable: false })
+    }
+
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Start address of `[offset, offset + size)` if it lies inside the mapping and
+    /// `offset` is a multiple of `align`.
+    fn range(&self, offset: u64, size: u64, align: u64) -> Option<*mut u8> {
+        let end = offset.checked_add(size)?;
+        if end > self.len || offset % align != 0 {
+            return None;
+        }
+        let offset = usize::try_from(offset).ok()?;
+        // `wrapping_add` keeps this safe code; the range check above keeps it in bounds.
+        Some(self.map.as_mut_ptr().wrapping_add(offset))
+    }
+
+    /// The 8-byte word at `offset` as an atomic.
+    #[must_use]
+    pub fn atomic_u64(&self, offset: u64) -> Option<&AtomicU64> {
+        let ptr = self.range(offset, 8, 8)?;
+        // SAFETY: `ptr` is 8-aligned and its 8 bytes lie inside the mapping, which
+        // lives as long as `self` (the returned reference borrows `self`). AtomicU64
+        // has interior mutability, so other processes storing to this word do not
+        // violate the reference's guarantees; all accesses to shared words are
+        // atomic on both sides. Loads from a read-only mapping are allowed for
+        // lock-free atomics of at most pointer size, which u64 is on the 64-bit
+        // targets this crate supports.
+        Some(unsafe { AtomicU64::from_ptr(ptr.cast::<u64>()) })
+    }
+
+    /// The 4-byte word at `offset` as an atomic.
+    #[must_use]
+    pub fn atomic_u32(&self, offset: u64) -> Option<&AtomicU32> {
+        let ptr = self.range(offset, 4, 4)?;
+        // SAFETY: as in `atomic_u64`: aligned, in bounds, lives as long as `self`.
+        Some(unsafe { AtomicU32::from_ptr(ptr.cast::<u32>()) })
+    }
+
+    /// Copies `len` shared bytes at `offset` into `dst` (replacing its contents)
+    /// with volatile reads, so the compiler neither elides nor duplicates them.
+    /// The copy may be torn if a writer is active: the caller validates it under
+    /// the seqlock before trusting it.
+    #[must_use]
+    pub fn copy_out(&self, offset: u64, len: u64, dst: &mut Vec<u8>) -> Option<()> {
+        let src = self.range(offset, len, 1)?.cast_const();
+        let len = usize::try_from(len).ok()?;
+        dst.clear();
+        dst.reserve(len);
+        // SAFETY: `src..src+len` is inside the mapping (checked by `range`), and
+        // `dst` has capacity for `len` bytes (reserved above) in private memory
+        // that cannot overlap the mapping. `volatile_copy` reads the source only
+        // through volatile loads. After it, the first `len` bytes of `dst` are
+        // initialised, so `set_len` is sound.
+        unsafe {
+            volatile_copy(src, dst.as_mut_ptr(), len);
+            dst.set_len(len);
+        }
+        Some(())
+    }
+
+    /// Copies private bytes into the mapping at `offset` (the producer only).
+    /// Readers may be reading these bytes concurrently; they detect it with the
+    /// seqlock and discard their copy.
+    #[must_use]
+    pub fn copy_in(&self, offset: u64, src: &[u8]) -> Option<()> {
+        if !self.writable {
+            return None;
+        }
+        let dst = self.range(offset, src.len() as u64, 1)?;
+        // SAFETY: `dst..dst+src.len()` is inside a writable mapping (checked
+        // above); `src` is private memory, so the ranges cannot overlap. No Rust
+        // reference covers the destination; other processes only read it, with
+        // volatile loads validated by the seqlock.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        Some(())
+    }
+
+    /// xxh3-64 of `len` bytes at `offset` of a writable mapping: the producer
+    /// checksumming what it just wrote (for example through a Python memoryview).
+    #[must_use]
+    pub fn checksum_own_bytes(&self, offset: u64, len: u64) -> Option<u64> {
+        if !self.writable {
+            return None;
+        }
+        let ptr = self.range(offset, len, 1)?;
+        let len = usize::try_from(len).ok()?;
+        // SAFETY: the range is inside the mapping. Only the producer writes a
+        // slot's payload, and the caller holds that slot's in-process write guard,
+        // so nothing writes these bytes while the shared slice exists (other
+        // processes map the file read-only or are readers by contract). The slice
+        // does not outlive this call.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr.cast_const(), len) };
+        Some(xxhash_rust::xxh3::xxh3_64(bytes))
+    }
+
+    /// Raw pointer to `len` writable bytes at `offset`, for handing a slot to
+    /// Python's buffer protocol. Using it is the caller's `unsafe` responsibility.
+    #[must_use]
+    pub fn writable_ptr(&self, offset: u64, len: u64) -> Option<*mut u8> {
+        if !self.writable {
+            return None;
+        }
+        self.range(offset, len, 1)
+    }
+}
+
+/// Copies `len` bytes from shared memory with volatile loads, eight bytes at a
+/// time where the source is aligned.
+///
+/// # Safety
+/// `src..src+len` must be valid for reads and `dst..dst+len` valid for writes,
+/// and the two ranges must not overlap.
+unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
+    let mut done = 0;
+    if src as usize % 8 == 0 {
+        while done + 32 <= len {
+            // SAFETY: `done + 32 <= len`, so these four aligned words are inside
+            // the source range and the 32 destination bytes inside `dst`.
+            unsafe {
+                let s = src.add(done).cast::<u64>();
+                let d = dst.add(done).cast::<u64>();
+                let a = s.read_volatile();
+                let b = s.add(1).read_volatile();
+                let c = s.add(2).read_volatile();
+                let e = s.add(3).read_volatile();
+                d.write_unaligned(a);
+                d.add(1).write_unaligned(b);
+                d.add(2).write_unaligned(c);
+                d.add(3).write_unaligned(e);
+            }
+            done += 32;
+        }
+        while done + 8 <= len {
+            // SAFETY: `done + 8 <= len`; the source word is aligned because `src` is.
+            unsafe {
+                let word = src.add(done).cast::<u64>().read_volatile();
+                dst.add(done).cast::<u64>().write_unaligned(word);
+            }
+            done += 8;
+        }
+    }
+    while done < len {
+        // SAFETY: `done < len` keeps both byte accesses in range.
+        unsafe { dst.add(done).write(src.add(done).read_volatile()) };
+        done += 1;
+    }
+}
+
+fn to_usize(len: u64) -> io::Result<usize> {
+    usize::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mapping larger than the address space"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+
+    fn file_with(bytes: &[u8]) -> (tempfile::NamedTempFile, Segment, Segment) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        let rw = Segment::map_read_write(f.as_file(), bytes.len() as u64).unwrap();
+        let ro = Segment::map_read_only(f.as_file(), bytes.len() as u64).unwrap();
+        (f, rw, ro)
+    }
+
+    #[test]
+    fn accessors_refuse_out_of_bounds_and_misaligned() {
+        let (_f, rw, ro) = file_with(&[0u8; 64]);
+        assert!(ro.atomic_u64(56).is_some());
+        assert!(ro.atomic_u64(60).is_none());
+        assert!(ro.atomic_u64(4).is_none());
+        assert!(ro.atomic_u64(u64::MAX - 3).is_none());
+        let mut buf = Vec::new();
+        assert!(ro.copy_out(60, 5, &mut buf).is_none());
+        assert!(ro.copy_out(u64::MAX, 2, &mut buf).is_none());
+        assert!(rw.copy_in(62, &[1, 2, 3]).is_none());
+        assert!(ro.copy_in(0, &[1]).is_none(), "a read-only mapping is never written");
+        assert!(ro.writable_ptr(0, 1).is_none());
+    }
+
+    #[test]
+    fn writes_are_visible_to_the_read_only_mapping() {
+        let (_f, rw, ro) = file_with(&[0u8; 4096]);
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        for start in [0u64, 3, 8, 1001] {
+            rw.copy_in(start, &data).unwrap();
+            let mut out = Vec::new();
+            ro.copy_out(start, data.len() as u64, &mut out).unwrap();
+            assert_eq!(out, data);
+        }
+        rw.atomic_u64(8).unwrap().store(77, Ordering::Release);
+        assert_eq!(ro.atomic_u64(8).unwrap().load(Ordering::Acquire), 77);
+        assert_eq!(rw.checksum_own_bytes(0, 10), Some(xxhash_rust::xxh3::xxh3_64(&data[..10])));
+    }
+}
