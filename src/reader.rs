@@ -267,7 +267,11 @@ impl ChannelReader {
             return Attempt::Retry;
         }
         // The private copy and the metadata are one consistent write: validate them.
-        if s1 == 0 {
+        let Some(encoding) = Encoding::from_u32(encoding_raw) else {
+            return corrupt(&format!("unknown encoding {encoding_raw}"));
+        };
+        // Never written, or its last write was abandoned.
+        if s1 == 0 || encoding == Encoding::None {
             return Attempt::Done(Err(ReadError::Empty { slot }));
         }
         if let Some(expected) = expected_request_id.filter(|_| !wanted) {
@@ -275,12 +279,6 @@ impl ChannelReader {
         }
         if !length_ok {
             return corrupt(&format!("length {length} exceeds the slot capacity {}", self.geometry.slot_capacity));
-        }
-        let Some(encoding) = Encoding::from_u32(encoding_raw) else {
-            return corrupt(&format!("unknown encoding {encoding_raw}"));
-        };
-        if encoding == Encoding::None {
-            return Attempt::Done(Err(ReadError::Empty { slot }));
         }
         let computed = xxhash_rust::xxh3::xxh3_64(out);
         if computed != checksum {
