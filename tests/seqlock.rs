@@ -37,6 +37,16 @@ fn check(bytes: &[u8], request_id: u64) -> Result<u64, String> {
     Ok(generation)
 }
 
+/// Sets the stop flag when dropped, so a failing reader (a panic) still stops the
+/// writer thread and the test fails instead of hanging in `thread::scope`.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn write_until(writer: &ChannelWriter, stop: &AtomicBool) -> u64 {
     let mut generation = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -90,8 +100,10 @@ fn no_torn_reads_across_threads() {
     let stop = AtomicBool::new(false);
     let (writes, (good, distinct)) = std::thread::scope(|scope| {
         let writes = scope.spawn(|| write_until(&writer, &stop));
-        let result = read_and_check(&reader);
-        stop.store(true, Ordering::Relaxed);
+        let result = {
+            let _stop = StopOnDrop(&stop);
+            read_and_check(&reader)
+        };
         (writes.join().unwrap(), result)
     });
     eprintln!("threads: {writes} writes, {good} checked reads, {distinct} distinct writes seen");
@@ -105,12 +117,14 @@ fn no_torn_reads_across_processes() {
     let stop = AtomicBool::new(false);
     let child = std::thread::scope(|scope| {
         let writes = scope.spawn(|| write_until(&writer, &stop));
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "reader_process", "--nocapture", "--test-threads=1"])
-            .env("SHMBRIDGE_RACE_CHANNEL", writer.path())
-            .output()
-            .unwrap();
-        stop.store(true, Ordering::Relaxed);
+        let output = {
+            let _stop = StopOnDrop(&stop);
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "reader_process", "--nocapture", "--test-threads=1"])
+                .env("SHMBRIDGE_RACE_CHANNEL", writer.path())
+                .output()
+                .unwrap()
+        };
         writes.join().unwrap();
         output
     });

@@ -1,0 +1,56 @@
+# shmbridge: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+GATEWAY_BIN := target/release/rust_gateway
+
+.PHONY: help venv develop gateway build run test test-python test-rust lint bench clean
+
+help:
+	@echo "make run    build everything, start the producer and the gateway, print curl lines"
+	@echo "make test   build everything and run every test and check"
+	@echo "make bench  the benchmark (see README)"
+
+$(PY):
+	python3 -m venv $(VENV)
+
+venv: $(PY) requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+# Stale extension modules from an older build would shadow the new one.
+develop: venv
+	rm -f python/shmbridge/*.so
+	$(VENV)/bin/maturin develop --release --quiet
+
+gateway:
+	cargo build --release -p rust_gateway
+
+build: develop gateway
+
+run: build
+	scripts/run.sh
+
+test: build test-rust test-python lint
+
+test-python:
+	SHMBRIDGE_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q tests_py
+
+test-rust:
+	cargo test --workspace
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p shmbridge --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python py_producer tests_py
+	$(VENV)/bin/ruff format --check python py_producer tests_py
+	$(VENV)/bin/mypy python/shmbridge py_producer
+	$(PY) -m mypy.stubtest shmbridge._native
+
+clean:
+	cargo clean
+	rm -rf $(VENV) python/shmbridge/*.so
