@@ -200,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for spec in SPECS:
         help_text = (
-            f"{spec.help} [env {spec.env}; default "
-            f"{_default_text(getattr(defaults, spec.field))}]"
+            f"{spec.help} [env {spec.env}; default {_default_text(getattr(defaults, spec.field))}]"
         )
         if spec.is_bool:
             parser.add_argument(

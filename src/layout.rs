@@ -252,7 +252,7 @@ pub fn decode_header(bytes: &[u8; HEADER_READ_LEN]) -> Result<Header, HeaderProb
     if snapshot_slots >= slot_count || snapshot_slots > MAX_SNAPSHOT_SLOTS {
         return corrupt(format!("snapshot ring of {snapshot_slots} slots does not fit {slot_count} slots"));
     }
-    if slot_capacity == 0 || slot_capacity > MAX_SLOT_CAPACITY || slot_capacity % PAGE_SIZE != 0 {
+    if slot_capacity == 0 || slot_capacity > MAX_SLOT_CAPACITY || !slot_capacity.is_multiple_of(PAGE_SIZE) {
         return corrupt(format!(
             "slot capacity {slot_capacity} is not a whole number of pages up to {MAX_SLOT_CAPACITY}"
         ));

@@ -60,7 +60,7 @@ impl Segment {
     /// `offset` is a multiple of `align`.
     fn range(&self, offset: u64, size: u64, align: u64) -> Option<*mut u8> {
         let end = offset.checked_add(size)?;
-        if end > self.len || offset % align != 0 {
+        if end > self.len || !offset.is_multiple_of(align) {
             return None;
         }
         let offset = usize::try_from(offset).ok()?;
@@ -166,7 +166,7 @@ impl Segment {
 /// and the two ranges must not overlap.
 unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
     let mut done = 0;
-    if src as usize % 8 == 0 {
+    if (src as usize).is_multiple_of(8) {
         while done + 32 <= len {
             // SAFETY: `done + 32 <= len`, so these four aligned words are inside
             // the source range and the 32 destination bytes inside `dst`.

@@ -1,0 +1,416 @@
+"""The producer's HTTP app: users over REST, and writes into the shared-memory channel.
+
+Hot paths return plain starlette Responses of orjson bytes; query values are parsed by
+hand so every error has the project's shape ``{"error": kind, "detail": sentence}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from py_producer import native
+from py_producer.middleware import AccessLogMiddleware, StartupError, log_extra
+from py_producer.settings import Settings
+from py_producer.users import USER_HARD_CAP, User, build_users, extend_users
+
+log = logging.getLogger("py_producer")
+
+MAX_REQUEST_ID = 2**63 - 1
+MAX_USERS_PER_POST = 1000
+CACHE_MAX_ENTRIES = 8
+CACHE_MAX_BYTES = 256 * 1024 * 1024
+SLOT_CAPACITY_SETTING = "--slot-capacity / SHMBRIDGE_SLOT_CAPACITY"
+
+_INT_RE = re.compile(r"-?[0-9]{1,19}")
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+
+
+def error_response(
+    status: int, kind: str, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"error": kind, "detail": detail})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def json_response(obj: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
+
+
+def _shorten(raw: str, limit: int = 40) -> str:
+    return raw if len(raw) <= limit else raw[:limit] + "..."
+
+
+def int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    """The query parameter ``name`` as an int in lo..hi; None if absent; ApiError if bad."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not _INT_RE.fullmatch(raw):
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"query parameter '{name}' must be an integer in {lo}..{hi}, got {_shorten(raw)!r}",
+        )
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"query parameter '{name}' must be in {lo}..{hi}, got {value}",
+        )
+    return value
+
+
+def required_int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int:
+    value = int_param(params, name, lo, hi)
+    if value is None:
+        raise ApiError(
+            400,
+            "missing_parameter",
+            f"query parameter '{name}' is required: an integer in {lo}..{hi}",
+        )
+    return value
+
+
+# --- state -------------------------------------------------------------------------------
+
+
+class PayloadCache:
+    """Serialized payloads by count, least recently used first out; one data version."""
+
+    def __init__(
+        self, max_entries: int = CACHE_MAX_ENTRIES, max_bytes: int = CACHE_MAX_BYTES
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[int, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, count: int) -> bytes | None:
+        body = self._entries.get(count)
+        if body is not None:
+            self._entries.move_to_end(count)
+        return body
+
+    def put(self, count: int, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        old = self._entries.pop(count, None)
+        if old is not None:
+            self._bytes -= len(old)
+        self._entries[count] = body
+        self._bytes += len(body)
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+@dataclass
+class ProducerState:
+    settings: Settings
+    users: list[User]
+    data_version: int = 1
+    cache: PayloadCache | None = None
+    shm: ModuleType | None = None
+    shm_unavailable: str | None = None
+    channel: native.Channel | None = None
+    startup_error: str | None = None
+
+    def payload(self, count: int) -> bytes:
+        """orjson bytes of the first ``count`` users (cached per data version if enabled)."""
+        if self.cache is None:
+            return orjson.dumps(self.users[:count])
+        body = self.cache.get(count)
+        if body is None:
+            body = orjson.dumps(self.users[:count])
+            self.cache.put(count, body)
+        return body
+
+    def add_users(self, extra: int) -> None:
+        extend_users(self.users, extra)
+        self.data_version += 1
+        if self.cache is not None:
+            self.cache.clear()
+        on_data_changed(self)
+
+    # channel life cycle
+
+    def open_channel(self) -> None:
+        """Create the channel file; raises StartupError with a one-line reason."""
+        settings = self.settings
+        directory = Path(settings.shm_dir)
+        try:
+            if not directory.exists():
+                directory.mkdir(mode=0o700, parents=True)
+                os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create shm directory {str(directory)!r} "
+                f"(--shm-dir / SHMBRIDGE_SHM_DIR): {exc.strerror or exc}"
+            ) from None
+        shm, why = native.load()
+        if shm is None:
+            self.shm_unavailable = why
+            log.warning("%s: shared-memory endpoints answer 503; REST works", why)
+            return
+        self.shm = shm
+        try:
+            self.channel = shm.Channel(
+                name=settings.channel,
+                directory=settings.shm_dir,
+                slot_count=settings.slot_count,
+                slot_capacity=settings.slot_capacity,
+            )
+        except (shm.ShmError, OSError, ValueError, OverflowError) as exc:
+            raise StartupError(
+                f"cannot create channel {settings.channel!r} in {str(directory)!r}: {exc}"
+            ) from None
+        log.info(
+            "channel %s created: epoch %d, %d slots of %d bytes",
+            self.channel.path,
+            self.channel.epoch,
+            self.channel.slot_count,
+            self.channel.slot_capacity,
+        )
+
+    def close_channel(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is None:
+            return
+        path = channel.path
+        try:
+            channel.close()
+        except Exception as exc:
+            log.error("closing channel %s failed: %s", path, exc)
+        else:
+            log.info("channel %s closed and removed", path)
+
+
+def on_data_changed(state: ProducerState) -> None:
+    """Hook called after the users change (the data version has already moved).
+
+    Snapshot mode will publish the new payload here (``channel.publish(...)``); until
+    then it does nothing.
+    """
+
+
+# --- the app -----------------------------------------------------------------------------
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state = ProducerState(
+        settings=settings,
+        users=build_users(settings.max_count),
+        cache=PayloadCache() if settings.cache_payload else None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state.open_channel()
+        except StartupError as exc:
+            state.startup_error = str(exc)
+            raise
+        try:
+            yield
+        finally:
+            state.close_channel()
+
+    app = FastAPI(
+        title="shmbridge producer",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.producer = state
+    app.add_middleware(AccessLogMiddleware)
+    _install_error_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        channel = state.channel
+        if channel is None:
+            return json_response(
+                {
+                    "status": "degraded",
+                    "epoch": None,
+                    "channel": None,
+                    "detail": state.shm_unavailable or "the channel is not open",
+                    "users": len(state.users),
+                }
+            )
+        return json_response(
+            {
+                "status": "ok",
+                "epoch": channel.epoch,
+                "channel": channel.path,
+                "users": len(state.users),
+            }
+        )
+
+    @app.get("/api/users")
+    async def get_users(request: Request) -> Response:
+        count = required_int_param(request.query_params, "count", 0, len(state.users))
+        return Response(state.payload(count), media_type="application/json")
+
+    @app.post("/api/users")
+    async def post_users(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ApiError(
+                400, "invalid_body", 'the body must be JSON like {"count": 10}'
+            ) from None
+        count = body.get("count") if isinstance(body, dict) else None
+        if type(count) is not int or not 1 <= count <= MAX_USERS_PER_POST:
+            raise ApiError(
+                400,
+                "invalid_body",
+                f"'count' in the JSON body must be an integer in 1..{MAX_USERS_PER_POST}",
+            )
+        if len(state.users) + count > USER_HARD_CAP:
+            raise ApiError(
+                409,
+                "user_cap_reached",
+                f"adding {count} users would pass the cap of {USER_HARD_CAP} users "
+                f"(now {len(state.users)})",
+            )
+        state.add_users(count)
+        return json_response(
+            {"total": len(state.users), "added": count, "data_version": state.data_version}
+        )
+
+    @app.api_route("/api/write-to-shm", methods=["GET", "POST"])
+    async def write_to_shm(request: Request) -> Response:
+        channel, shm = state.channel, state.shm
+        if channel is None or shm is None:
+            raise ApiError(
+                503,
+                "shm_unavailable",
+                f"shared memory is unavailable: {state.shm_unavailable or 'no channel'}",
+            )
+        params = request.query_params
+        count = required_int_param(params, "count", 0, len(state.users))
+        slot = int_param(params, "slot", 0, channel.slot_count - 1)
+        request_id = int_param(params, "request_id", 1, MAX_REQUEST_ID)
+        manual = slot is None
+        if slot is None:
+            slot = channel.slot_count - 1
+        if request_id is None:
+            request_id = secrets.randbits(63) or 1
+
+        if settings.write_delay_ms:
+            await asyncio.sleep(settings.write_delay_ms / 1000.0)
+        start = time.perf_counter()
+        try:
+            if state.cache is not None:
+                receipt = channel.write_bytes(slot, request_id, state.payload(count))
+            else:
+                receipt = channel.write_json(slot, request_id, state.users[:count])
+        except shm.PayloadTooLarge as exc:
+            detail = str(exc)
+            if "SHMBRIDGE_SLOT_CAPACITY" not in detail:
+                detail = f"{detail} (raise it with {SLOT_CAPACITY_SETTING})"
+            raise ApiError(507, "payload_too_large", detail) from None
+        except shm.SlotBusy as exc:
+            raise ApiError(409, "slot_busy", str(exc)) from None
+        except shm.ShmError as exc:
+            raise ApiError(500, "shm_error", str(exc)) from None
+        write_ms = (time.perf_counter() - start) * 1000.0
+        log_extra(request.scope).update(
+            slot=slot,
+            request_id=request_id,
+            length=receipt.length,
+            write_ms=f"{write_ms:.2f}",
+        )
+        answer: dict[str, Any] = {
+            "path": channel.path,
+            "epoch": channel.epoch,
+            "slot": slot,
+            "request_id": request_id,
+            "sequence": receipt.sequence,
+            "length": receipt.length,
+            "encoding": "json",
+        }
+        if manual:
+            answer["note"] = f"manual write: slot {slot} is reserved for hand calls"
+        return json_response(answer)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.kind, exc.detail)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            kind, detail = "not_found", f"no such endpoint: {where}"
+        elif exc.status_code == 405:
+            kind, detail = "method_not_allowed", f"method not allowed: {where}"
+        else:
+            kind, detail = "http_error", f"{exc.detail} ({where})"
+        return error_response(exc.status_code, kind, detail, exc.headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg', '')}"
+            for err in exc.errors()
+        )
+        return error_response(400, "invalid_request", f"invalid request: {problems}")
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after this answer, so the server logs the traceback.
+        return error_response(
+            500,
+            "internal_error",
+            f"unexpected {type(exc).__name__} on {request.method} {request.url.path}; "
+            "see the producer log",
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,170 @@
+"""The producer's shared-memory side, in-process, against the real native module.
+
+Skipped as a whole when ``shmbridge`` is not built (run ``maturin develop`` first).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from py_producer.app import create_app
+from py_producer.settings import Settings
+from py_producer.users import expected_users_json
+
+shmbridge = pytest.importorskip(
+    "shmbridge", reason="native module shmbridge not built (run `maturin develop`)"
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # Starlette prefers httpx2 for TestClient
+    from starlette.testclient import TestClient
+
+MAX_COUNT = 2000
+SLOT_COUNT = 4
+
+
+def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
+    settings = Settings(
+        **{
+            "shm_dir": str(tmp_path / "shm"),
+            "max_count": MAX_COUNT,
+            "slot_count": SLOT_COUNT,
+            "slot_capacity": 1024 * 1024,
+            **overrides,
+        }
+    )
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path) as test_client:
+        yield test_client
+
+
+def read_slot(path: str, slot: int, request_id: int) -> bytes:
+    return bytes(shmbridge.Reader(path).read_bytes(slot, request_id))
+
+
+@pytest.mark.parametrize("count", [0, 2, 1000])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_write_round_trip(client: TestClient, count: int, method: str) -> None:
+    request_id = 1000 + count
+    response = client.request(
+        method, "/api/write-to-shm", params={"count": count, "slot": 1, "request_id": request_id}
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = expected_users_json(count)
+    assert answer["slot"] == 1
+    assert answer["request_id"] == request_id
+    assert answer["length"] == len(expected)
+    assert answer["encoding"] == "json"
+    assert isinstance(answer["sequence"], int)
+    assert isinstance(answer["epoch"], int)
+    assert "note" not in answer
+    assert answer["path"] == client.get("/healthz").json()["channel"]
+    assert read_slot(answer["path"], 1, request_id) == expected
+
+
+def test_sequence_moves(client: TestClient) -> None:
+    first = client.get("/api/write-to-shm?count=2&slot=0&request_id=1").json()
+    second = client.get("/api/write-to-shm?count=2&slot=0&request_id=2").json()
+    assert second["sequence"] > first["sequence"]
+    assert read_slot(second["path"], 0, 2) == expected_users_json(2)
+
+
+def test_wrong_request_id_is_refused(client: TestClient) -> None:
+    answer = client.get("/api/write-to-shm?count=2&slot=0&request_id=7").json()
+    with pytest.raises(shmbridge.ShmError):
+        read_slot(answer["path"], 0, 8)
+
+
+def test_manual_write_uses_reserved_slot(client: TestClient) -> None:
+    response = client.get("/api/write-to-shm?count=2")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["slot"] == SLOT_COUNT - 1
+    assert 1 <= answer["request_id"] <= 2**63 - 1
+    assert answer["note"] == f"manual write: slot {SLOT_COUNT - 1} is reserved for hand calls"
+    assert read_slot(answer["path"], answer["slot"], answer["request_id"]) == (
+        expected_users_json(2)
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("count=2&slot=-1", "slot"),
+        (f"count=2&slot={SLOT_COUNT}", "slot"),
+        ("count=2&slot=x", "slot"),
+        ("count=2&request_id=0", "request_id"),
+        (f"count=2&request_id={2**63}", "request_id"),
+        ("count=2&request_id=-5", "request_id"),
+        (f"count={MAX_COUNT + 1}", "count"),
+        ("count=abc", "count"),
+        ("slot=0&request_id=1", "count"),
+    ],
+)
+def test_bad_write_parameters(client: TestClient, query: str, name: str) -> None:
+    response = client.get(f"/api/write-to-shm?{query}")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"}
+    assert name in body["detail"]
+
+
+def test_payload_too_large_is_507(tmp_path: Path) -> None:
+    with make_client(tmp_path, slot_capacity=64 * 1024) as test_client:
+        response = test_client.get("/api/write-to-shm?count=1000&slot=0&request_id=3")
+        assert response.status_code == 507, response.text
+        body = response.json()
+        assert body["error"] == "payload_too_large"
+        assert "SHMBRIDGE_SLOT_CAPACITY" in body["detail"]
+        assert "--slot-capacity" in body["detail"]
+        # a payload that fits still goes through on the same channel
+        ok = test_client.get("/api/write-to-shm?count=2&slot=0&request_id=4")
+        assert ok.status_code == 200, ok.text
+
+
+def test_cached_payload_round_trip(tmp_path: Path) -> None:
+    with make_client(tmp_path, cache_payload=True) as test_client:
+        for request_id in (11, 12):
+            answer = test_client.get(
+                f"/api/write-to-shm?count=1000&slot=2&request_id={request_id}"
+            ).json()
+            assert read_slot(answer["path"], 2, request_id) == expected_users_json(1000)
+
+
+def test_write_after_users_added(client: TestClient) -> None:
+    total = client.post("/api/users", json={"count": 7}).json()["total"]
+    answer = client.get(f"/api/write-to-shm?count={total}&slot=0&request_id=99").json()
+    assert read_slot(answer["path"], 0, 99) == expected_users_json(total)
+
+
+def test_write_delay(tmp_path: Path) -> None:
+    with make_client(tmp_path, write_delay_ms=200) as test_client:
+        start = time.monotonic()
+        response = test_client.get("/api/write-to-shm?count=2&slot=0&request_id=5")
+        assert response.status_code == 200
+        assert time.monotonic() - start >= 0.19
+        # the REST path is not delayed
+        start = time.monotonic()
+        test_client.get("/api/users?count=2")
+        assert time.monotonic() - start < 0.19
+
+
+def test_channel_life_cycle(tmp_path: Path) -> None:
+    with make_client(tmp_path) as test_client:
+        health = test_client.get("/healthz").json()
+        assert health["status"] == "ok"
+        path = Path(health["channel"])
+        assert path.exists()
+        assert path.parent == (tmp_path / "shm").resolve() or path.parent == tmp_path / "shm"
+    assert not path.exists(), "closing the app must remove the channel file"
