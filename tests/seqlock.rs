@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use shmbridge::layout::Encoding;
 use shmbridge::{ChannelConfig, ChannelReader, ChannelWriter, ReadError};
 
-const CAPACITY: u64 = 64 * 1024;
+const CAPACITY: u64 = 4096;
 const READS: u64 = 200_000;
 const WALL_CAP: Duration = Duration::from_secs(4);
 
@@ -52,6 +52,11 @@ fn write_until(writer: &ChannelWriter, stop: &AtomicBool) -> u64 {
     while !stop.load(Ordering::Relaxed) {
         generation += 1;
         writer.write_bytes(0, generation, Encoding::Raw, &payload(generation)).unwrap();
+        // A pause of varying length between writes, so that reads start at every
+        // phase of a write instead of the reader starving behind back-to-back writes.
+        for _ in 0..generation.wrapping_mul(2_654_435_761) % 4096 {
+            std::hint::spin_loop();
+        }
     }
     generation
 }

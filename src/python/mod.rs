@@ -1,1 +1,38 @@
-//! PyO3 bindings (being written).
+//! PyO3 bindings: the module `shmbridge._native`. Bindings only; the channel
+//! logic lives in the core modules. The `unsafe` code is in [`buffer`] (the
+//! buffer protocol) and [`borrowed`] (the JSON serializer's C-API fast paths).
+
+mod borrowed;
+mod buffer;
+mod channel;
+mod errors;
+mod json;
+mod reader;
+mod reservation;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// Serializes `obj` to compact JSON bytes with the same serializer as
+/// ``Channel.write_json`` (the same bytes as ``orjson.dumps(obj)``).
+#[pyfunction]
+fn dumps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out = Vec::new();
+    json::serialize(obj, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
+    Ok(PyBytes::new(obj.py(), &out))
+}
+
+/// Shared-memory channels between a Python producer and Rust (or Python) readers.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<channel::Channel>()?;
+    module.add_class::<channel::Receipt>()?;
+    module.add_class::<reservation::Reservation>()?;
+    module.add_class::<reader::Reader>()?;
+    module.add_function(wrap_pyfunction!(dumps, module)?)?;
+    errors::register(module)?;
+    module.add("MAX_DEPTH", json::MAX_DEPTH)?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The gateway's side of the shared-memory channel: the open [`ChannelReader`] and
+//! the pool of slots this gateway hands out.
+//!
+//! The reader is opened lazily on the first shared-memory request and reopened when
+//! the file on disk is no longer the one mapped (the producer restarted) or when the
+//! producer answers with a different epoch. The slot pool is sized from the channel's
+//! geometry: request slots `0..request_slots-1`, the last request slot being reserved
+//! by the producer for hand-made calls. It is rebuilt only when a reopened channel has
+//! a different number of request slots, so slots in quarantine stay out of use across
+//! a producer restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use shmbridge::ChannelReader;
+use tokio::sync::Semaphore;
+
+use crate::error::AppError;
+
+/// A mapped channel file and the slot pool that goes with its geometry.
+#[derive(Debug)]
+pub struct OpenChannel {
+    pub reader: Arc<ChannelReader>,
+    pub slots: Arc<SlotPool>,
+}
+
+/// Opens the channel file on demand and keeps it open.
+#[derive(Debug)]
+pub struct ChannelManager {
+    path: PathBuf,
+    // A std lock: held only for a few syscalls (open, fstat, mmap), never across `.await`.
+    cached: RwLock<Option<Arc<OpenChannel>>>,
+}
+
+impl ChannelManager {
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, cached: RwLock::new(None) }
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open channel, opened or reopened as needed.
+    ///
+    /// # Errors
+    /// [`AppError::Channel`] if the file is missing, stale, corrupt or truncated.
+    pub fn get(&self) -> Result<Arc<OpenChannel>, AppError> {
+        let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(channel) = cached {
+            if channel.reader.is_current() {
+                return Ok(channel);
+            }
+        }
+        let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        // Another request may have reopened it while this one waited for the lock.
+        if let Some(channel) = cached.as_ref().filter(|c| c.reader.is_current()) {
+            return Ok(Arc::clone(channel));
+        }
+        self.open_into(&mut cached)
+    }
+
+    /// The channel whose file has creation epoch `epoch` (the one the producer says it
+    /// wrote into), reopening if `seen` maps an older file.
+    ///
+    /// # Errors
+    /// [`AppError::Channel`] if the file cannot be opened, or still has another epoch
+    /// (the producer and the gateway do not share a directory and channel name).
+    pub fn for_epoch(&self, seen: &Arc<OpenChannel>, epoch: u64) -> Result<Arc<OpenChannel>, AppError> {
+        if seen.reader.epoch() == epoch {
+            return Ok(Arc::clone(seen));
+        }
+        let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = cached.as_ref().filter(|c| c.reader.epoch() == epoch) {
+            return Ok(Arc::clone(channel));
+        }
+        let channel = self.open_into(&mut cached)?;
+        if channel.reader.epoch() != epoch {
+            return Err(AppError::Channel(format!(
+                "the producer wrote into a channel with epoch {epoch}, but {} has epoch {}: \
+                 do the producer and the gateway use the same --shm-dir and --channel?",
+                self.path.display(),
+                channel.reader.epoch()
+            )));
+        }
+        Ok(channel)
+    }
+
+    /// Drops the cached channel if it is still `seen`, so the next request reopens it.
+    pub fn forget(&self, seen: &Arc<OpenChannel>) {
+        let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        if cached.as_ref().is_some_and(|c| Arc::ptr_eq(c, seen)) {
+            *cached = None;
+        }
+    }
+
+    /// Opens the file afresh into `cached`; on failure `cached` is emptied.
+    fn open_into(&self, cached: &mut Option<Arc<OpenChannel>>) -> Result<Arc<OpenChannel>, AppError> {
+        let previous = cached.take();
+        let reader = ChannelReader::open(&self.path)?;
+        if !reader.producer_alive() {
+            return Err(AppError::Channel(format!(
+                "channel file {} was left by a producer that is no longer running (is the producer running?)",
+                self.path.display()
+            )));
+        }
+        let request_slots = reader.geometry().request_slots();
+        let slots = match previous {
+            Some(old) if old.slots.request_slots() == request_slots => Arc::clone(&old.slots),
+            _ => Arc::new(SlotPool::new(request_slots).map_err(AppError::Channel)?),
+        };
+        tracing::info!(
+            path = %self.path.display(),
+            epoch = reader.epoch(),
+            request_slots,
+            pool = slots.size(),
+            slot_capacity = reader.geometry().slot_capacity,
+            "channel opened"
+        );
+        let channel = Arc::new(OpenChannel { reader: Arc::new(reader), slots });
+        *cached = Some(Arc::clone(&channel));
+        Ok(channel)
+    }
+}
+
+/// The slots this gateway may ask the producer to write: a free list guarded by a
+/// semaphore whose permits count the free slots.
+#[derive(Debug)]
+pub struct SlotPool {
+    request_slots: u32,
+    size: usize,
+    permits: Semaphore,
+    // Last in, first out: the most recently used slot is the warmest in the page cache.
+    free: Mutex<Vec<u32>>,
+}
+
+impl SlotPool {
+    /// A pool of slots `0..request_slots-1` (the last request slot is the producer's).
+    ///
+    /// # Errors
+    /// A sentence if the channel has fewer than two request slots.
+    pub fn new(request_slots: u32) -> Result<Self, String> {
+        if request_slots < 2 {
+            return Err(format!(
+                "the channel has {request_slots} request slot(s); the gateway needs at least 2 \
+                 (the last one is reserved for hand calls): raise the producer's --slot-count"
+            ));
+        }
+        let free: Vec<u32> = (0..request_slots - 1).rev().collect();
+        let size = free.len();
+        Ok(Self { request_slots, size, permits: Semaphore::new(size), free: Mutex::new(free) })
+    }
+
+    /// Request slots of the channel this pool was sized for.
+    #[must_use]
+    pub fn request_slots(&self) -> u32 {
+        self.request_slots
+    }
+
+    /// Slots this pool hands out.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Slots free right now (neither leased nor in quarantine).
+    #[must_use]
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Takes a free slot, waiting at most `wait` for one.
+    ///
+    /// # Errors
+    /// [`AppError::NoFreeSlot`] after `wait`.
+    pub async fn acquire(self: &Arc<Self>, wait: Duration) -> Result<SlotLease, AppError> {
+        let no_slot = || AppError::NoFreeSlot { waited_ms: millis(wait), slots: self.size };
+        // `timeout` polls the semaphore before looking at the clock, so a wait of 0
+        // still takes a slot that is free.
+        let permit = match tokio::time::timeout(wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(AppError::Internal("the slot pool was closed".into())),
+            Err(_elapsed) => return Err(no_slot()),
+        };
+        // The permit now stands for the slot popped below; the lease gives both back.
+        permit.forget();
+        let slot = self.free.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match slot {
+            Some(slot) => Ok(SlotLease { pool: Arc::clone(self), slot, quarantine: None }),
+            None => {
+                self.permits.add_permits(1);
+                Err(AppError::Internal("the slot pool lost count of its free slots".into()))
+            }
+        }
+    }
+
+    fn put_back(&self, slot: u32) {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
+        self.permits.add_permits(1);
+    }
+}
+
+/// One slot taken from a [`SlotPool`]. Dropping the lease gives the slot back, at once
+/// or, while quarantine is armed, only after the quarantine delay: the producer may
+/// still write into a slot whose call timed out or was abandoned (a client that went
+/// away cancels the request at any `.await`).
+#[derive(Debug)]
+pub struct SlotLease {
+    pool: Arc<SlotPool>,
+    slot: u32,
+    quarantine: Option<Duration>,
+}
+
+impl SlotLease {
+    #[must_use]
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// From now until [`release_now_on_drop`](Self::release_now_on_drop), dropping the
+    /// lease keeps the slot out of the pool for `delay`.
+    pub fn quarantine_on_drop(&mut self, delay: Duration) {
+        self.quarantine = Some(delay);
+    }
+
+    /// The producer is known not to write into the slot any more.
+    pub fn release_now_on_drop(&mut self) {
+        self.quarantine = None;
+    }
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        let slot = self.slot;
+        match (self.quarantine, tokio::runtime::Handle::try_current()) {
+            (Some(delay), Ok(runtime)) => {
+                tracing::warn!(slot, delay_ms = millis(delay), "slot quarantined: a late write may still land in it");
+                let pool = Arc::clone(&self.pool);
+                runtime.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    pool.put_back(slot);
+                    tracing::info!(slot, "slot back from quarantine");
+                });
+            }
+            // No runtime (shutting down): nothing will use the pool again anyway.
+            _ => self.pool.put_back(slot),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pool_hands_out_all_but_the_reserved_slot() {
+        let pool = Arc::new(SlotPool::new(4).unwrap());
+        assert_eq!(pool.size(), 3);
+        let a = pool.acquire(Duration::ZERO).await.unwrap();
+        let b = pool.acquire(Duration::ZERO).await.unwrap();
+        let c = pool.acquire(Duration::ZERO).await.unwrap();
+        let mut got = [a.slot(), b.slot(), c.slot()];
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        let err = pool.acquire(Duration::from_millis(1)).await.unwrap_err();
+        assert_eq!(err.kind(), "no_free_slot");
+        drop(b);
+        let again = pool.acquire(Duration::ZERO).await.unwrap();
+        assert_eq!(again.slot(), got[1]);
+        drop((a, c, again));
+        assert_eq!(pool.available(), 3);
+    }
+
+    #[test]
+    fn pool_needs_two_request_slots() {
+        assert!(SlotPool::new(1).unwrap_err().contains("at least 2"));
+        assert!(SlotPool::new(0).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quarantined_slot_comes_back_after_the_delay() {
+        let pool = Arc::new(SlotPool::new(2).unwrap());
+        let mut lease = pool.acquire(Duration::ZERO).await.unwrap();
+        lease.quarantine_on_drop(Duration::from_secs(20));
+        drop(lease);
+        assert_eq!(pool.available(), 0);
+        // The paused clock jumps ahead to the quarantine's end while this waits.
+        let back = pool.acquire(Duration::from_secs(60)).await.unwrap();
+        assert_eq!(back.slot(), 0);
+    }
+
+    #[tokio::test]
+    async fn disarmed_quarantine_returns_at_once() {
+        let pool = Arc::new(SlotPool::new(2).unwrap());
+        let mut lease = pool.acquire(Duration::ZERO).await.unwrap();
+        lease.quarantine_on_drop(Duration::from_secs(20));
+        lease.release_now_on_drop();
+        drop(lease);
+        assert_eq!(pool.available(), 1);
+    }
+
+    #[test]
+    fn missing_and_corrupt_files_are_channel_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = ChannelManager::new(dir.path().join("users.shm"));
+        let err = manager.get().unwrap_err();
+        assert_eq!(err.kind(), "channel_error");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        std::fs::write(dir.path().join("users.shm"), vec![0xA5u8; 8192]).unwrap();
+        let err = manager.get().unwrap_err();
+        assert!(err.to_string().contains("bad magic"), "{err}");
+    }
+
+    #[test]
+    fn a_file_without_a_live_producer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = shmbridge::ChannelConfig { slot_count: 3, snapshot_slots: 0, slot_capacity: 4096 };
+        let writer = shmbridge::ChannelWriter::create(dir.path(), "users", config).unwrap();
+        let manager = ChannelManager::new(writer.path().to_owned());
+        let open = manager.get().unwrap();
+        assert_eq!(open.slots.size(), 2);
+        assert_eq!(open.reader.epoch(), writer.epoch());
+        // Same file, still current: the cached channel is reused.
+        assert!(Arc::ptr_eq(&open, &manager.get().unwrap()));
+        let path = writer.path().to_owned();
+        let stale = std::fs::read(&path).unwrap();
+        drop(writer); // removes the file and frees the lock
+        std::fs::write(&path, stale).unwrap(); // a copy no producer holds
+        let err = manager.get().unwrap_err();
+        assert!(err.to_string().contains("no longer running"), "{err}");
+    }
+}

@@ -1,0 +1,168 @@
+//! Every failure a client can meet, as one enum. Each variant has a status and an
+//! error kind; the response body is `{"error": "<kind>", "detail": "<sentence>"}`.
+//! Internal details (sources, paths, producer bodies) are logged, and only a sentence
+//! a user can act on is sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::query::QueryError;
+use crate::settings::{PRODUCER_TIMEOUT_SETTING, SLOT_WAIT_SETTING};
+use crate::validate::PayloadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The client's query string was refused (400).
+    #[error(transparent)]
+    BadQuery(#[from] QueryError),
+    /// No route matches the path (404).
+    #[error("no such endpoint: {method} {path}")]
+    NotFound { method: String, path: String },
+    /// The route exists but not for this method (405).
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// The producer could not be reached, or its connection broke (502).
+    #[error("the producer at {url} is unavailable: {reason}")]
+    ProducerUnavailable { url: String, reason: String },
+    /// A producer call took longer than `--producer-timeout-ms` (504).
+    #[error("the producer did not answer within {timeout_ms} ms (raise it with {PRODUCER_TIMEOUT_SETTING})")]
+    ProducerTimeout { timeout_ms: u64 },
+    /// The producer refused a payload over its slot capacity (507).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The producer answered an error status (502).
+    #[error("the producer answered {status} to {endpoint}: {detail}")]
+    ProducerError { status: u16, endpoint: &'static str, detail: String },
+    /// The producer answered 200 with something the gateway cannot use (502).
+    #[error("the producer's answer to {endpoint} was not understood: {detail}")]
+    BadProducerAnswer { endpoint: &'static str, detail: String },
+    /// The channel file is missing, stale, corrupt or truncated (502).
+    #[error("{0}")]
+    Channel(String),
+    /// The payload failed validation or its slot's checks; it was not served (502).
+    #[error("{0}")]
+    InvalidPayload(String),
+    /// Every slot stayed in use for `--slot-wait-timeout-ms` (503).
+    #[error("no free shared-memory slot within {waited_ms} ms: all {slots} slots are busy (raise {SLOT_WAIT_SETTING}, or the producer's --slot-count)")]
+    NoFreeSlot { waited_ms: u64, slots: usize },
+    /// The whole request took longer than its backstop deadline (504).
+    #[error("the request did not finish within {deadline_ms} ms")]
+    RequestTimeout { deadline_ms: u64 },
+    /// A bug or a failed internal task (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadQuery(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ProducerUnavailable { .. }
+            | Self::ProducerError { .. }
+            | Self::BadProducerAnswer { .. }
+            | Self::Channel(_)
+            | Self::InvalidPayload(_) => StatusCode::BAD_GATEWAY,
+            Self::ProducerTimeout { .. } | Self::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::PayloadTooLarge(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::NoFreeSlot { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error` field: a stable, machine-readable kind.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadQuery(_) => "invalid_query",
+            Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::ProducerUnavailable { .. } => "producer_unavailable",
+            Self::ProducerTimeout { .. } => "producer_timeout",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::ProducerError { .. } | Self::BadProducerAnswer { .. } => "producer_error",
+            Self::Channel(_) => "channel_error",
+            Self::InvalidPayload(_) => "invalid_payload",
+            Self::NoFreeSlot { .. } => "no_free_slot",
+            Self::RequestTimeout { .. } => "request_timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    detail: &'a str,
+}
+
+/// The one place an error becomes a response.
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        let body = serde_json::to_vec(&ErrorBody { error: self.kind(), detail: &detail })
+            .unwrap_or_else(|_| br#"{"error":"internal_error","detail":"the error could not be encoded"}"#.to_vec());
+        let mut response = (self.status(), body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+impl From<PayloadError> for AppError {
+    fn from(e: PayloadError) -> Self {
+        Self::InvalidPayload(e.to_string())
+    }
+}
+
+impl From<shmbridge::OpenError> for AppError {
+    fn from(e: shmbridge::OpenError) -> Self {
+        Self::Channel(e.to_string())
+    }
+}
+
+impl From<shmbridge::ReadError> for AppError {
+    /// Data that failed its slot checks is an invalid payload; a channel that cannot be
+    /// read at all is a channel error.
+    fn from(e: shmbridge::ReadError) -> Self {
+        use shmbridge::ReadError as R;
+        match e {
+            R::WrongRequest { .. } | R::Checksum { .. } | R::CorruptSlot { .. } | R::Empty { .. } => {
+                Self::InvalidPayload(e.to_string())
+            }
+            R::NoSuchSlot { .. }
+            | R::Contended { .. }
+            | R::Truncated { .. }
+            | R::NoSnapshot
+            | R::CorruptSnapshotPointer { .. }
+            | R::Io(_) => Self::Channel(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_are_json_with_kind_and_detail() {
+        let response = AppError::ProducerTimeout { timeout_ms: 1234 }.into_response();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["error"], "producer_timeout");
+        let detail = value["detail"].as_str().unwrap();
+        assert!(detail.contains("1234 ms") && detail.contains("--producer-timeout-ms"), "{detail}");
+    }
+
+    #[test]
+    fn read_errors_split_into_payload_and_channel_errors() {
+        let wrong = shmbridge::ReadError::WrongRequest { slot: 1, expected: 2, found: 3 };
+        assert_eq!(AppError::from(wrong).kind(), "invalid_payload");
+        let truncated = shmbridge::ReadError::Truncated { actual: 1, expected: 2 };
+        assert_eq!(AppError::from(truncated).kind(), "channel_error");
+    }
+}

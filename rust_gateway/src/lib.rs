@@ -1,0 +1,27 @@
+//! rust_gateway: an axum HTTP gateway serving the producer's users two ways, over REST
+//! (`/api/users-via-api`) and through the shmbridge shared-memory channel
+//! (`/api/users-via-shm`), with identical bodies, validation and errors.
+//!
+//! Where things are: [`settings`] (flags and env), [`app`] (the router), [`routes`]
+//! (the handlers), [`state`] (what handlers share), [`producer`] (HTTP calls to the
+//! producer), [`channel`] (the channel reader and the slot pool), [`query`] (the `count`
+//! parameter), [`validate`] (the payload check), [`error`] (every error response),
+//! [`request_id`] (ids proving which request a slot answers).
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod channel;
+pub mod error;
+pub mod producer;
+pub mod query;
+pub mod request_id;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod validate;
+
+pub use app::app;
+pub use error::AppError;
+pub use settings::Settings;
+pub use state::AppState;

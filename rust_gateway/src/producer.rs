@@ -1,0 +1,190 @@
+//! Calls to the producer over HTTP, through one shared keep-alive client.
+//!
+//! - `GET /api/users?count=N`: the users as JSON (the REST path).
+//! - `GET /api/write-to-shm?count=N&slot=S&request_id=R`: write the users into slot S
+//!   for request R, then answer where (the shared-memory path's signal).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::settings::Settings;
+
+pub const USERS_ENDPOINT: &str = "/api/users";
+pub const WRITE_ENDPOINT: &str = "/api/write-to-shm";
+
+/// Idle connections kept per host: enough for every concurrent request to reuse one.
+const POOL_MAX_IDLE_PER_HOST: usize = 128;
+/// Shorter than uvicorn's 5 s keep-alive, so the client drops an idle connection
+/// before the server does and never sends a request into a closing socket.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Longest error body quoted from the producer.
+const DETAIL_LIMIT: usize = 300;
+
+/// The pooled client every producer call goes through.
+///
+/// # Errors
+/// A sentence if the HTTP client cannot be built.
+pub fn build_client(settings: &Settings) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(settings.producer_timeout())
+        .connect_timeout(settings.producer_timeout())
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .tcp_nodelay(true)
+        .http1_only()
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client for the producer: {e}"))
+}
+
+/// A failed producer call, and whether the producer may still be writing the slot.
+#[derive(Debug)]
+pub struct CallFailure {
+    pub error: AppError,
+    /// True unless the producer is known not to act on the request: it answered, or no
+    /// connection was ever made. A slot whose call failed this way goes to quarantine.
+    pub may_still_write: bool,
+}
+
+/// The producer's answer to `/api/write-to-shm`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WriteAnswer {
+    pub path: String,
+    pub epoch: u64,
+    pub slot: u32,
+    pub request_id: u64,
+    pub sequence: u64,
+    pub length: u64,
+    pub encoding: String,
+}
+
+/// The first `count` users as the producer serializes them.
+///
+/// # Errors
+/// The producer is unreachable, too slow, or answered an error.
+pub async fn get_users(
+    client: &reqwest::Client,
+    settings: &Settings,
+    count: u32,
+    request_id: u64,
+) -> Result<Bytes, AppError> {
+    let url = format!("{}{USERS_ENDPOINT}?count={count}", settings.producer_url);
+    call(client, settings, &url, request_id, USERS_ENDPOINT).await.map_err(|f| f.error)
+}
+
+/// Asks the producer to write the first `count` users into `slot` for `request_id`.
+///
+/// # Errors
+/// A [`CallFailure`] saying what failed and whether a late write is possible.
+pub async fn write_to_shm(
+    client: &reqwest::Client,
+    settings: &Settings,
+    count: u32,
+    slot: u32,
+    request_id: u64,
+) -> Result<WriteAnswer, CallFailure> {
+    let url = format!("{}{WRITE_ENDPOINT}?count={count}&slot={slot}&request_id={request_id}", settings.producer_url);
+    let body = call(client, settings, &url, request_id, WRITE_ENDPOINT).await?;
+    let answer: WriteAnswer = serde_json::from_slice(&body).map_err(|e| CallFailure {
+        error: AppError::BadProducerAnswer { endpoint: WRITE_ENDPOINT, detail: e.to_string() },
+        may_still_write: false,
+    })?;
+    let mismatch = if answer.slot != slot || answer.request_id != request_id {
+        Some(format!(
+            "it wrote slot {} for request {}, but slot {slot} for request {request_id} was asked for",
+            answer.slot, answer.request_id
+        ))
+    } else if answer.encoding != "json" {
+        Some(format!("the payload encoding is '{}', not 'json'", answer.encoding))
+    } else {
+        None
+    };
+    match mismatch {
+        Some(detail) => Err(CallFailure {
+            error: AppError::BadProducerAnswer { endpoint: WRITE_ENDPOINT, detail },
+            // It wrote somewhere we did not ask for: keep our slot out of use for a while.
+            may_still_write: true,
+        }),
+        None => Ok(answer),
+    }
+}
+
+/// One GET to the producer; the body of a 2xx answer, or what went wrong.
+async fn call(
+    client: &reqwest::Client,
+    settings: &Settings,
+    url: &str,
+    request_id: u64,
+    endpoint: &'static str,
+) -> Result<Bytes, CallFailure> {
+    let transport = |e: reqwest::Error| transport_failure(settings, e);
+    let response = client.get(url).header("x-request-id", request_id).send().await.map_err(transport)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(transport)?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let detail = error_detail(&body);
+    tracing::warn!(endpoint, status = status.as_u16(), detail = %detail, "the producer answered an error");
+    let error = if status == StatusCode::INSUFFICIENT_STORAGE || status == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge(detail)
+    } else {
+        AppError::ProducerError { status: status.as_u16(), endpoint, detail }
+    };
+    Err(CallFailure { error, may_still_write: false })
+}
+
+fn transport_failure(settings: &Settings, e: reqwest::Error) -> CallFailure {
+    if e.is_timeout() {
+        return CallFailure {
+            error: AppError::ProducerTimeout { timeout_ms: settings.producer_timeout_ms },
+            may_still_write: true,
+        };
+    }
+    // The chain of sources holds the useful part ("Connection refused (os error 111)").
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        reason = inner.to_string();
+        source = inner.source();
+    }
+    tracing::warn!(error = %e, reason = %reason, "producer call failed");
+    CallFailure {
+        error: AppError::ProducerUnavailable { url: settings.producer_url.clone(), reason },
+        may_still_write: !e.is_connect(),
+    }
+}
+
+/// The `detail` of a `{"error", "detail"}` body, or the body itself, shortened.
+fn error_detail(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        detail: String,
+    }
+    let text = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) => parsed.detail,
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    let text = if text.is_empty() { "no detail given".to_owned() } else { text };
+    match text.char_indices().nth(DETAIL_LIMIT) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_detail_prefers_the_json_detail() {
+        assert_eq!(error_detail(br#"{"error":"x","detail":"too big"}"#), "too big");
+        assert_eq!(error_detail(b"  plain text \n"), "plain text");
+        assert_eq!(error_detail(b""), "no detail given");
+        assert_eq!(error_detail("é".repeat(400).as_bytes()).chars().count(), DETAIL_LIMIT + 3);
+    }
+}

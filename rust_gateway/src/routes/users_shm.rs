@@ -1,0 +1,106 @@
+//! `GET /api/users-via-shm?count=N`: the producer writes the users into a slot of the
+//! shared-memory channel, and the gateway copies them out.
+//!
+//! 1. get the open channel (opened lazily, reopened when the file was replaced);
+//! 2. take a free slot from the gateway's pool (503 after `--slot-wait-timeout-ms`);
+//! 3. make a fresh request id;
+//! 4. ask the producer over HTTP to write `count` users into that slot for that id;
+//! 5. reopen the channel if the producer answered from a file with another epoch;
+//! 6. copy the slot out under its seqlock, checking the request id and checksum;
+//! 7. give the slot back (after a quarantine if the producer may still write into it);
+//! 8. validate the private copy, then serve it (one copy: mapping → Vec → socket).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use bytes::Bytes;
+use shmbridge::{ChannelReader, Encoding, ReadError, SlotMeta};
+
+use super::{elapsed_us, finish, Timings};
+use crate::error::AppError;
+use crate::producer;
+use crate::query::parse_count;
+use crate::state::AppState;
+use crate::validate::{self, BLOCKING_THRESHOLD};
+
+pub const PATH: &str = "/api/users-via-shm";
+
+pub async fn users_via_shm(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let result = serve(&state, query.as_deref(), &mut timings).await;
+    finish(PATH, started, &timings, result)
+}
+
+async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result<Bytes, AppError> {
+    let settings = &state.settings;
+    let count = parse_count(query, settings.max_count)?;
+    t.count = Some(count);
+
+    let channel = state.channel.get()?;
+    let wait = Instant::now();
+    let mut lease = channel.slots.acquire(settings.slot_wait_timeout()).await?;
+    t.slot_wait_us = elapsed_us(wait);
+    let slot = lease.slot();
+    let request_id = state.request_ids.next_id();
+
+    // From here until the producer answers, a dropped lease (error, timeout, or the
+    // client going away) keeps the slot in quarantine: a late write may land in it.
+    lease.quarantine_on_drop(settings.quarantine());
+    let signal = Instant::now();
+    let answer = match producer::write_to_shm(&state.producer, settings, count, slot, request_id).await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            if !failure.may_still_write {
+                lease.release_now_on_drop();
+            }
+            return Err(failure.error);
+        }
+    };
+    lease.release_now_on_drop();
+    t.signal_us = elapsed_us(signal);
+
+    let channel = state.channel.for_epoch(&channel, answer.epoch)?;
+    let read = Instant::now();
+    let copied = if answer.length > BLOCKING_THRESHOLD as u64 {
+        let reader = Arc::clone(&channel.reader);
+        tokio::task::spawn_blocking(move || read_slot(&reader, slot, request_id))
+            .await
+            .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))?
+    } else {
+        read_slot(&channel.reader, slot, request_id)
+    };
+    // The copy is private now: the slot can serve another request.
+    drop(lease);
+    let (meta, buf) = copied.map_err(|e| {
+        if matches!(e, ReadError::Truncated { .. } | ReadError::Io(_) | ReadError::NoSuchSlot { .. }) {
+            state.channel.forget(&channel);
+        }
+        tracing::warn!(slot, request_id, epoch = answer.epoch, path = %answer.path, error = %e, "slot read failed");
+        AppError::from(e)
+    })?;
+    t.read_us = elapsed_us(read);
+    if meta.length != answer.length || meta.encoding != Encoding::Json {
+        return Err(AppError::InvalidPayload(format!(
+            "slot {slot} holds {} bytes encoded as {}, but the producer announced {} bytes of json",
+            meta.length,
+            meta.encoding.name(),
+            answer.length
+        )));
+    }
+    tracing::debug!(slot, request_id, sequence = meta.sequence, length = meta.length, "slot read");
+
+    let body = Bytes::from(buf);
+    let check = Instant::now();
+    validate::validate(settings.validation, &body, count).await?;
+    t.validate_us = elapsed_us(check);
+    Ok(body)
+}
+
+fn read_slot(reader: &ChannelReader, slot: u32, request_id: u64) -> Result<(SlotMeta, Vec<u8>), ReadError> {
+    let mut buf = Vec::new();
+    let meta = reader.read_slot(slot, Some(request_id), &mut buf)?;
+    Ok((meta, buf))
+}

@@ -1,0 +1,30 @@
+//! What every handler shares: cheap to clone (a few `Arc`s).
+
+use std::sync::Arc;
+
+use crate::channel::ChannelManager;
+use crate::producer;
+use crate::request_id::RequestIds;
+use crate::settings::Settings;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    /// One pooled keep-alive client for every producer call (it is an `Arc` inside).
+    pub producer: reqwest::Client,
+    /// The channel reader and its slot pool (rebuilt when the channel's geometry changes).
+    pub channel: Arc<ChannelManager>,
+    pub request_ids: Arc<RequestIds>,
+}
+
+impl AppState {
+    /// State for `settings`. Opens nothing yet: the channel is opened on first use.
+    ///
+    /// # Errors
+    /// A sentence if the HTTP client cannot be built.
+    pub fn new(settings: Settings) -> Result<Self, String> {
+        let producer = producer::build_client(&settings)?;
+        let channel = Arc::new(ChannelManager::new(settings.channel_path()));
+        Ok(Self { settings: Arc::new(settings), producer, channel, request_ids: Arc::new(RequestIds::new()) })
+    }
+}

@@ -1,0 +1,309 @@
+//! `Channel`, the producer's writer, and `Receipt`, what a write published.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyMemoryView, PyType};
+
+use super::buffer::contiguous_bytes;
+use super::errors::{self, ChannelClosed};
+use super::json;
+use super::reservation::Reservation;
+use crate::error::WriteError;
+use crate::layout::{Encoding, DEFAULT_SLOT_CAPACITY, DEFAULT_SLOT_COUNT, DEFAULT_SNAPSHOT_SLOTS};
+use crate::writer::{self, ChannelConfig, ChannelWriter, SlotWriter};
+
+/// What a completed write published: where, for which request, and its checksum.
+#[pyclass(frozen, eq, hash, get_all, skip_from_py_object, module = "shmbridge._native")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    /// Slot index (for a snapshot: its slot in the ring, after the request slots).
+    pub slot: u32,
+    /// Request id written (for a snapshot: its publish generation).
+    pub request_id: u64,
+    /// The slot's sequence number after the write (always even).
+    pub sequence: u64,
+    /// Payload length in bytes.
+    pub length: u64,
+    /// xxh3-64 of the payload.
+    pub checksum: u64,
+    /// ``"json"`` or ``"raw"``.
+    pub encoding: &'static str,
+}
+
+impl From<writer::Receipt> for Receipt {
+    fn from(r: writer::Receipt) -> Self {
+        Self {
+            slot: r.slot,
+            request_id: r.request_id,
+            sequence: r.sequence,
+            length: r.length,
+            checksum: r.checksum,
+            encoding: r.encoding.name(),
+        }
+    }
+}
+
+#[pymethods]
+impl Receipt {
+    fn __repr__(&self) -> String {
+        format!(
+            "Receipt(slot={}, request_id={}, sequence={}, length={}, checksum={:#018x}, encoding='{}')",
+            self.slot, self.request_id, self.sequence, self.length, self.checksum, self.encoding
+        )
+    }
+}
+
+// The signature of `Channel.__new__` spells the defaults as literals (so that
+// `__text_signature__` and the stubs show them); they are the core's defaults.
+const _: () = assert!(DEFAULT_SLOT_COUNT == 16 && DEFAULT_SNAPSHOT_SLOTS == 4 && DEFAULT_SLOT_CAPACITY == 33_554_432);
+
+/// Live memoryviews over this channel's slots, counted so that `close()` can
+/// refuse while one exists. Lock order: a reservation's state, then this.
+pub type ExportCount = Arc<Mutex<usize>>;
+
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn parse_encoding(encoding: &str) -> PyResult<Encoding> {
+    match encoding {
+        "raw" => Ok(Encoding::Raw),
+        "json" => Ok(Encoding::Json),
+        other => Err(PyValueError::new_err(format!("encoding must be 'raw' or 'json', not {other:?}"))),
+    }
+}
+
+/// The producer's side of a channel file: creates the file (mode 0600, locked,
+/// fully allocated) and writes request slots and snapshots into it.
+///
+/// A file left by a crashed producer is replaced; a file whose producer is alive
+/// raises ChannelInUse. ``close()`` (or leaving a ``with`` block) removes the file.
+/// Safe to share between threads; each slot has one writer at a time (SlotBusy).
+#[pyclass(frozen, module = "shmbridge._native")]
+pub struct Channel {
+    /// `None` once closed; writes clone the `Arc` for their duration.
+    writer: Mutex<Option<Arc<ChannelWriter>>>,
+    exports: ExportCount,
+    path: String,
+    epoch: u64,
+    slot_count: u32,
+    slot_capacity: u64,
+    snapshot_slots: u32,
+}
+
+impl Channel {
+    fn writer(&self) -> PyResult<Arc<ChannelWriter>> {
+        lock(&self.writer).clone().ok_or_else(|| ChannelClosed::new_err(WriteError::Closed.to_string()))
+    }
+}
+
+/// Reads `data`'s buffer and runs `write` over its bytes, without the GIL when
+/// the bytes are immutable (a `bytes` object, or a memoryview of one).
+fn with_buffer_bytes<T: Send>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    write: impl FnOnce(&[u8]) -> T + Send,
+) -> PyResult<T> {
+    let buffer = PyUntypedBuffer::get(data)?;
+    let bytes = contiguous_bytes(&buffer)?;
+    let immutable = data.is_exact_instance_of::<PyBytes>()
+        || data
+            .cast::<PyMemoryView>()
+            .ok()
+            .and_then(|view| view.getattr("obj").ok())
+            .is_some_and(|obj| obj.is_exact_instance_of::<PyBytes>());
+    let result = if immutable { py.detach(|| write(bytes)) } else { write(bytes) };
+    drop(buffer);
+    Ok(result)
+}
+
+#[pymethods]
+impl Channel {
+    /// Creates channel `name` in `directory` (created 0700 if missing; refused
+    /// if world-writable or a symlink) with `slot_count` request slots of
+    /// `slot_capacity` bytes (rounded up to whole pages) and a snapshot ring of
+    /// `snapshot_slots`.
+    #[new]
+    #[pyo3(signature = (
+        name,
+        directory = PathBuf::from("shared_memory_dir"),
+        slot_count = 16,
+        slot_capacity = 33_554_432,
+        snapshot_slots = 4,
+    ))]
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        directory: PathBuf,
+        slot_count: u32,
+        slot_capacity: u64,
+        snapshot_slots: u32,
+    ) -> PyResult<Self> {
+        let config = ChannelConfig { slot_count, snapshot_slots, slot_capacity };
+        let writer = py.detach(|| ChannelWriter::create(&directory, name, config))?;
+        Ok(Self {
+            path: writer.path().to_string_lossy().into_owned(),
+            epoch: writer.epoch(),
+            slot_count: writer.request_slots(),
+            slot_capacity: writer.slot_capacity(),
+            snapshot_slots: writer.geometry().snapshot_slots,
+            writer: Mutex::new(Some(Arc::new(writer))),
+            exports: Arc::new(Mutex::new(0)),
+        })
+    }
+
+    /// Path of the channel file.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Creation epoch of the file (ns since the Unix epoch); a restarted producer has a new one.
+    #[getter]
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Number of request slots (the snapshot ring excluded).
+    #[getter]
+    fn slot_count(&self) -> u32 {
+        self.slot_count
+    }
+
+    /// Bytes per slot (the requested capacity rounded up to whole pages).
+    #[getter]
+    fn slot_capacity(&self) -> u64 {
+        self.slot_capacity
+    }
+
+    /// Number of slots in the snapshot ring (0: ``publish`` is unavailable).
+    #[getter]
+    fn snapshot_slots(&self) -> u32 {
+        self.snapshot_slots
+    }
+
+    /// Whether ``close()`` has run.
+    #[getter]
+    fn closed(&self) -> bool {
+        lock(&self.writer).is_none()
+    }
+
+    /// Copies `data` (any C-contiguous buffer) into request slot `slot` for
+    /// `request_id` and publishes it. The GIL is released during the copy when
+    /// `data` is immutable (``bytes``, or a memoryview of bytes).
+    #[pyo3(signature = (slot, request_id, data, *, encoding = "raw"))]
+    fn write_bytes(
+        &self,
+        py: Python<'_>,
+        slot: u32,
+        request_id: u64,
+        data: &Bound<'_, PyAny>,
+        encoding: &str,
+    ) -> PyResult<Receipt> {
+        let encoding = parse_encoding(encoding)?;
+        let writer = self.writer()?;
+        let receipt = with_buffer_bytes(py, data, |bytes| writer.write_bytes(slot, request_id, encoding, bytes))??;
+        Ok(receipt.into())
+    }
+
+    /// Serializes `obj` (dict, list, tuple, str, int, float, bool, None) as
+    /// compact JSON straight into request slot `slot` and publishes it. The bytes
+    /// are those ``orjson.dumps(obj)`` gives. On any error nothing is published
+    /// and the slot is left empty.
+    fn write_json(&self, slot: u32, request_id: u64, obj: &Bound<'_, PyAny>) -> PyResult<Receipt> {
+        let writer = self.writer()?;
+        let mut slot_writer = SlotWriter::begin(&*writer, slot, request_id, Encoding::Json)?;
+        json::serialize(obj, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
+        Ok(slot_writer.commit()?.into())
+    }
+
+    /// Reserves request slot `slot` for `request_id` and `size` bytes written in
+    /// place: ``with ch.reserve(slot, rid, n) as view: view[:] = ...`` publishes
+    /// on a normal exit and abandons the slot on an exception. Raises
+    /// PayloadTooLarge before touching the slot if `size` exceeds the capacity.
+    fn reserve(&self, slot: u32, request_id: u64, size: usize) -> PyResult<Reservation> {
+        let writer = self.writer()?;
+        let capacity = writer.slot_capacity();
+        if size as u64 > capacity {
+            let slot_count = writer.request_slots();
+            return Err(if slot >= slot_count {
+                WriteError::NoSuchSlot { slot, slot_count }
+            } else {
+                WriteError::TooLarge { slot, size: size as u64, capacity }
+            }
+            .into());
+        }
+        let slot_writer = SlotWriter::begin(Arc::clone(&writer), slot, request_id, Encoding::Raw)?;
+        Ok(Reservation::new(writer, slot_writer, Arc::clone(&self.exports), request_id, size))
+    }
+
+    /// Serializes `obj` as JSON into the next slot of the snapshot ring and moves
+    /// the snapshot pointer to it (readers see it with ``Reader.read_snapshot``).
+    fn publish(&self, obj: &Bound<'_, PyAny>) -> PyResult<Receipt> {
+        let writer = self.writer()?;
+        let mut slot_writer = SlotWriter::begin_snapshot(&*writer, Encoding::Json)?;
+        json::serialize(obj, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
+        Ok(slot_writer.commit()?.into())
+    }
+
+    /// Copies `data` (any C-contiguous buffer) into the next snapshot slot and
+    /// moves the snapshot pointer to it.
+    #[pyo3(signature = (data, *, encoding = "raw"))]
+    fn publish_bytes(&self, py: Python<'_>, data: &Bound<'_, PyAny>, encoding: &str) -> PyResult<Receipt> {
+        let encoding = parse_encoding(encoding)?;
+        let writer = self.writer()?;
+        let receipt = with_buffer_bytes(py, data, |bytes| writer.publish_bytes(encoding, bytes))??;
+        Ok(receipt.into())
+    }
+
+    /// Removes the channel file and refuses further writes. Raises BufferError
+    /// (and stays open) while a memoryview from ``reserve`` is alive. Idempotent.
+    fn close(&self) -> PyResult<()> {
+        let live = lock(&self.exports);
+        if *live > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot close channel {}: {} memoryview(s) over its slots are still alive; release them first",
+                self.path, *live
+            )));
+        }
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            writer.close();
+        }
+        drop(live);
+        Ok(())
+    }
+
+    /// Returns the channel itself.
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Closes the channel (see ``close``); exceptions propagate.
+    #[pyo3(signature = (exc_type = None, exc_value = None, traceback = None))]
+    fn __exit__(
+        &self,
+        exc_type: Option<&Bound<'_, PyType>>,
+        exc_value: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = (exc_type, exc_value, traceback);
+        self.close()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Channel(path='{}', slot_count={}, slot_capacity={}, snapshot_slots={}, closed={})",
+            self.path,
+            self.slot_count,
+            self.slot_capacity,
+            self.snapshot_slots,
+            self.closed()
+        )
+    }
+}

@@ -1,0 +1,140 @@
+"""Starting and stopping the real ``rust_gateway`` binary for end-to-end tests.
+
+The binary is taken from ``SHMBRIDGE_GATEWAY_BIN`` if set, else the newest of
+``target/release/rust_gateway`` and ``target/debug/rust_gateway`` (build it first with
+``cargo build -p rust_gateway``). The gateway listens on port 0 and prints its real
+address on stdout; logs go to a file in the test's tmp directory.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from helpers import REPO_ROOT, clean_env
+
+LISTENING = re.compile(r"rust_gateway listening on (http://\S+)")
+
+
+def gateway_binary() -> Path | None:
+    """The gateway binary to test, or None if none is built."""
+    explicit = os.environ.get("SHMBRIDGE_GATEWAY_BIN")
+    if explicit:
+        return Path(explicit)
+    built = [
+        path
+        for path in (
+            REPO_ROOT / "target" / "release" / "rust_gateway",
+            REPO_ROOT / "target" / "debug" / "rust_gateway",
+        )
+        if path.is_file()
+    ]
+    return max(built, key=lambda p: p.stat().st_mtime) if built else None
+
+
+@dataclass
+class GatewayHandle:
+    """A running gateway; stop() sends SIGTERM and waits."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    returncode: int | None = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; kill it if it hangs (then raise). Idempotent."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                self.returncode = self.proc.returncode
+                raise AssertionError(
+                    f"gateway did not stop within {timeout} s of SIGTERM; killed.\n"
+                    f"log:\n{self.log_text()[-4000:]}"
+                ) from None
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def __enter__(self) -> GatewayHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_gateway(
+    binary: Path,
+    tmp_path: Path,
+    *,
+    producer_url: str,
+    shm_dir: Path,
+    extra_args: Sequence[str] = (),
+    timeout: float = 20.0,
+) -> GatewayHandle:
+    """Start the gateway on a free port and wait for its "listening on" line."""
+    args = [
+        str(binary),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--producer-url",
+        producer_url,
+        "--shm-dir",
+        str(shm_dir),
+        *extra_args,
+    ]
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=clean_env({"RUST_LOG": ""}),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+        )
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def read_first_line() -> None:
+        assert proc.stdout is not None
+        lines.put(proc.stdout.readline())
+
+    threading.Thread(target=read_first_line, daemon=True).start()
+    try:
+        first = lines.get(timeout=timeout).decode("utf-8", "replace")
+    except queue.Empty:
+        first = ""
+    match = LISTENING.search(first)
+    if match is None:
+        proc.kill()
+        proc.wait(timeout=10)
+        log = log_path.read_text(encoding="utf-8", errors="replace")
+        raise RuntimeError(
+            f"gateway did not start (exit {proc.returncode}, first line {first!r})\n"
+            f"log:\n{log[-4000:]}"
+        )
+    return GatewayHandle(proc, match.group(1), log_path)

@@ -1,0 +1,149 @@
+"""End to end: the real producer process and the real gateway binary, both paths.
+
+Checks that both gateway paths serve byte-identical bodies equal to what the producer's
+users module says they must be, refuse bad counts alike, answer 502 while the producer
+is down, and recover when it comes back on the same port, without a gateway restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from gateway_helpers import GatewayHandle, gateway_binary, start_gateway
+from helpers import ProducerHandle, start_producer
+
+from py_producer import native
+from py_producer.users import expected_users_json
+
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(native.load()[0] is None, reason="native module shmbridge not built"),
+    pytest.mark.skipif(
+        gateway_binary() is None,
+        reason="rust_gateway not built (cargo build -p rust_gateway, or set SHMBRIDGE_GATEWAY_BIN)",
+    ),
+]
+
+PATHS = ("/api/users-via-api", "/api/users-via-shm")
+MAX_COUNT = 100_000
+
+
+@dataclass
+class Stack:
+    producer: ProducerHandle
+    gateway: GatewayHandle
+    client: httpx.Client
+    tmp_path: Path
+
+    def get(self, path: str, query: str) -> httpx.Response:
+        return self.client.get(f"{self.gateway.url}{path}?{query}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    shm_dir = tmp_path / "shm"
+    shm_dir.mkdir(mode=0o700)
+    producer = start_producer(tmp_path, shm_dir=shm_dir, max_count=MAX_COUNT, timeout=60)
+    binary = gateway_binary()
+    assert binary is not None
+    try:
+        gateway = start_gateway(
+            binary,
+            tmp_path,
+            producer_url=producer.url,
+            shm_dir=shm_dir,
+            extra_args=["--max-count", str(MAX_COUNT)],
+        )
+    except BaseException:
+        producer.stop()
+        raise
+    client = httpx.Client(timeout=120)
+    box = Stack(producer, gateway, client, tmp_path)
+    try:
+        yield box
+    finally:
+        client.close()
+        # box.producer may have been replaced by a restart.
+        box.producer.stop()
+        assert gateway.stop() == 0, gateway.log_text()[-4000:]
+
+
+def assert_error(response: httpx.Response, status: int, kind: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "detail"}, body
+    assert body["error"] == kind, body
+    detail: str = body["detail"]
+    assert detail
+    return detail
+
+
+def test_both_paths_serve_identical_expected_bodies(stack: Stack) -> None:
+    for count in (0, 2, 1000, MAX_COUNT):
+        expected = expected_users_json(count)
+        for path in PATHS:
+            response = stack.get(path, f"count={count}")
+            assert response.status_code == 200, (path, count, response.text[:500])
+            assert response.headers["content-type"] == "application/json"
+            assert response.content == expected, (path, count)
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("count=-1", "without a sign"),
+        ("count=abc", "got 'abc'"),
+        (f"count={MAX_COUNT + 1}", f"limit of {MAX_COUNT}"),
+        ("count=", "is empty"),
+        ("", "is required"),
+        ("count=1&count=2", "given 2 times"),
+        ("count=1&page=2", "'page'"),
+    ],
+)
+def test_bad_counts_are_refused_alike(stack: Stack, query: str, needle: str) -> None:
+    bodies = []
+    for path in PATHS:
+        response = stack.get(path, query)
+        assert needle in assert_error(response, 400, "invalid_query")
+        bodies.append(response.content)
+    assert bodies[0] == bodies[1]
+
+
+def test_a_stopped_producer_gives_502_and_a_restarted_one_is_followed(stack: Stack) -> None:
+    for path in PATHS:
+        assert stack.get(path, "count=2").content == expected_users_json(2)
+    channel_file = Path(stack.producer.health()["channel"])
+    assert channel_file.exists()
+
+    assert stack.producer.stop() == 0
+    assert not channel_file.exists(), "the producer removes its channel file when it stops"
+    kinds = {
+        "/api/users-via-api": {"producer_unavailable"},
+        # The shm path finds the channel file gone before it calls the producer.
+        "/api/users-via-shm": {"channel_error", "producer_unavailable"},
+    }
+    for path in PATHS:
+        response = stack.get(path, "count=2")
+        assert response.status_code == 502, response.text
+        assert response.json()["error"] in kinds[path]
+        assert_error(response, 502, response.json()["error"])
+
+    # Same port and directory: the gateway's producer URL is fixed.
+    stack.producer = start_producer(
+        stack.tmp_path,
+        port=stack.producer.port,
+        shm_dir=stack.producer.shm_dir,
+        max_count=MAX_COUNT,
+        timeout=60,
+    )
+    for count in (2, 1000):
+        for path in PATHS:
+            response = stack.get(path, f"count={count}")
+            assert response.status_code == 200, (path, response.text[:500])
+            assert response.content == expected_users_json(count)
+    assert stack.gateway.proc.poll() is None, "the gateway was never restarted"

@@ -1,0 +1,329 @@
+"""The direct JSON serializer (``Channel.write_json``, ``publish``, ``dumps``).
+
+Its bytes must be those of ``orjson.dumps`` (the gateway serves REST and shared-
+memory bodies byte for byte alike) and parse to ``json.loads(json.dumps(obj))``.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import json
+import math
+import random
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import shmbridge
+from native_helpers import make_channel, private_dir
+from shmbridge import Channel, Reader
+
+from py_producer.users import build_users
+
+CONTROL_CHARS = "".join(chr(c) for c in range(0x20))
+
+
+@pytest.fixture
+def channel(tmp_path: Path) -> Iterator[Channel]:
+    with make_channel(private_dir(tmp_path), slot_capacity=4 << 20) as ch:
+        yield ch
+
+
+@pytest.fixture
+def reader(channel: Channel) -> Reader:
+    return Reader(channel.path)
+
+
+def written(channel: Channel, reader: Reader, value: Any, slot: int = 0) -> bytes:
+    receipt = channel.write_json(slot, 1, value)
+    data = reader.read_bytes(slot, 1)
+    assert receipt.length == len(data)
+    return data
+
+
+REALISTIC: list[Any] = [
+    build_users(50),
+    {"nested": {"deeper": [{"x": [1, [2, [3, {"y": None}]]]}]}, "empty": {}, "list": []},
+    ["ascii", "é", "日本語", "emoji 😀🎉", "mixed \u2028 line \u2029 separators", "\x7f del"],
+    {"quotes": 'say "hi"', "backslash": "C:\\path\\to", "slash": "a/b", "tab": "a\tb"},
+    {"controls": CONTROL_CHARS, "around": f"x{CONTROL_CHARS}y{CONTROL_CHARS}"},
+    [True, False, None, 0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 1.5, -0.0, 0.1, 1e300, 5e-324],
+    {"long": "x" * 100_000, "long_escapes": ('ab"c\\d\n' * 5000)},
+    [[[[[]]]], {"a": {"b": {"c": {}}}}],
+    ("tuples", ("become", "lists")),
+    "",
+    0,
+    None,
+    {"": ""},
+]
+
+
+@pytest.mark.parametrize("value", REALISTIC, ids=range(len(REALISTIC)))
+def test_bytes_are_orjsons(channel: Channel, reader: Reader, value: Any) -> None:
+    assert written(channel, reader, value) == orjson.dumps(value)
+    assert shmbridge.dumps(value) == orjson.dumps(value)
+
+
+def test_every_control_char_is_escaped_like_orjson(channel: Channel, reader: Reader) -> None:
+    for code in range(0x20):
+        for text in (chr(code), f"ab{chr(code)}cd", f"{chr(code)}" * 9, f"0123456789{chr(code)}"):
+            assert shmbridge.dumps(text) == orjson.dumps(text), hex(code)
+    assert written(channel, reader, CONTROL_CHARS) == orjson.dumps(CONTROL_CHARS)
+    assert shmbridge.dumps("\n\r\t\b\f") == b'"\\n\\r\\t\\b\\f"'
+    assert shmbridge.dumps("\x01\x1f") == b'"\\u0001\\u001f"'
+
+
+def test_escapes_at_every_position_and_length() -> None:
+    for special in ['"', "\\", "\n", "\x00", "\x1f"]:
+        for length in range(0, 40):
+            for at in range(length):
+                text = "a" * at + special + "é" * (length - at - 1)
+                assert shmbridge.dumps(text) == orjson.dumps(text), (special, length, at)
+
+
+def test_random_strings_are_escaped_like_orjson() -> None:
+    rng = random.Random(99)
+    alphabet = [*"abcXYZ019 /'", '"', "\\", "\x7f", "é", "日", "😀", "\u2028"]
+    alphabet += [chr(c) for c in range(0x20)]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 100)))
+        assert shmbridge.dumps(text) == orjson.dumps(text), repr(text)
+        assert shmbridge.dumps({text: text}) == orjson.dumps({text: text}), repr(text)
+
+
+def test_keys_are_escaped_and_cached_correctly() -> None:
+    keys = ["plain", 'q"uote', "back\\slash", "ctl\x01", "é", "x" * 200, ""]
+    rows = [{k: i for k in keys} for i in range(100)]
+    assert shmbridge.dumps(rows) == orjson.dumps(rows)
+
+
+def test_many_distinct_keys() -> None:
+    value = {f"key{i}": i for i in range(5000)}
+    assert shmbridge.dumps(value) == orjson.dumps(value)
+
+
+def test_output_larger_than_the_staging_buffer(channel: Channel, reader: Reader) -> None:
+    users = build_users(3000)  # about 900 KB, many 64 KiB chunks
+    assert written(channel, reader, users) == orjson.dumps(users)
+
+
+def test_random_floats_are_written_like_orjson() -> None:
+    rng = random.Random(1234)
+    values: list[float] = []
+    while len(values) < 20_000:
+        (value,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+        if math.isfinite(value):
+            values.append(value)
+    values += [rng.uniform(-1e6, 1e6) for _ in range(5000)]
+    values += [float(rng.randint(-(10**17), 10**17)) for _ in range(2000)]
+    values += [10.0**e for e in range(-320, 309)] + [-(10.0**e) for e in range(-20, 20)]
+    for value in values:
+        assert shmbridge.dumps(value) == orjson.dumps(value), repr(value)
+        assert json.loads(shmbridge.dumps(value)) == value
+
+
+@pytest.mark.parametrize("value", [0.1, 1e300, -0.0, 5e-324, 1e16, 1e-7, 123456.789, 2.0**70])
+def test_floats_parse_back_to_the_same_float(value: float) -> None:
+    text = shmbridge.dumps(value)
+    parsed = json.loads(text)
+    assert parsed == value
+    assert math.copysign(1.0, parsed) == math.copysign(1.0, value)
+    assert struct.pack("<d", parsed) == struct.pack("<d", value)
+
+
+SEMANTIC: list[Any] = [
+    {"big": 2**64, "bigger": -(2**200), "huge": 10**300},
+    [2**64 - 1, 2**64, -(2**63) - 1],
+    {7: "int key", 2.5: "float key", True: "bool key", None: "none key"},
+    {"nested": [{"a": (1, 2, (3,))}], "s": 'é\n"\\'},
+    collections.OrderedDict([("b", 1), ("a", 2)]),
+]
+
+
+@pytest.mark.parametrize("value", SEMANTIC, ids=range(len(SEMANTIC)))
+def test_parses_like_json_dumps(channel: Channel, reader: Reader, value: Any) -> None:
+    assert json.loads(written(channel, reader, value)) == json.loads(json.dumps(value))
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Mood(enum.StrEnum):
+    HAPPY = "happy"
+
+
+class MyDict(dict[str, Any]):
+    pass
+
+
+class MyList(list[Any]):
+    pass
+
+
+class MyStr(str):
+    pass
+
+
+class MyFloat(float):
+    pass
+
+
+def test_subclasses_of_supported_types(channel: Channel, reader: Reader) -> None:
+    value = {
+        "int_enum": Color.RED,
+        "str_enum": Mood.HAPPY,
+        "dict": MyDict(a=1),
+        "list": MyList([1, 2]),
+        "str": MyStr("s"),
+        "float": MyFloat(2.5),
+        "big_int_enum_key": {Color.RED: "x"},
+    }
+    assert json.loads(written(channel, reader, value)) == json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), r"float nan is not JSON serializable.*\(at \$\)"),
+        ({"x": [1, float("inf")]}, r"float inf .*\(at \$\.x\[1\]\)"),
+        ([-math.inf], r"float -inf .*\(at \$\[0\]\)"),
+        (
+            [0, 1, 2, {"tags": {"a", "b"}}],
+            r"Type is not JSON serializable: set \(at \$\[3\]\.tags\)",
+        ),
+        ({"blob": b"bytes"}, r"Type is not JSON serializable: bytes \(at \$\.blob\)"),
+        ({"obj": object()}, r"Type is not JSON serializable: object \(at \$\.obj\)"),
+        ({"a b": [complex(1, 2)]}, r'complex \(at \$\["a b"\]\[0\]\)'),
+        ({(1, 2): "tuple key"}, r"dict key must be str, int, float, bool or None, not tuple"),
+        ({"s": "lone \ud800 surrogate"}, r"str cannot be encoded as UTF-8.*\(at \$\.s\)"),
+    ],
+)
+def test_unserializable_values_are_refused_and_nothing_is_published(
+    channel: Channel, reader: Reader, value: Any, message: str
+) -> None:
+    channel.write_json(1, 5, {"previous": "content"})
+    with pytest.raises(shmbridge.NotSerializable, match=message) as caught:
+        channel.write_json(1, 6, value)
+    assert isinstance(caught.value, TypeError)
+    assert isinstance(caught.value, shmbridge.ShmError)
+    # The failed write started on the slot, so the previous content is gone too:
+    # the slot reads as empty (abandoned), never as half a payload.
+    with pytest.raises(shmbridge.SlotEmpty):
+        reader.read_bytes(1)
+    # The slot is free again.
+    channel.write_json(1, 7, [1])
+    assert reader.read_json(1, 7) == [1]
+
+
+def test_custom_class_is_refused_by_name(channel: Channel) -> None:
+    class Point:
+        pass
+
+    with pytest.raises(shmbridge.NotSerializable, match=r"Point \(at \$\[1\]\)"):
+        channel.write_json(0, 1, [1, Point()])
+
+
+def test_failed_publish_keeps_the_previous_snapshot(channel: Channel, reader: Reader) -> None:
+    channel.publish({"v": 1})
+    with pytest.raises(shmbridge.NotSerializable):
+        channel.publish({"v": {1, 2}})
+    assert reader.read_snapshot_json() == (1, {"v": 1})
+    channel.publish({"v": 3})
+    generation, value = reader.read_snapshot_json()
+    assert value == {"v": 3}
+    assert generation > 1
+
+
+def test_deep_nesting_is_refused_cleanly() -> None:
+    ok: Any = []
+    for _ in range(shmbridge.MAX_DEPTH - 1):
+        ok = [ok]
+    assert shmbridge.dumps(ok) == orjson.dumps(ok)  # orjson's limit too
+    with pytest.raises(shmbridge.NotSerializable, match="nesting deeper than 254 levels"):
+        shmbridge.dumps([ok])
+    too_deep: Any = {}
+    for _ in range(10_000):
+        too_deep = {"a": too_deep}
+    with pytest.raises(shmbridge.NotSerializable, match="nesting deeper than 254 levels") as caught:
+        shmbridge.dumps(too_deep)
+    assert "more levels" in str(caught.value)
+
+
+def test_cycles_are_refused_cleanly(channel: Channel) -> None:
+    cyclic: list[Any] = [1]
+    cyclic.append(cyclic)
+    with pytest.raises(shmbridge.NotSerializable, match="contains itself"):
+        channel.write_json(0, 1, cyclic)
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    with pytest.raises(shmbridge.NotSerializable, match="nesting"):
+        channel.write_json(0, 1, looped)
+
+
+def test_payload_over_capacity_is_refused_naming_limit_and_setting(tmp_path: Path) -> None:
+    with make_channel(private_dir(tmp_path), slot_capacity=8192) as ch:
+        reader = Reader(ch.path)
+        ch.write_json(0, 1, "small")
+        with pytest.raises(shmbridge.PayloadTooLarge) as caught:
+            ch.write_json(0, 2, build_users(200))
+        message = str(caught.value)
+        assert "the slot capacity is 8192 bytes" in message
+        assert "--slot-capacity" in message and "SHMBRIDGE_SLOT_CAPACITY" in message
+        assert "nothing was published" in message
+        with pytest.raises(shmbridge.SlotEmpty):
+            reader.read_bytes(0)
+        with pytest.raises(shmbridge.PayloadTooLarge, match="payload of 9000 bytes"):
+            ch.write_bytes(1, 1, b"x" * 9000)
+        with pytest.raises(shmbridge.PayloadTooLarge, match="the slot capacity is 8192"):
+            ch.publish("y" * 10_000)
+        with pytest.raises(shmbridge.PayloadTooLarge, match="payload of 8193 bytes"):
+            ch.reserve(2, 1, 8193)
+        # Exactly the capacity fits.
+        ch.write_bytes(1, 2, b"z" * 8192)
+        assert reader.read_bytes(1, 2) == b"z" * 8192
+
+
+def test_concurrent_write_json_from_threads(channel: Channel, reader: Reader) -> None:
+    rounds = 200
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(channel.slot_count)
+
+    def work(slot: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(rounds):
+                value = {"slot": slot, "round": i, "users": build_users(1 + (i % 5))}
+                receipt = channel.write_json(slot, i + 1, value)
+                assert receipt.slot == slot
+                assert reader.read_bytes(slot, i + 1) == orjson.dumps(value)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(channel.slot_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    for slot in range(channel.slot_count):
+        assert reader.read_json(slot, rounds)["round"] == rounds - 1
+
+
+def test_dict_changed_by_nothing_while_serializing_keeps_gc_state() -> None:
+    import gc
+
+    assert gc.isenabled()
+    shmbridge.dumps({"a": [1, 2, 3]})
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        shmbridge.dumps({"a": 1})
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
