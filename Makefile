@@ -46,10 +46,14 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p shmbridge --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python py_producer tests_py
-	$(VENV)/bin/ruff format --check python py_producer tests_py
-	$(VENV)/bin/mypy python/shmbridge py_producer
+	$(VENV)/bin/ruff check python py_producer tests_py scripts
+	$(VENV)/bin/ruff format --check python py_producer tests_py scripts
+	$(VENV)/bin/mypy python/shmbridge py_producer scripts
 	$(PY) -m mypy.stubtest shmbridge._native
+
+# BENCH_ARGS, e.g. "--runs 1 --duration 2 --paths api,shm-http": see scripts/bench.py --help.
+bench: build
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	cargo clean
