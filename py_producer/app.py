@@ -2,6 +2,11 @@
 
 Hot paths return plain starlette Responses of orjson bytes; query values are parsed by
 hand so every error has the project's shape ``{"error": kind, "detail": sentence}``.
+
+Besides HTTP, the channel's native listener takes write requests on the Unix socket
+``<shm-dir>/<channel>.sock`` (``--signal-socket``) and runs :meth:`ProducerState.signal_write`
+on its own threads; and in snapshot mode (``--snapshot``) every user is published as one
+JSON array at start and after each data change (:func:`on_data_changed`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from py_producer import native
-from py_producer.middleware import AccessLogMiddleware, StartupError, log_extra
+from py_producer.middleware import AccessLogMiddleware, StartupError, access_log, log_extra
 from py_producer.settings import Settings
 from py_producer.users import USER_HARD_CAP, User, build_users, extend_users
 
@@ -38,6 +43,8 @@ MAX_REQUEST_ID = 2**63 - 1
 MAX_USERS_PER_POST = 1000
 CACHE_MAX_ENTRIES = 8
 CACHE_MAX_BYTES = 256 * 1024 * 1024
+#: Snapshot ring slots: readers copying an older snapshot are not overwritten at once.
+SNAPSHOT_RING = 4
 SLOT_CAPACITY_SETTING = "--slot-capacity / SHMBRIDGE_SLOT_CAPACITY"
 
 _INT_RE = re.compile(r"-?[0-9]{1,19}")
@@ -151,6 +158,10 @@ class ProducerState:
     shm_unavailable: str | None = None
     channel: native.Channel | None = None
     startup_error: str | None = None
+    #: Path of the signal socket while the native listener serves it.
+    signal_socket: str | None = None
+    #: Generation of the newest published snapshot (0: none yet).
+    snapshot_generation: int = 0
 
     def payload(self, count: int) -> bytes:
         """orjson bytes of the first ``count`` users (cached per data version if enabled)."""
@@ -168,6 +179,105 @@ class ProducerState:
         if self.cache is not None:
             self.cache.clear()
         on_data_changed(self)
+
+    # writes into the channel
+
+    def write_users(self, slot: int, request_id: int, count: int) -> native.Receipt:
+        """Write the first ``count`` users into ``slot`` for ``request_id``: the one write
+        both signals (HTTP and the Unix socket) share.
+
+        Raises ValueError for a count out of range, and the native module's errors
+        (PayloadTooLarge, SlotBusy, ValueError for a bad slot or id, ShmError).
+        """
+        channel = self.channel
+        if channel is None:
+            raise RuntimeError(
+                f"shared memory is unavailable: {self.shm_unavailable or 'no channel'}"
+            )
+        if not 0 <= count <= len(self.users):
+            raise ValueError(f"'count' must be in 0..{len(self.users)}, got {count}")
+        if self.cache is not None:
+            return channel.write_bytes(slot, request_id, self.payload(count), encoding="json")
+        return channel.write_json(slot, request_id, self.users[:count])
+
+    def signal_write(self, slot: int, request_id: int, count: int) -> native.Receipt:
+        """The signal socket's handler: runs on a native listener thread, the GIL held.
+
+        Does what ``/api/write-to-shm`` does (the ``--write-delay-ms`` hook included, as a
+        blocking sleep that releases the GIL) and logs one access line per request.
+        Exceptions go back to the gateway as error answers (see ``Channel.serve_uds``);
+        a write reached after the gateway's budget raises TimeoutError in the native
+        layer, so it never starts late (the HTTP endpoint's ``deadline_ms`` does the same).
+        """
+        start = time.perf_counter()
+        outcome = "ok"
+        extra = ""
+        try:
+            if self.settings.write_delay_ms:
+                time.sleep(self.settings.write_delay_ms / 1000.0)
+            write_start = time.perf_counter()
+            receipt = self.write_users(slot, request_id, count)
+            write_ms = (time.perf_counter() - write_start) * 1000.0
+            extra = f" length={receipt.length} write_ms={write_ms:.2f}"
+            return receipt
+        except Exception as exc:
+            outcome = type(exc).__name__
+            shm = self.shm
+            expected = (ValueError, TimeoutError) + ((shm.ShmError,) if shm is not None else ())
+            if not isinstance(exc, expected):
+                log.exception("signal socket: write for request %d failed", request_id)
+            raise
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                elapsed_ms = (time.perf_counter() - start) * 1000.0
+                access_log.info(
+                    "UDS write-users?count=%d&slot=%d&request_id=%d %s %.2fms "
+                    "slot=%d request_id=%d%s",
+                    count,
+                    slot,
+                    request_id,
+                    outcome,
+                    elapsed_ms,
+                    slot,
+                    request_id,
+                    extra,
+                )
+
+    def publish_snapshot(self) -> None:
+        """Publish every user as the channel's newest snapshot (snapshot mode only).
+
+        If the users cannot be published (too large for a slot...), a small raw marker
+        ``{"error": kind, "detail": sentence}`` is published instead, so a reader never
+        keeps serving the snapshot this one should have replaced.
+        """
+        channel, shm = self.channel, self.shm
+        if channel is None or shm is None or not self.settings.snapshot:
+            return
+        start = time.perf_counter()
+        try:
+            receipt = channel.publish(self.users)
+        except shm.ShmError as exc:
+            kind = (
+                "payload_too_large" if isinstance(exc, shm.PayloadTooLarge) else "snapshot_failed"
+            )
+            detail = f"the producer could not publish its {len(self.users)} users: {exc}"
+            log.error("snapshot not published: %s", detail)
+            marker = orjson.dumps({"error": kind, "detail": detail})
+            try:
+                receipt = channel.publish_bytes(marker, encoding="raw")
+            except shm.ShmError as again:
+                log.error("the snapshot failure marker could not be published either: %s", again)
+                return
+            self.snapshot_generation = receipt.request_id
+            return
+        self.snapshot_generation = receipt.request_id
+        log.info(
+            "snapshot %d published: %d users, %d bytes in %.1f ms",
+            receipt.request_id,
+            len(self.users),
+            receipt.length,
+            (time.perf_counter() - start) * 1000.0,
+        )
 
     # channel life cycle
 
@@ -196,6 +306,7 @@ class ProducerState:
                 directory=settings.shm_dir,
                 slot_count=settings.slot_count,
                 slot_capacity=settings.slot_capacity,
+                snapshot_slots=SNAPSHOT_RING if settings.snapshot else 0,
             )
         except (shm.ShmError, OSError, ValueError, OverflowError) as exc:
             raise StartupError(
@@ -208,26 +319,41 @@ class ProducerState:
             self.channel.slot_count,
             self.channel.slot_capacity,
         )
+        self.publish_snapshot()
+        if settings.signal_socket:
+            try:
+                self.signal_socket = self.channel.serve_uds(self.signal_write)
+            except (shm.ShmError, OSError, ValueError) as exc:
+                self.close_channel()
+                raise StartupError(
+                    f"cannot serve the signal socket of channel {settings.channel!r}: {exc} "
+                    "(turn it off with --no-signal-socket / SHMBRIDGE_SIGNAL_SOCKET=0)"
+                ) from None
+            log.info("signal socket %s listening", self.signal_socket)
 
     def close_channel(self) -> None:
         channel, self.channel = self.channel, None
         if channel is None:
             return
         path = channel.path
+        socket_path, self.signal_socket = self.signal_socket, None
         try:
-            channel.close()
+            channel.close()  # stops the signal listener and removes its socket too
         except Exception as exc:
             log.error("closing channel %s failed: %s", path, exc)
         else:
+            if socket_path is not None:
+                log.info("signal socket %s closed and removed", socket_path)
             log.info("channel %s closed and removed", path)
 
 
 def on_data_changed(state: ProducerState) -> None:
     """Hook called after the users change (the data version has already moved).
 
-    Snapshot mode will publish the new payload here (``channel.publish(...)``); until
-    then it does nothing.
+    In snapshot mode, publishes the new users before the change is answered, so a
+    snapshot read that starts after ``POST /api/users`` returns sees the new data.
     """
+    state.publish_snapshot()
 
 
 # --- the app -----------------------------------------------------------------------------
@@ -282,6 +408,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "epoch": channel.epoch,
                 "channel": channel.path,
                 "users": len(state.users),
+                "signal_socket": state.signal_socket,
+                "snapshot_generation": state.snapshot_generation,
             }
         )
 
@@ -336,15 +464,32 @@ def create_app(settings: Settings) -> FastAPI:
             slot = channel.slot_count - 1
         if request_id is None:
             request_id = secrets.randbits(63) or 1
+        # When the caller stops waiting, in ms since the Unix epoch (the gateway sends it).
+        deadline_ms = int_param(params, "deadline_ms", 0, 2**63 - 1)
 
         if settings.write_delay_ms:
             await asyncio.sleep(settings.write_delay_ms / 1000.0)
+        # No await from this check to the end of the write: a write starts before the
+        # caller's deadline or never, so a late write cannot land in a slot the caller has
+        # given up on and handed to another request (its quarantine covers the write).
+        if deadline_ms is not None:
+            late_ms = time.time_ns() // 1_000_000 - deadline_ms
+            if late_ms > 0:
+                log.warning(
+                    "write of request %d into slot %d refused: its deadline passed %d ms ago",
+                    request_id,
+                    slot,
+                    late_ms,
+                )
+                raise ApiError(
+                    504,
+                    "deadline_passed",
+                    f"the caller's deadline passed {late_ms} ms before the write could start; "
+                    f"nothing was written to slot {slot}",
+                )
         start = time.perf_counter()
         try:
-            if state.cache is not None:
-                receipt = channel.write_bytes(slot, request_id, state.payload(count))
-            else:
-                receipt = channel.write_json(slot, request_id, state.users[:count])
+            receipt = state.write_users(slot, request_id, count)
         except shm.PayloadTooLarge as exc:
             detail = str(exc)
             if "SHMBRIDGE_SLOT_CAPACITY" not in detail:

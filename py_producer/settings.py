@@ -31,6 +31,8 @@ class Settings:
     log_level: str = "info"
     write_delay_ms: int = 0
     cache_payload: bool = False
+    signal_socket: bool = True
+    snapshot: bool = True
 
 
 class SettingError(ValueError):
@@ -177,6 +179,24 @@ SPECS: tuple[_Spec, ...] = (
         "SHMBRIDGE_CACHE_PAYLOAD",
         parse_bool,
         "cache the serialized payload per (count, data version)",
+        is_bool=True,
+    ),
+    _Spec(
+        "signal_socket",
+        "--signal-socket",
+        "SHMBRIDGE_SIGNAL_SOCKET",
+        parse_bool,
+        "also take write requests on the Unix socket <shm-dir>/<channel>.sock "
+        "(the gateway's fastest signal)",
+        is_bool=True,
+    ),
+    _Spec(
+        "snapshot",
+        "--snapshot",
+        "SHMBRIDGE_SNAPSHOT",
+        parse_bool,
+        "publish all users as a snapshot at start and on every data change "
+        "(served by the gateway's /api/users-via-snapshot)",
         is_bool=True,
     ),
 )

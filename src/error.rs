@@ -21,6 +21,15 @@ pub enum CreateError {
     /// A live producer holds the channel's lock.
     #[error("channel {path} is in use by a running producer (its lock is held)")]
     InUse { path: PathBuf },
+    /// Something other than a socket sits where the signal socket goes.
+    #[error("refusing {path}: it exists and is not a Unix socket; remove it or choose another path")]
+    NotASocket { path: PathBuf },
+    /// The path belongs to another user.
+    #[error("refusing {path}: it is owned by uid {uid}, not by this user (uid {me})")]
+    NotOwned { path: PathBuf, uid: u32, me: u32 },
+    /// A live process listens on the signal socket.
+    #[error("socket {path} is in use: a process is listening on it (is another producer running?)")]
+    SocketInUse { path: PathBuf },
     /// The file could not be given its full size (a full tmpfs or disk).
     #[error(
         "cannot allocate {size} bytes for {path}: {source} (lower --slot-count or --slot-capacity, or free space)"
@@ -71,6 +80,8 @@ pub enum ReadError {
     Checksum { slot: u32, stored: u64, computed: u64 },
     #[error("channel file was truncated to {actual} bytes while mapped (expected {expected})")]
     Truncated { actual: u64, expected: u64 },
+    #[error("channel file's header changed since it was opened (overwritten or corrupted); it is no longer read")]
+    HeaderChanged,
     #[error("no snapshot has been published yet")]
     NoSnapshot,
     #[error("snapshot pointer is corrupt: {reason}")]

@@ -3,7 +3,8 @@
 
 use std::fs::{self, DirBuilder, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -113,6 +114,109 @@ pub fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Identity of a file (device, inode, change time in ns): tells "the socket we bound"
+/// from a new file that took its name (inode numbers alone are reused at once).
+pub type FileIdentity = (u64, u64, i128);
+
+fn identity_of(meta: &fs::Metadata) -> FileIdentity {
+    (meta.dev(), meta.ino(), i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()))
+}
+
+/// Binds a Unix stream socket at `path`, mode 0600, and listens on it.
+///
+/// Never binds over anything but a stale socket of ours: if `path` exists it must be
+/// a socket (not a symlink, which is never followed), owned by this user, that nobody
+/// listens on (a connection attempt is refused); it is then removed and replaced.
+/// The mode is set on the socket before `bind`, so the file never exists with a
+/// wider mode (and the directory is private anyway); it is checked after.
+///
+/// # Errors
+/// [`CreateError::Symlink`], [`CreateError::NotASocket`], [`CreateError::NotOwned`],
+/// [`CreateError::SocketInUse`], or an I/O error naming the step.
+pub fn bind_private_socket(path: &Path, backlog: i32) -> Result<(UnixListener, FileIdentity), CreateError> {
+    remove_stale_socket(path)?;
+    let io = |action: &'static str| move |source: io::Error| CreateError::Io { action, path: path.to_owned(), source };
+    let fd = rustix::net::socket_with(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| io("creating socket for")(e.into()))?;
+    // Linux gives the socket file the socket inode's mode (minus the umask) at bind.
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)).map_err(|e| io("setting the mode of socket")(e.into()))?;
+    let addr = rustix::net::SocketAddrUnix::new(path).map_err(|e| io("naming socket")(e.into()))?;
+    rustix::net::bind(&fd, &addr).map_err(|e| {
+        if e == rustix::io::Errno::ADDRINUSE {
+            // Something took the name between the check and the bind.
+            CreateError::SocketInUse { path: path.to_owned() }
+        } else {
+            io("binding socket")(e.into())
+        }
+    })?;
+    let bound = (|| {
+        let meta = fs::symlink_metadata(path).map_err(io("inspecting bound socket"))?;
+        if !meta.file_type().is_socket() {
+            return Err(CreateError::NotASocket { path: path.to_owned() });
+        }
+        if meta.permissions().mode() & 0o777 != 0o600 {
+            // A kernel that ignored the socket inode's mode: narrow it now (the
+            // directory is private, so nobody else could reach the socket meanwhile).
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io("restricting socket"))?;
+        }
+        rustix::net::listen(&fd, backlog).map_err(|e| io("listening on")(e.into()))?;
+        Ok(identity_of(&meta))
+    })();
+    match bound {
+        Ok(identity) => Ok((UnixListener::from(fd), identity)),
+        Err(err) => {
+            let _ = remove_if_present(path);
+            Err(err)
+        }
+    }
+}
+
+/// Clears the way for a socket at `path`: nothing there, or a stale socket of ours
+/// (removed). Anything else is refused.
+fn remove_stale_socket(path: &Path) -> Result<(), CreateError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(CreateError::Io { action: "inspecting", path: path.to_owned(), source }),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(CreateError::Symlink { path: path.to_owned() });
+    }
+    if !meta.file_type().is_socket() {
+        return Err(CreateError::NotASocket { path: path.to_owned() });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(CreateError::NotOwned { path: path.to_owned(), uid: meta.uid(), me });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(CreateError::SocketInUse { path: path.to_owned() }),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused || err.kind() == io::ErrorKind::NotFound => {
+            remove_if_present(path).map_err(|source| CreateError::Io {
+                action: "removing stale socket",
+                path: path.to_owned(),
+                source,
+            })
+        }
+        Err(source) => Err(CreateError::Io { action: "probing socket", path: path.to_owned(), source }),
+    }
+}
+
+/// Removes the socket at `path` if it is still the one with `identity` (a socket
+/// another process bound since is left alone).
+pub fn remove_socket_if_ours(path: &Path, identity: FileIdentity) {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if identity_of(&meta) == identity {
+            let _ = remove_if_present(path);
+        }
+    }
+}
+
 /// The path of channel `name` in `dir`.
 #[must_use]
 pub fn channel_path(dir: &Path, name: &str) -> PathBuf {
@@ -162,5 +266,46 @@ mod tests {
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(create_exclusive(&link).is_err());
         assert!(is_symlink_refusal(&open_no_follow(&link, false).unwrap_err()));
+    }
+
+    #[test]
+    fn sockets_are_private_and_replace_only_stale_sockets_of_ours() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("c.sock");
+        let (listener, identity) = bind_private_socket(&path, 8).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // Someone listens: refused.
+        assert!(matches!(bind_private_socket(&path, 8), Err(CreateError::SocketInUse { .. })));
+        drop(listener);
+        // Stale (nobody listens): replaced by a new socket.
+        let (_again, second) = bind_private_socket(&path, 8).unwrap();
+        let (dev, ino, _) = identity;
+        remove_socket_if_ours(&path, (dev, ino + 1, 0)); // another file's identity: left alone
+        assert!(path.exists());
+        remove_socket_if_ours(&path, second);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn sockets_never_replace_files_or_follow_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("file.sock");
+        fs::write(&file, b"keep me").unwrap();
+        let err = bind_private_socket(&file, 8).unwrap_err();
+        assert!(matches!(err, CreateError::NotASocket { .. }), "{err}");
+        assert_eq!(fs::read(&file).unwrap(), b"keep me");
+
+        let target = root.path().join("target.sock");
+        let (_listener, _) = bind_private_socket(&target, 8).unwrap();
+        let link = root.path().join("link.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = bind_private_socket(&link, 8).unwrap_err();
+        assert!(matches!(err, CreateError::Symlink { .. }), "{err}");
+        let dangling = root.path().join("dangling.sock");
+        std::os::unix::fs::symlink(root.path().join("nowhere"), &dangling).unwrap();
+        assert!(matches!(bind_private_socket(&dangling, 8), Err(CreateError::Symlink { .. })));
+        assert!(!root.path().join("nowhere").exists());
     }
 }

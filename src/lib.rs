@@ -6,13 +6,15 @@
 //! reader never returns bytes a writer was changing. The producer owns the file
 //! ([`writer::ChannelWriter`]); readers map it read-only ([`reader::ChannelReader`]).
 //!
-//! All `unsafe` code touching shared memory lives in [`segment`].
+//! All `unsafe` code touching shared memory lives in [`segment`]. The signal socket's
+//! frame format (how a reader asks the producer for a write) is in [`signal`].
 
 pub mod error;
 pub mod fsutil;
 pub mod layout;
 pub mod reader;
 pub mod segment;
+pub mod signal;
 pub mod writer;
 
 #[cfg(feature = "python")]

@@ -246,7 +246,7 @@ fn create_locked(path: &Path) -> Result<File, CreateError> {
                         CreateError::Io { action: "opening existing", path: path.to_owned(), source }
                     }
                 })?;
-                if old.try_lock().is_err() {
+                if !lock_stale_file(&old) {
                     return Err(CreateError::InUse { path: path.to_owned() });
                 }
                 // The lock was free: its producer is gone. Replace, never trust, the file.
@@ -260,6 +260,22 @@ fn create_locked(path: &Path) -> Result<File, CreateError> {
         }
     }
     Err(CreateError::InUse { path: path.to_owned() })
+}
+
+/// Takes the exclusive lock of an existing file. Readers probe a file's liveness by
+/// taking its shared lock for a moment, so a free lock is tried a few times over
+/// ~100 ms before the file is called in use: a live producer holds its lock for good.
+fn lock_stale_file(file: &File) -> bool {
+    const ATTEMPTS: u32 = 20;
+    for attempt in 0..ATTEMPTS {
+        if file.try_lock().is_ok() {
+            return true;
+        }
+        if attempt + 1 < ATTEMPTS {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    false
 }
 
 fn now_ns() -> u64 {

@@ -116,5 +116,7 @@ def test_help_mentions_every_env_var() -> None:
         "SHMBRIDGE_LOG_LEVEL",
         "SHMBRIDGE_TEST_WRITE_DELAY_MS",
         "SHMBRIDGE_CACHE_PAYLOAD",
+        "SHMBRIDGE_SIGNAL_SOCKET",
+        "SHMBRIDGE_SNAPSHOT",
     ):
         assert env in done.stdout

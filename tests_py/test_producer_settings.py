@@ -19,6 +19,8 @@ ALL_ENV = {
     "SHMBRIDGE_LOG_LEVEL": "WARNING",
     "SHMBRIDGE_TEST_WRITE_DELAY_MS": "250",
     "SHMBRIDGE_CACHE_PAYLOAD": "1",
+    "SHMBRIDGE_SIGNAL_SOCKET": "0",
+    "SHMBRIDGE_SNAPSHOT": "off",
 }
 
 
@@ -36,6 +38,8 @@ def test_defaults() -> None:
         log_level="info",
         write_delay_ms=0,
         cache_payload=False,
+        signal_socket=True,
+        snapshot=True,
     )
 
 
@@ -56,6 +60,8 @@ def test_every_setting_from_env() -> None:
         log_level="warning",
         write_delay_ms=250,
         cache_payload=True,
+        signal_socket=False,
+        snapshot=False,
     )
 
 
@@ -79,6 +85,8 @@ def test_flags_win_over_env() -> None:
         "--write-delay-ms",
         "5",
         "--no-cache-payload",
+        "--signal-socket",
+        "--snapshot",
     ]
     assert parse_settings(argv, ALL_ENV) == Settings(
         host="127.0.0.2",
@@ -91,8 +99,13 @@ def test_flags_win_over_env() -> None:
         log_level="debug",
         write_delay_ms=5,
         cache_payload=False,
+        signal_socket=True,
+        snapshot=True,
     )
     assert parse_settings(["--cache-payload"], {}).cache_payload is True
+    assert parse_settings(["--no-signal-socket", "--no-snapshot"], {}) == Settings(
+        signal_socket=False, snapshot=False
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,6 +131,8 @@ def test_slot_capacity_forms(raw: str, expected: int) -> None:
         (["--log-level", "loud"], {}, "--log-level"),
         ([], {"SHMBRIDGE_TEST_WRITE_DELAY_MS": "-1"}, "SHMBRIDGE_TEST_WRITE_DELAY_MS"),
         ([], {"SHMBRIDGE_CACHE_PAYLOAD": "maybe"}, "SHMBRIDGE_CACHE_PAYLOAD"),
+        ([], {"SHMBRIDGE_SIGNAL_SOCKET": "maybe"}, "SHMBRIDGE_SIGNAL_SOCKET"),
+        ([], {"SHMBRIDGE_SNAPSHOT": "2"}, "SHMBRIDGE_SNAPSHOT"),
         (["--channel", "../etc"], {}, "--channel"),
         (["--host", ""], {}, "--host"),
         ([], {"SHMBRIDGE_SHM_DIR": ""}, "SHMBRIDGE_SHM_DIR"),

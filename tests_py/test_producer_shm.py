@@ -5,6 +5,8 @@ Skipped as a whole when ``shmbridge`` is not built (run ``maturin develop`` firs
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import warnings
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from signal_helpers import BAD_REQUEST, OK, TOO_LARGE, SignalClient
 
 from py_producer.app import create_app
 from py_producer.settings import Settings
@@ -160,6 +163,29 @@ def test_write_delay(tmp_path: Path) -> None:
         assert time.monotonic() - start < 0.19
 
 
+def test_a_write_reached_after_its_deadline_is_refused(tmp_path: Path) -> None:
+    """The gateway sends when it stops waiting; a write reached later is not done."""
+    with make_client(tmp_path, write_delay_ms=100) as test_client:
+        path = test_client.get("/healthz").json()["channel"]
+        now_ms = time.time_ns() // 1_000_000
+        late = test_client.get(
+            f"/api/write-to-shm?count=2&slot=0&request_id=5&deadline_ms={now_ms + 50}"
+        )
+        assert late.status_code == 504, late.text
+        assert late.json()["error"] == "deadline_passed"
+        assert "nothing was written to slot 0" in late.json()["detail"]
+        with pytest.raises(shmbridge.SlotEmpty):
+            shmbridge.Reader(path).read_bytes(0)
+        on_time = test_client.get(
+            f"/api/write-to-shm?count=2&slot=0&request_id=6&deadline_ms={now_ms + 60_000}"
+        )
+        assert on_time.status_code == 200, on_time.text
+        assert read_slot(path, 0, 6) == expected_users_json(2)
+        bad = test_client.get("/api/write-to-shm?count=2&slot=0&request_id=7&deadline_ms=soon")
+        assert bad.status_code == 400
+        assert "deadline_ms" in bad.json()["detail"]
+
+
 def test_channel_life_cycle(tmp_path: Path) -> None:
     with make_client(tmp_path) as test_client:
         health = test_client.get("/healthz").json()
@@ -168,3 +194,85 @@ def test_channel_life_cycle(tmp_path: Path) -> None:
         assert path.exists()
         assert path.parent == (tmp_path / "shm").resolve() or path.parent == tmp_path / "shm"
     assert not path.exists(), "closing the app must remove the channel file"
+
+
+# --- the signal socket and snapshots -----------------------------------------------------
+
+
+def test_signal_socket_writes_like_the_http_endpoint(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    health = client.get("/healthz").json()
+    path = health["signal_socket"]
+    assert path == str(Path(health["channel"]).with_suffix(".sock"))
+    with caplog.at_level(logging.INFO, logger="py_producer.access"), SignalClient(path) as sc:
+        answer = sc.write_users(1, 4242, 1000)
+        assert answer.status == OK, answer.message
+        assert answer.epoch == health["epoch"]
+        assert answer.length == len(expected_users_json(1000))
+        assert read_slot(health["channel"], 1, 4242) == expected_users_json(1000)
+        refused = sc.write_users(1, 4243, MAX_COUNT + 1)
+        assert refused.status == BAD_REQUEST
+        assert f"must be in 0..{MAX_COUNT}" in refused.message
+    lines = [r.getMessage() for r in caplog.records if r.name == "py_producer.access"]
+    assert any(
+        line.startswith("UDS write-users?count=1000&slot=1&request_id=4242 ok ")
+        and "length=" in line
+        for line in lines
+    ), lines
+    assert any("request_id=4243 ValueError" in line for line in lines), lines
+
+
+def test_signal_socket_too_large_and_delay(tmp_path: Path) -> None:
+    with make_client(tmp_path, slot_capacity=64 * 1024, write_delay_ms=200) as test_client:
+        path = test_client.get("/healthz").json()["signal_socket"]
+        with SignalClient(path) as sc:
+            start = time.monotonic()
+            assert sc.write_users(0, 1, 2).status == OK
+            assert time.monotonic() - start >= 0.19
+            answer = sc.write_users(0, 2, 1000)
+            assert answer.status == TOO_LARGE
+            assert "SHMBRIDGE_SLOT_CAPACITY" in answer.message
+
+
+def test_signal_socket_is_removed_on_shutdown_and_can_be_off(tmp_path: Path) -> None:
+    with make_client(tmp_path) as test_client:
+        path = Path(test_client.get("/healthz").json()["signal_socket"])
+        assert path.exists()
+    assert not path.exists()
+    with make_client(tmp_path, signal_socket=False) as test_client:
+        assert test_client.get("/healthz").json()["signal_socket"] is None
+        assert not path.exists()
+
+
+def test_snapshot_is_published_at_start_and_on_change(client: TestClient) -> None:
+    health = client.get("/healthz").json()
+    reader = shmbridge.Reader(health["channel"])
+    generation, body = reader.read_snapshot()
+    assert generation == health["snapshot_generation"] == 1
+    assert body == expected_users_json(MAX_COUNT)
+    total = client.post("/api/users", json={"count": 7}).json()["total"]
+    generation, body = reader.read_snapshot()
+    assert generation == 2 == client.get("/healthz").json()["snapshot_generation"]
+    assert body == expected_users_json(total)
+
+
+def test_snapshot_off(tmp_path: Path) -> None:
+    with make_client(tmp_path, snapshot=False) as test_client:
+        health = test_client.get("/healthz").json()
+        assert health["snapshot_generation"] == 0
+        with pytest.raises(shmbridge.SlotEmpty):
+            shmbridge.Reader(health["channel"]).read_snapshot()
+        test_client.post("/api/users", json={"count": 1})
+        with pytest.raises(shmbridge.SlotEmpty):
+            shmbridge.Reader(health["channel"]).read_snapshot()
+
+
+def test_a_snapshot_too_large_publishes_a_marker(tmp_path: Path) -> None:
+    with make_client(tmp_path, slot_capacity=64 * 1024) as test_client:
+        health = test_client.get("/healthz").json()
+        _, marker = shmbridge.Reader(health["channel"]).read_snapshot()
+        body = json.loads(marker)
+        assert body["error"] == "payload_too_large"
+        assert f"{MAX_COUNT} users" in body["detail"]
+        assert "SHMBRIDGE_SLOT_CAPACITY" in body["detail"]

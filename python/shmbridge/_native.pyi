@@ -3,6 +3,7 @@ checked against the compiled module with ``python -m mypy.stubtest``)."""
 
 import os
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, Self, final
 
@@ -113,6 +114,14 @@ class Channel:
     def publish_bytes(
         self, data: Buffer, *, encoding: Literal["raw", "json"] = "raw"
     ) -> Receipt: ...
+    @property
+    def uds_path(self) -> str | None: ...
+    def serve_uds(
+        self,
+        handler: Callable[[int, int, int], Receipt],
+        path: str | os.PathLike[str] | None = None,
+    ) -> str: ...
+    def stop_uds(self) -> None: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(

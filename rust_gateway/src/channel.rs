@@ -5,11 +5,12 @@
 //! the file on disk is no longer the one mapped (the producer restarted) or when the
 //! producer answers with a different epoch. The slot pool is sized from the channel's
 //! geometry: request slots `0..request_slots-1`, the last request slot being reserved
-//! by the producer for hand-made calls. It is rebuilt only when a reopened channel has
-//! a different number of request slots, so slots in quarantine stay out of use across
-//! a producer restart.
+//! by the producer for hand-made calls. The pool outlives the readers: it is rebuilt
+//! only when a reopened channel has a different number of request slots, so slots in
+//! quarantine stay out of use across a reopen, a failed open or a producer restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -31,17 +32,26 @@ pub struct ChannelManager {
     path: PathBuf,
     // A std lock: held only for a few syscalls (open, fstat, mmap), never across `.await`.
     cached: RwLock<Option<Arc<OpenChannel>>>,
+    /// The pool of the last channel opened, kept when the reader is dropped (only taken
+    /// with `cached` write-locked).
+    pool: Mutex<Option<Arc<SlotPool>>>,
 }
 
 impl ChannelManager {
     #[must_use]
     pub fn new(path: PathBuf) -> Self {
-        Self { path, cached: RwLock::new(None) }
+        Self { path, cached: RwLock::new(None), pool: Mutex::new(None) }
     }
 
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The slot pool of the last channel opened, if any (for `/metrics`).
+    #[must_use]
+    pub fn pool(&self) -> Option<Arc<SlotPool>> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The open channel, opened or reopened as needed.
@@ -99,7 +109,7 @@ impl ChannelManager {
 
     /// Opens the file afresh into `cached`; on failure `cached` is emptied.
     fn open_into(&self, cached: &mut Option<Arc<OpenChannel>>) -> Result<Arc<OpenChannel>, AppError> {
-        let previous = cached.take();
+        *cached = None;
         let reader = ChannelReader::open(&self.path)?;
         if !reader.producer_alive() {
             return Err(AppError::Channel(format!(
@@ -108,10 +118,16 @@ impl ChannelManager {
             )));
         }
         let request_slots = reader.geometry().request_slots();
-        let slots = match previous {
-            Some(old) if old.slots.request_slots() == request_slots => Arc::clone(&old.slots),
-            _ => Arc::new(SlotPool::new(request_slots).map_err(AppError::Channel)?),
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let slots = match pool.as_ref() {
+            Some(old) if old.request_slots() == request_slots => Arc::clone(old),
+            _ => {
+                let fresh = Arc::new(SlotPool::new(request_slots).map_err(AppError::Channel)?);
+                *pool = Some(Arc::clone(&fresh));
+                fresh
+            }
         };
+        drop(pool);
         tracing::info!(
             path = %self.path.display(),
             epoch = reader.epoch(),
@@ -133,6 +149,8 @@ pub struct SlotPool {
     request_slots: u32,
     size: usize,
     permits: Semaphore,
+    /// Requests waiting in [`acquire`](Self::acquire) right now (for `/metrics`).
+    waiters: AtomicUsize,
     // Last in, first out: the most recently used slot is the warmest in the page cache.
     free: Mutex<Vec<u32>>,
 }
@@ -151,7 +169,7 @@ impl SlotPool {
         }
         let free: Vec<u32> = (0..request_slots - 1).rev().collect();
         let size = free.len();
-        Ok(Self { request_slots, size, permits: Semaphore::new(size), free: Mutex::new(free) })
+        Ok(Self { request_slots, size, permits: Semaphore::new(size), waiters: AtomicUsize::new(0), free: Mutex::new(free) })
     }
 
     /// Request slots of the channel this pool was sized for.
@@ -172,12 +190,26 @@ impl SlotPool {
         self.permits.available_permits()
     }
 
+    /// Slots leased or in quarantine.
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.size.saturating_sub(self.available())
+    }
+
+    /// Requests waiting for a free slot right now.
+    #[must_use]
+    pub fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     /// Takes a free slot, waiting at most `wait` for one.
     ///
     /// # Errors
     /// [`AppError::NoFreeSlot`] after `wait`.
     pub async fn acquire(self: &Arc<Self>, wait: Duration) -> Result<SlotLease, AppError> {
         let no_slot = || AppError::NoFreeSlot { waited_ms: millis(wait), slots: self.size };
+        // Counted as a waiter only when no slot is free (a gauge: the race is harmless).
+        let _waiting = (self.permits.available_permits() == 0).then(|| Waiter::enter(&self.waiters));
         // `timeout` polls the semaphore before looking at the clock, so a wait of 0
         // still takes a slot that is free.
         let permit = match tokio::time::timeout(wait, self.permits.acquire()).await {
@@ -200,6 +232,22 @@ impl SlotPool {
     fn put_back(&self, slot: u32) {
         self.free.lock().unwrap_or_else(PoisonError::into_inner).push(slot);
         self.permits.add_permits(1);
+    }
+}
+
+/// One request counted in [`SlotPool::waiters`] until dropped (also when cancelled).
+struct Waiter<'a>(&'a AtomicUsize);
+
+impl<'a> Waiter<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -316,6 +364,28 @@ mod tests {
         std::fs::write(dir.path().join("users.shm"), vec![0xA5u8; 8192]).unwrap();
         let err = manager.get().unwrap_err();
         assert!(err.to_string().contains("bad magic"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_pool_and_its_quarantined_slots_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = shmbridge::ChannelConfig { slot_count: 3, snapshot_slots: 0, slot_capacity: 4096 };
+        let writer = shmbridge::ChannelWriter::create(dir.path(), "users", config).unwrap();
+        let manager = ChannelManager::new(writer.path().to_owned());
+        let first = manager.get().unwrap();
+        let mut lease = first.slots.acquire(Duration::ZERO).await.unwrap();
+        lease.quarantine_on_drop(Duration::from_secs(600));
+        drop(lease);
+        assert_eq!(first.slots.available(), 1);
+        // A read error drops the reader; a missing file fails the next open.
+        manager.forget(&first);
+        std::fs::rename(writer.path(), dir.path().join("away")).unwrap();
+        assert!(manager.get().is_err());
+        std::fs::rename(dir.path().join("away"), writer.path()).unwrap();
+        let again = manager.get().unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "the reader was reopened");
+        assert!(Arc::ptr_eq(&first.slots, &again.slots), "the pool was kept");
+        assert_eq!(again.slots.available(), 1, "the quarantined slot is still out of use");
     }
 
     #[test]

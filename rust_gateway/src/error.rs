@@ -49,6 +49,9 @@ pub enum AppError {
     /// The whole request took longer than its backstop deadline (504).
     #[error("the request did not finish within {deadline_ms} ms")]
     RequestTimeout { deadline_ms: u64 },
+    /// `/readyz`: the producer or the channel is not usable yet (503).
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// A bug or a failed internal task (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,7 +71,7 @@ impl AppError {
             | Self::InvalidPayload(_) => StatusCode::BAD_GATEWAY,
             Self::ProducerTimeout { .. } | Self::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Self::NoFreeSlot { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoFreeSlot { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +91,7 @@ impl AppError {
             Self::InvalidPayload(_) => "invalid_payload",
             Self::NoFreeSlot { .. } => "no_free_slot",
             Self::RequestTimeout { .. } => "request_timeout",
+            Self::NotReady(_) => "not_ready",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -102,6 +106,7 @@ struct ErrorBody<'a> {
 /// The one place an error becomes a response.
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        crate::metrics::record_error(self.kind());
         let detail = self.to_string();
         let body = serde_json::to_vec(&ErrorBody { error: self.kind(), detail: &detail })
             .unwrap_or_else(|_| br#"{"error":"internal_error","detail":"the error could not be encoded"}"#.to_vec());
@@ -135,6 +140,7 @@ impl From<shmbridge::ReadError> for AppError {
             R::NoSuchSlot { .. }
             | R::Contended { .. }
             | R::Truncated { .. }
+            | R::HeaderChanged
             | R::NoSnapshot
             | R::CorruptSnapshotPointer { .. }
             | R::Io(_) => Self::Channel(e.to_string()),

@@ -1,23 +1,30 @@
-//! rust_gateway: an axum HTTP gateway serving the producer's users two ways, over REST
-//! (`/api/users-via-api`) and through the shmbridge shared-memory channel
-//! (`/api/users-via-shm`), with identical bodies, validation and errors.
+//! rust_gateway: an axum HTTP gateway serving the producer's users over REST
+//! (`/api/users-via-api`) and through the shmbridge shared-memory channel: a write per
+//! request (`/api/users-via-shm`, signalled over HTTP or a Unix socket) or the newest
+//! published snapshot (`/api/users-via-snapshot`), with identical bodies, validation
+//! and errors.
 //!
 //! Where things are: [`settings`] (flags and env), [`app`] (the router), [`routes`]
 //! (the handlers), [`state`] (what handlers share), [`producer`] (HTTP calls to the
-//! producer), [`channel`] (the channel reader and the slot pool), [`query`] (the `count`
-//! parameter), [`validate`] (the payload check), [`error`] (every error response),
-//! [`request_id`] (ids proving which request a slot answers).
+//! producer), [`signal`] (asking for a write: HTTP or the Unix socket), [`channel`]
+//! (the channel reader and the slot pool), [`snapshot`] (the indexed snapshot),
+//! [`query`] (the `count` parameter), [`validate`] (the payload check), [`error`]
+//! (every error response), [`metrics`] (`GET /metrics`), [`request_id`] (ids proving
+//! which request a slot answers).
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod channel;
 pub mod error;
+pub mod metrics;
 pub mod producer;
 pub mod query;
 pub mod request_id;
 pub mod routes;
 pub mod settings;
+pub mod signal;
+pub mod snapshot;
 pub mod state;
 pub mod validate;
 

@@ -44,6 +44,16 @@ async fn run(settings: Settings) -> Result<(), String> {
         "starting"
     );
     let state = AppState::new(settings)?;
+    if let Some(metrics) = rust_gateway::metrics::handle() {
+        // Folds histogram samples in even when nobody scrapes /metrics.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(rust_gateway::metrics::UPKEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+    }
     // Before the "listening" line: once a client can see it, SIGTERM is already handled.
     let signals = StopSignals::install()?;
     let listener = TcpListener::bind((host.as_str(), port))

@@ -1,10 +1,13 @@
 //! Calls to the producer over HTTP, through one shared keep-alive client.
 //!
 //! - `GET /api/users?count=N`: the users as JSON (the REST path).
-//! - `GET /api/write-to-shm?count=N&slot=S&request_id=R`: write the users into slot S
-//!   for request R, then answer where (the shared-memory path's signal).
+//! - `GET /api/write-to-shm?count=N&slot=S&request_id=R&deadline_ms=D`: write the users
+//!   into slot S for request R, then answer where (the shared-memory path's signal). D is
+//!   when this gateway stops waiting (ms since the Unix epoch; both processes share the
+//!   machine's clock): a producer that reaches the write later refuses it, so a late write
+//!   never lands after the slot's quarantine, in a slot that serves another request.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use reqwest::StatusCode;
@@ -87,7 +90,13 @@ pub async fn write_to_shm(
     slot: u32,
     request_id: u64,
 ) -> Result<WriteAnswer, CallFailure> {
-    let url = format!("{}{WRITE_ENDPOINT}?count={count}&slot={slot}&request_id={request_id}", settings.producer_url);
+    let deadline = SystemTime::now() + settings.producer_timeout();
+    let deadline_ms =
+        deadline.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let url = format!(
+        "{}{WRITE_ENDPOINT}?count={count}&slot={slot}&request_id={request_id}&deadline_ms={deadline_ms}",
+        settings.producer_url
+    );
     let body = call(client, settings, &url, request_id, WRITE_ENDPOINT).await?;
     let answer: WriteAnswer = serde_json::from_slice(&body).map_err(|e| CallFailure {
         error: AppError::BadProducerAnswer { endpoint: WRITE_ENDPOINT, detail: e.to_string() },
@@ -132,6 +141,9 @@ async fn call(
     tracing::warn!(endpoint, status = status.as_u16(), detail = %detail, "the producer answered an error");
     let error = if status == StatusCode::INSUFFICIENT_STORAGE || status == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::PayloadTooLarge(detail)
+    } else if status == StatusCode::GATEWAY_TIMEOUT {
+        // The producer reached the write after our deadline and refused it.
+        AppError::ProducerTimeout { timeout_ms: settings.producer_timeout_ms }
     } else {
         AppError::ProducerError { status: status.as_u16(), endpoint, detail }
     };

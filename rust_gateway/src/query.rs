@@ -29,6 +29,9 @@ pub enum QueryError {
     TooLarge { raw: String, max: u32 },
     #[error("the query string is not valid percent-encoded UTF-8")]
     BadEncoding,
+    /// More users than the producer's newest snapshot holds (the snapshot path only).
+    #[error("the query parameter 'count' is {count}, more than the limit of {users} (the users in the producer's newest snapshot)")]
+    OverSnapshot { count: u32, users: usize },
 }
 
 /// Longest piece of client input quoted back in an error sentence.

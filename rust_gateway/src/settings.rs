@@ -17,6 +17,17 @@ pub enum Validation {
     None,
 }
 
+/// How a shared-memory request asks the producer for its write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignalMode {
+    /// `GET /api/write-to-shm` over the pooled HTTP client.
+    Http,
+    /// A 32-byte frame over a pooled Unix socket `<shm-dir>/<channel>.sock`.
+    Uds,
+    /// `uds` while the socket exists, else `http` (checked per request).
+    Auto,
+}
+
 /// Format of the log lines written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -29,7 +40,7 @@ pub enum LogFormat {
     name = "rust_gateway",
     version,
     about = "shmbridge gateway: serves the producer's users over REST (/api/users-via-api) \
-             and through a shared-memory channel (/api/users-via-shm)"
+             and through a shared-memory channel (/api/users-via-shm, /api/users-via-snapshot)"
 )]
 pub struct Settings {
     /// Address to listen on.
@@ -66,9 +77,14 @@ pub struct Settings {
     #[arg(long, env = "SHMBRIDGE_MAX_COUNT", default_value_t = 100_000, value_name = "N")]
     pub max_count: u32,
 
-    /// Payload validation on both paths: `full` parses every user, `none` skips it.
+    /// Payload validation on every path: `full` parses every user, `none` skips it.
     #[arg(long, env = "SHMBRIDGE_VALIDATION", value_enum, default_value_t = Validation::Full)]
     pub validation: Validation,
+
+    /// How /api/users-via-shm asks the producer for a write: `auto` uses the Unix
+    /// socket `<shm-dir>/<channel>.sock` when it exists, else HTTP.
+    #[arg(long, env = "SHMBRIDGE_SIGNAL", value_enum, default_value_t = SignalMode::Auto)]
+    pub signal: SignalMode,
 
     /// Log line format (logs go to stderr).
     #[arg(long, env = "SHMBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -116,6 +132,12 @@ impl Settings {
     #[must_use]
     pub fn channel_path(&self) -> PathBuf {
         self.shm_dir.join(shmbridge::channel_file_name(&self.channel))
+    }
+
+    /// `<shm-dir>/<channel>.sock`: the producer's signal socket.
+    #[must_use]
+    pub fn socket_path(&self) -> PathBuf {
+        self.shm_dir.join(shmbridge::socket_file_name(&self.channel))
     }
 }
 
@@ -187,6 +209,7 @@ mod tests {
         assert_eq!(default("slot_wait_timeout_ms"), "5000");
         assert_eq!(default("max_count"), "100000");
         assert_eq!(default("validation"), "full");
+        assert_eq!(default("signal"), "auto");
         assert_eq!(default("log_format"), "text");
         assert_eq!(default("log_level"), "info");
     }
@@ -195,6 +218,7 @@ mod tests {
     fn derived_durations_and_path() {
         let s = parse(&["--shm-dir", "/tmp/x", "--channel", "c", "--producer-timeout-ms", "1500"]).unwrap();
         assert_eq!(s.channel_path(), PathBuf::from("/tmp/x/c.shm"));
+        assert_eq!(s.socket_path(), PathBuf::from("/tmp/x/c.sock"));
         assert_eq!(s.quarantine(), Duration::from_millis(3000));
     }
 
@@ -208,6 +232,7 @@ mod tests {
             (&["--producer-timeout-ms", "0"], "--producer-timeout-ms"),
             (&["--max-count=-1"], "--max-count"),
             (&["--validation", "some"], "--validation"),
+            (&["--signal", "pigeon"], "--signal"),
             (&["--log-level", "info,,=x=y"], "--log-level"),
         ] {
             let err = parse(args).unwrap_err().to_string();

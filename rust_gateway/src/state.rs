@@ -6,6 +6,8 @@ use crate::channel::ChannelManager;
 use crate::producer;
 use crate::request_id::RequestIds;
 use crate::settings::Settings;
+use crate::signal::UdsPool;
+use crate::snapshot::SnapshotCache;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -15,6 +17,10 @@ pub struct AppState {
     /// The channel reader and its slot pool (rebuilt when the channel's geometry changes).
     pub channel: Arc<ChannelManager>,
     pub request_ids: Arc<RequestIds>,
+    /// Pooled connections to the producer's signal socket.
+    pub uds: Arc<UdsPool>,
+    /// The newest snapshot, indexed (the snapshot path).
+    pub snapshots: Arc<SnapshotCache>,
 }
 
 impl AppState {
@@ -23,8 +29,18 @@ impl AppState {
     /// # Errors
     /// A sentence if the HTTP client cannot be built.
     pub fn new(settings: Settings) -> Result<Self, String> {
+        // Installs the metrics recorder once per process, before the first request.
+        crate::metrics::handle();
         let producer = producer::build_client(&settings)?;
         let channel = Arc::new(ChannelManager::new(settings.channel_path()));
-        Ok(Self { settings: Arc::new(settings), producer, channel, request_ids: Arc::new(RequestIds::new()) })
+        let uds = Arc::new(UdsPool::new(settings.socket_path()));
+        Ok(Self {
+            settings: Arc::new(settings),
+            producer,
+            channel,
+            request_ids: Arc::new(RequestIds::new()),
+            uds,
+            snapshots: Arc::new(SnapshotCache::new()),
+        })
     }
 }

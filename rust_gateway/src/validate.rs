@@ -54,18 +54,70 @@ pub enum PayloadError {
 
 /// Checks `body` as the answer to a request for `count` users.
 ///
+/// One UTF-8 pass over the whole body (a fast loop over ASCII), then a parse of the
+/// `&str`, whose string reads skip the per-string UTF-8 check a byte-slice parse makes.
+/// The array is walked by a visitor that deserializes each user (borrowed, typed) and
+/// checks its id, without collecting them: no `Vec<User>`, nothing allocated per user
+/// unless a string holds escapes. Same verdicts as collecting first: a malformed body
+/// wins over a wrong count, which wins over the first wrong id.
+///
 /// # Errors
 /// A [`PayloadError`] saying what failed (the serde error for a malformed body).
 pub fn check_users(body: &[u8], count: u32) -> Result<(), PayloadError> {
-    let users: Vec<User<'_>> = serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(e.to_string()))?;
-    if users.len() != count as usize {
-        return Err(PayloadError::WrongCount { expected: count, found: users.len() });
+    let malformed = |e: &dyn std::fmt::Display| PayloadError::Malformed(e.to_string());
+    let text = std::str::from_utf8(body).map_err(|e| malformed(&e))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let tally = serde::Deserializer::deserialize_seq(&mut de, UsersVisitor).map_err(|e| malformed(&e))?;
+    de.end().map_err(|e| malformed(&e))?;
+    if tally.found != count as usize {
+        return Err(PayloadError::WrongCount { expected: count, found: tally.found });
     }
-    for (index, user) in users.iter().enumerate() {
-        let expected = index as u64 + 1;
-        if user.id != expected {
-            return Err(PayloadError::WrongId { position: index + 1, expected, found: user.id });
+    match tally.first_wrong_id {
+        Some((position, found)) => Err(PayloadError::WrongId { position, expected: position as u64, found }),
+        None => Ok(()),
+    }
+}
+
+/// What [`UsersVisitor`] saw: how many users, and the first one whose id is off.
+struct Tally {
+    found: usize,
+    first_wrong_id: Option<(usize, u64)>,
+}
+
+/// Walks a JSON array of users, deserializing and dropping one at a time.
+struct UsersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UsersVisitor {
+    type Value = Tally;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tally, A::Error> {
+        let mut tally = Tally { found: 0, first_wrong_id: None };
+        while let Some(user) = seq.next_element::<User<'de>>()? {
+            tally.found += 1;
+            if tally.first_wrong_id.is_none() && user.id != tally.found as u64 {
+                tally.first_wrong_id = Some((tally.found, user.id));
+            }
         }
+        Ok(tally)
+    }
+}
+
+/// Checks one user's JSON text as user number `position` (1-based): the ten known
+/// fields with their types, and the id `position`. The snapshot cache checks a whole
+/// array this way, element by element, once per snapshot.
+///
+/// # Errors
+/// A [`PayloadError`] naming the position.
+pub fn check_user(text: &str, position: usize) -> Result<(), PayloadError> {
+    let user: User<'_> =
+        serde_json::from_str(text).map_err(|e| PayloadError::Malformed(format!("user number {position}: {e}")))?;
+    let expected = position as u64;
+    if user.id != expected {
+        return Err(PayloadError::WrongId { position, expected, found: user.id });
     }
     Ok(())
 }
@@ -124,7 +176,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed_payloads_with_the_serde_error() {
-        for bad in [&b""[..], b"{}", b"[1]", b"[] []", br#"[{"id":1}]"#, br#"[{"id":"1","first_name":"a"}]"#] {
+        for bad in [&b""[..], b"{}", b"[1]", b"[] []", br#"[{"id":1}]"#, br#"[{"id":"1","first_name":"a"}]"#, b"[\"\xff\"]"] {
             assert!(
                 matches!(check_users(bad, 1), Err(PayloadError::Malformed(_))),
                 "{:?}",

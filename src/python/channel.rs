@@ -1,6 +1,6 @@
 //! `Channel`, the producer's writer, and `Receipt`, what a write published.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -9,10 +9,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyType};
 
 use super::buffer::contiguous_bytes;
-use super::errors::{self, ChannelClosed};
+use super::errors::{self, ChannelClosed, ShmError};
 use super::json;
 use super::reservation::Reservation;
+use super::signal::{self, UdsListener};
 use crate::error::WriteError;
+use crate::fsutil;
 use crate::layout::{Encoding, DEFAULT_SLOT_CAPACITY, DEFAULT_SLOT_COUNT, DEFAULT_SNAPSHOT_SLOTS};
 use crate::writer::{self, ChannelConfig, ChannelWriter, SlotWriter};
 
@@ -83,11 +85,15 @@ fn parse_encoding(encoding: &str) -> PyResult<Encoding> {
 /// A file left by a crashed producer is replaced; a file whose producer is alive
 /// raises ChannelInUse. ``close()`` (or leaving a ``with`` block) removes the file.
 /// Safe to share between threads; each slot has one writer at a time (SlotBusy).
+/// ``serve_uds`` answers the gateway's write requests on a Unix socket.
 #[pyclass(frozen, module = "shmbridge._native")]
 pub struct Channel {
     /// `None` once closed; writes clone the `Arc` for their duration.
     writer: Mutex<Option<Arc<ChannelWriter>>>,
     exports: ExportCount,
+    /// The signal socket's listener while ``serve_uds`` runs.
+    listener: Mutex<Option<UdsListener>>,
+    name: String,
     path: String,
     epoch: u64,
     slot_count: u32,
@@ -153,6 +159,8 @@ impl Channel {
             snapshot_slots: writer.geometry().snapshot_slots,
             writer: Mutex::new(Some(Arc::new(writer))),
             exports: Arc::new(Mutex::new(0)),
+            listener: Mutex::new(None),
+            name: name.to_owned(),
         })
     }
 
@@ -206,6 +214,7 @@ impl Channel {
     ) -> PyResult<Receipt> {
         let encoding = parse_encoding(encoding)?;
         let writer = self.writer()?;
+        signal::check_deadline()?;
         let receipt = with_buffer_bytes(py, data, |bytes| writer.write_bytes(slot, request_id, encoding, bytes))??;
         Ok(receipt.into())
     }
@@ -216,6 +225,7 @@ impl Channel {
     /// and the slot is left empty.
     fn write_json(&self, slot: u32, request_id: u64, obj: &Bound<'_, PyAny>) -> PyResult<Receipt> {
         let writer = self.writer()?;
+        signal::check_deadline()?;
         let mut slot_writer = SlotWriter::begin(&*writer, slot, request_id, Encoding::Json)?;
         json::serialize(obj, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
         Ok(slot_writer.commit()?.into())
@@ -227,6 +237,7 @@ impl Channel {
     /// PayloadTooLarge before touching the slot if `size` exceeds the capacity.
     fn reserve(&self, slot: u32, request_id: u64, size: usize) -> PyResult<Reservation> {
         let writer = self.writer()?;
+        signal::check_deadline()?;
         let capacity = writer.slot_capacity();
         if size as u64 > capacity {
             let slot_count = writer.request_slots();
@@ -260,15 +271,102 @@ impl Channel {
         Ok(receipt.into())
     }
 
-    /// Removes the channel file and refuses further writes. Raises BufferError
-    /// (and stays open) while a memoryview from ``reserve`` is alive. Idempotent.
-    fn close(&self) -> PyResult<()> {
+    /// Serves write requests on a Unix socket, from background threads, until
+    /// ``stop_uds()`` or ``close()``. Returns the socket's path.
+    ///
+    /// The socket is `path`, by default ``{directory}/{name}.sock`` next to the
+    /// channel file, created with mode 0600 in a private directory. A stale socket
+    /// (nobody listening) is replaced; a live one raises ChannelInUse; a symlink or
+    /// any other file there raises ShmError (never followed, never removed).
+    ///
+    /// Each request frame calls ``handler(slot, request_id, count)`` with the GIL
+    /// held; it must write the slot and return its Receipt. Its exceptions become
+    /// error answers: PayloadTooLarge → "too large", SlotBusy → "busy", ValueError →
+    /// "bad request", TimeoutError → "timed out", anything else → "internal"; the
+    /// listener keeps serving. A request whose budget (its frame's ``timeout_ms``)
+    /// is spent is answered "timed out" without calling the handler, and inside the
+    /// handler ``write_json``/``write_bytes``/``reserve`` raise TimeoutError once it
+    /// is spent: a write starts in time or never. The frame format is in the README.
+    #[pyo3(signature = (handler, path = None))]
+    fn serve_uds(&self, py: Python<'_>, handler: Bound<'_, PyAny>, path: Option<PathBuf>) -> PyResult<String> {
+        if !handler.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("serve_uds: handler must be callable"));
+        }
+        let writer = self.writer()?;
+        let already = |running: &UdsListener| {
+            ShmError::new_err(format!(
+                "channel {} already serves its signal socket at {}; call stop_uds() first",
+                self.path,
+                running.path().display()
+            ))
+        };
+        // The lock is never held while the GIL is released (another thread holding the
+        // GIL could wait for it): check, start without it, then install.
+        if let Some(running) = lock(&self.listener).as_ref() {
+            return Err(already(running));
+        }
+        let directory = writer.path().parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let path = match path {
+            Some(path) => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                py.detach(|| fsutil::ensure_private_dir(&parent))?;
+                path
+            }
+            None => directory.join(crate::socket_file_name(&self.name)),
+        };
+        let handler = handler.unbind();
+        let epoch = self.epoch;
+        let started = py.detach(|| UdsListener::start(&path, epoch, handler))?;
+        let mut listener = lock(&self.listener);
+        if let Some(running) = listener.as_ref() {
+            let err = already(running);
+            drop(listener);
+            drop(py.detach(|| started.stop()));
+            return Err(err);
+        }
+        *listener = Some(started);
+        drop(listener);
+        Ok(path.to_string_lossy().into_owned())
+    }
+
+    /// Stops the signal socket's listener: no new connection, open ones are closed,
+    /// a request being handled finishes first; the socket file is removed.
+    /// Idempotent; ``close()`` does it too.
+    fn stop_uds(&self, py: Python<'_>) {
+        let running = lock(&self.listener).take();
+        if let Some(running) = running {
+            let handler = py.detach(|| running.stop());
+            drop(handler); // with the GIL held
+        }
+    }
+
+    /// Path of the signal socket while ``serve_uds`` runs, else None.
+    #[getter]
+    fn uds_path(&self) -> Option<String> {
+        lock(&self.listener).as_ref().map(|l| l.path().to_string_lossy().into_owned())
+    }
+
+    /// Stops the signal listener (see ``stop_uds``), removes the channel file and
+    /// refuses further writes. Raises BufferError (and stays open) while a
+    /// memoryview from ``reserve`` is alive. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let busy = |live: usize| {
+            PyBufferError::new_err(format!(
+                "cannot close channel {}: {live} memoryview(s) over its slots are still alive; release them first",
+                self.path
+            ))
+        };
+        let live = *lock(&self.exports);
+        if live > 0 {
+            return Err(busy(live));
+        }
+        self.stop_uds(py);
         let live = lock(&self.exports);
         if *live > 0 {
-            return Err(PyBufferError::new_err(format!(
-                "cannot close channel {}: {} memoryview(s) over its slots are still alive; release them first",
-                self.path, *live
-            )));
+            return Err(busy(*live));
         }
         let writer = lock(&self.writer).take();
         if let Some(writer) = writer {
@@ -287,12 +385,13 @@ impl Channel {
     #[pyo3(signature = (exc_type = None, exc_value = None, traceback = None))]
     fn __exit__(
         &self,
+        py: Python<'_>,
         exc_type: Option<&Bound<'_, PyType>>,
         exc_value: Option<&Bound<'_, PyAny>>,
         traceback: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let _ = (exc_type, exc_value, traceback);
-        self.close()?;
+        self.close(py)?;
         Ok(false)
     }
 

@@ -10,7 +10,7 @@
 //!       ├── SlotBusy          another writer holds the slot, or it kept changing while read
 //!       ├── SlotEmpty         the slot (or the snapshot ring) holds nothing yet
 //!       ├── ChannelClosed     the channel was closed
-//!       ├── ChannelInUse      a live producer holds the channel file's lock
+//!       ├── ChannelInUse      a live producer holds the channel file's lock (or listens on its socket)
 //!       └── NotSerializable   (also a TypeError) a value with no JSON form
 //! ```
 //! Bad argument values become `ValueError`, file-system failures `OSError` (with
@@ -104,8 +104,11 @@ impl From<CreateError> for PyErr {
         let message = err.to_string();
         match &err {
             CreateError::InvalidName { .. } | CreateError::InvalidGeometry(_) => PyValueError::new_err(message),
-            CreateError::UnsafeDirectory { .. } | CreateError::Symlink { .. } => ShmError::new_err(message),
-            CreateError::InUse { .. } => ChannelInUse::new_err(message),
+            CreateError::UnsafeDirectory { .. }
+            | CreateError::Symlink { .. }
+            | CreateError::NotASocket { .. }
+            | CreateError::NotOwned { .. } => ShmError::new_err(message),
+            CreateError::InUse { .. } | CreateError::SocketInUse { .. } => ChannelInUse::new_err(message),
             CreateError::Allocate { source, .. } | CreateError::Io { source, .. } => os_error(source, message),
         }
     }
@@ -138,6 +141,7 @@ impl From<ReadError> for PyErr {
             ReadError::CorruptSlot { .. }
             | ReadError::Checksum { .. }
             | ReadError::Truncated { .. }
+            | ReadError::HeaderChanged
             | ReadError::CorruptSnapshotPointer { .. } => CorruptChannel::new_err(message),
             ReadError::Io(_) => PyOSError::new_err(message),
         }

@@ -1,5 +1,6 @@
 //! PyO3 bindings: the module `shmbridge._native`. Bindings only; the channel
-//! logic lives in the core modules. The `unsafe` code is in [`buffer`] (the
+//! logic lives in the core modules ([`signal`] runs the signal socket's listener
+//! threads around the core's frame format). The `unsafe` code is in [`buffer`] (the
 //! buffer protocol) and [`borrowed`] (the JSON serializer's C-API fast paths).
 
 mod borrowed;
@@ -9,6 +10,7 @@ mod errors;
 mod json;
 mod reader;
 mod reservation;
+mod signal;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;

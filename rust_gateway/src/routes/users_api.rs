@@ -26,6 +26,7 @@ async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result
     let count = parse_count(query, settings.max_count)?;
     t.count = Some(count);
     let request_id = state.request_ids.next_id();
+    t.set_request_id(request_id);
 
     let fetch = Instant::now();
     let body = producer::get_users(&state.producer, settings, count, request_id).await?;

@@ -1,10 +1,14 @@
 //! `GET /api/users-via-shm?count=N`: the producer writes the users into a slot of the
-//! shared-memory channel, and the gateway copies them out.
+//! shared-memory channel, and the gateway copies them out. The signal that asks for the
+//! write is `--signal` (`auto`: the Unix socket when it exists, else HTTP); two more
+//! endpoints fix it per request, for benchmarks: `/api/users-via-shm-http` and
+//! `/api/users-via-shm-uds`. Everything but step 4 is the same for both signals.
 //!
 //! 1. get the open channel (opened lazily, reopened when the file was replaced);
 //! 2. take a free slot from the gateway's pool (503 after `--slot-wait-timeout-ms`);
 //! 3. make a fresh request id;
-//! 4. ask the producer over HTTP to write `count` users into that slot for that id;
+//! 4. signal: ask the producer to write `count` users into that slot for that id
+//!    (over HTTP, or one frame pair over the Unix socket: [`crate::signal`]);
 //! 5. reopen the channel if the producer answered from a file with another epoch;
 //! 6. copy the slot out under its seqlock, checking the request id and checksum;
 //! 7. give the slot back (after a quarantine if the producer may still write into it);
@@ -20,21 +24,41 @@ use shmbridge::{ChannelReader, Encoding, ReadError, SlotMeta};
 
 use super::{elapsed_us, finish, Timings};
 use crate::error::AppError;
-use crate::producer;
 use crate::query::parse_count;
+use crate::signal::{self, Signal};
 use crate::state::AppState;
 use crate::validate::{self, BLOCKING_THRESHOLD};
 
 pub const PATH: &str = "/api/users-via-shm";
+/// The shared-memory path with the HTTP signal, whatever `--signal` says.
+pub const PATH_HTTP: &str = "/api/users-via-shm-http";
+/// The shared-memory path with the Unix-socket signal, whatever `--signal` says.
+pub const PATH_UDS: &str = "/api/users-via-shm-uds";
 
+/// `/api/users-via-shm`: the signal `--signal` picks.
 pub async fn users_via_shm(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let started = Instant::now();
-    let mut timings = Timings::default();
-    let result = serve(&state, query.as_deref(), &mut timings).await;
-    finish(PATH, started, &timings, result)
+    let signal = Signal::choose(state.settings.signal, state.uds.path());
+    run(PATH, &state, query.as_deref(), signal).await
 }
 
-async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result<Bytes, AppError> {
+/// `/api/users-via-shm-http`.
+pub async fn users_via_shm_http(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    run(PATH_HTTP, &state, query.as_deref(), Signal::Http).await
+}
+
+/// `/api/users-via-shm-uds`.
+pub async fn users_via_shm_uds(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    run(PATH_UDS, &state, query.as_deref(), Signal::Uds).await
+}
+
+async fn run(path: &'static str, state: &AppState, query: Option<&str>, signal: Signal) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings { signal: Some(signal.name()), ..Timings::default() };
+    let result = serve(state, query, signal, &mut timings).await;
+    finish(path, started, &timings, result)
+}
+
+async fn serve(state: &AppState, query: Option<&str>, signal: Signal, t: &mut Timings) -> Result<Bytes, AppError> {
     let settings = &state.settings;
     let count = parse_count(query, settings.max_count)?;
     t.count = Some(count);
@@ -45,12 +69,13 @@ async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result
     t.slot_wait_us = elapsed_us(wait);
     let slot = lease.slot();
     let request_id = state.request_ids.next_id();
+    t.set_request_id(request_id);
 
     // From here until the producer answers, a dropped lease (error, timeout, or the
     // client going away) keeps the slot in quarantine: a late write may land in it.
     lease.quarantine_on_drop(settings.quarantine());
-    let signal = Instant::now();
-    let answer = match producer::write_to_shm(&state.producer, settings, count, slot, request_id).await {
+    let asked = Instant::now();
+    let answer = match signal::request_write(state, signal, count, slot, request_id).await {
         Ok(answer) => answer,
         Err(failure) => {
             if !failure.may_still_write {
@@ -60,7 +85,8 @@ async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result
         }
     };
     lease.release_now_on_drop();
-    t.signal_us = elapsed_us(signal);
+    t.signal_us = elapsed_us(asked);
+    crate::metrics::record_signal(signal.name(), t.signal_us);
 
     let channel = state.channel.for_epoch(&channel, answer.epoch)?;
     let read = Instant::now();
@@ -75,10 +101,13 @@ async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result
     // The copy is private now: the slot can serve another request.
     drop(lease);
     let (meta, buf) = copied.map_err(|e| {
-        if matches!(e, ReadError::Truncated { .. } | ReadError::Io(_) | ReadError::NoSuchSlot { .. }) {
+        if matches!(
+            e,
+            ReadError::Truncated { .. } | ReadError::HeaderChanged | ReadError::Io(_) | ReadError::NoSuchSlot { .. }
+        ) {
             state.channel.forget(&channel);
         }
-        tracing::warn!(slot, request_id, epoch = answer.epoch, path = %answer.path, error = %e, "slot read failed");
+        tracing::warn!(slot, request_id, epoch = answer.epoch, source = %answer.source, error = %e, "slot read failed");
         AppError::from(e)
     })?;
     t.read_us = elapsed_us(read);

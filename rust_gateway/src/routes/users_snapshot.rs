@@ -1,0 +1,62 @@
+//! `GET /api/users-via-snapshot?count=N`: the first N users of the producer's newest
+//! published snapshot, with no call to the producer.
+//!
+//! 1. parse `count` (the same rules and limit as the other paths);
+//! 2. get the open channel (reopened when the file was replaced, as the shm path does);
+//! 3. check that its producer is alive (it holds the file's lock): a snapshot left by a
+//!    producer that died is never served, the answer is 502 `channel_error`;
+//! 4. take the cached, checked and indexed snapshot, refreshed only when the producer
+//!    published another since ([`crate::snapshot`]);
+//! 5. N over the snapshot's users: 400 naming that limit; else serve the first N users
+//!    (the snapshot's own bytes up to user N, and a closing bracket: no copy).
+
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::{elapsed_us, finish, Payload, Timings};
+use crate::error::AppError;
+use crate::query::{parse_count, QueryError};
+use crate::snapshot::SnapshotBody;
+use crate::state::AppState;
+
+pub const PATH: &str = "/api/users-via-snapshot";
+
+pub async fn users_via_snapshot(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings { signal: Some("snapshot"), ..Timings::default() };
+    let result = serve(&state, query.as_deref(), &mut timings).await;
+    finish(PATH, started, &timings, result)
+}
+
+async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result<Payload, AppError> {
+    let settings = &state.settings;
+    let count = parse_count(query, settings.max_count)?;
+    t.count = Some(count);
+
+    let read = Instant::now();
+    let channel = state.channel.get()?;
+    if !channel.reader.producer_alive() {
+        state.channel.forget(&channel);
+        return Err(AppError::Channel(format!(
+            "the producer of {} is no longer running, so its last snapshot is not served (is the producer running?)",
+            channel.reader.path().display()
+        )));
+    }
+    let (snapshot, refreshed) = state.snapshots.get(&channel.reader, settings.validation).await?;
+    let elapsed = elapsed_us(read);
+    // A refresh copies, parses and (in full mode) validates the whole snapshot.
+    if refreshed {
+        t.validate_us = elapsed;
+    } else {
+        t.read_us = elapsed;
+    }
+    let users = snapshot.users();
+    match usize::try_from(count).ok().and_then(|n| snapshot.body(n)) {
+        Some(SnapshotBody::Whole(body)) => Ok(body.into()),
+        Some(SnapshotBody::Open(head)) => Ok(Payload::new(head, Bytes::from_static(b"]"))),
+        None => Err(QueryError::OverSnapshot { count, users }.into()),
+    }
+}

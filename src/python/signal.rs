@@ -1,0 +1,405 @@
+//! The producer's signal listener: a Unix socket served by Rust threads inside the
+//! extension module, taking the GIL only to run the producer's Python handler.
+//!
+//! - `bind`: [`fsutil::bind_private_socket`] (mode 0600, only a stale socket of ours
+//!   is ever replaced, symlinks are refused, never followed).
+//! - one acceptor thread: `poll`s the listening socket and a wake-up pipe, so
+//!   [`UdsListener::stop`] ends it without depending on the socket path.
+//! - one thread per connection (the gateway keeps a few persistent ones): reads
+//!   32-byte request frames ([`crate::signal`]), calls `handler(slot, request_id,
+//!   count)` with the GIL, releases it, and answers with a response frame.
+//! - a Python exception becomes an error response: `PayloadTooLarge` → too large,
+//!   `SlotBusy` → busy, `ValueError` → bad request, `TimeoutError` → timed out,
+//!   anything else → internal. The listener itself never dies of a handler error.
+//! - a malformed frame gets a bad-request answer and the connection is closed
+//!   (the byte stream is out of step); nothing here panics on input.
+//! - a request whose budget (`timeout_ms`) ran out before the handler could start
+//!   is answered "timed out" without calling the handler; and while the handler runs,
+//!   the channel's writes on its thread (`write_json`, `write_bytes`, `reserve`) raise
+//!   TimeoutError once the budget is spent ([`check_deadline`]). A write starts before
+//!   the gateway gives up or never, so a late write cannot land in a slot the gateway
+//!   has handed to another request (its quarantine covers a write that started in time).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use rustix::event::{PollFd, PollFlags};
+
+use super::channel::{lock, Receipt};
+use super::errors::{PayloadTooLarge, SlotBusy};
+use crate::error::CreateError;
+use crate::fsutil::{self, FileIdentity};
+use crate::signal::{Op, Request, Response, Status, REQUEST_LEN};
+
+/// Pending connections the kernel queues before `accept`.
+const BACKLOG: i32 = 64;
+/// Connections served at once; more are answered "busy" and closed.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Pause after a failed `accept` (out of file descriptors...), so a persistent
+/// failure does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// The budget of the signal request this thread's handler is serving: when it
+    /// runs out, and how long it was.
+    static DEADLINE: Cell<Option<(Instant, u32)>> = const { Cell::new(None) };
+}
+
+/// Refuses a write that would start after the budget of the signal request being
+/// handled on this thread (no-op on any other thread).
+///
+/// # Errors
+/// `TimeoutError` naming the budget.
+pub fn check_deadline() -> PyResult<()> {
+    match DEADLINE.get() {
+        Some((deadline, budget_ms)) if Instant::now() >= deadline => Err(PyTimeoutError::new_err(format!(
+            "the signal request's budget of {budget_ms} ms ran out before the write started; nothing was written"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Sets this thread's deadline for the life of the guard.
+struct DeadlineGuard;
+
+impl DeadlineGuard {
+    fn set(deadline: Option<(Instant, u32)>) -> Self {
+        DEADLINE.set(deadline);
+        Self
+    }
+}
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        DEADLINE.set(None);
+    }
+}
+
+/// A live connection: a clone of its stream (to shut it down) and its thread.
+type Connection = (UnixStream, Option<JoinHandle<()>>);
+
+/// What the acceptor and every connection thread share.
+struct Shared {
+    epoch: u64,
+    /// `None` once the listener stops: the handler is dropped with the GIL held.
+    handler: Mutex<Option<Py<PyAny>>>,
+    stopping: AtomicBool,
+    connections: Mutex<HashMap<u64, Connection>>,
+    next_connection: AtomicU64,
+}
+
+/// A running listener. [`stop`](Self::stop) ends it; dropping it without `stop`
+/// asks every thread to end but does not wait.
+pub struct UdsListener {
+    path: PathBuf,
+    identity: FileIdentity,
+    shared: Arc<Shared>,
+    wake: Option<OwnedFd>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl UdsListener {
+    /// Binds `path` and starts the acceptor thread. Call without the GIL.
+    ///
+    /// # Errors
+    /// The path is taken, unsafe, or the socket or thread cannot be made.
+    pub fn start(path: &Path, epoch: u64, handler: Py<PyAny>) -> Result<Self, CreateError> {
+        let (listener, identity) = fsutil::bind_private_socket(path, BACKLOG)?;
+        let io =
+            |action: &'static str| move |source: io::Error| CreateError::Io { action, path: path.to_owned(), source };
+        let cleanup = |err: CreateError| {
+            fsutil::remove_socket_if_ours(path, identity);
+            err
+        };
+        listener.set_nonblocking(true).map_err(io("configuring")).map_err(cleanup)?;
+        let (wake_read, wake_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| cleanup(io("creating the wake-up pipe for")(e.into())))?;
+        let shared = Arc::new(Shared {
+            epoch,
+            handler: Mutex::new(Some(handler)),
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(1),
+        });
+        let acceptor_shared = Arc::clone(&shared);
+        let acceptor = std::thread::Builder::new()
+            .name("shmbridge-uds-accept".into())
+            .spawn(move || accept_loop(&listener, &wake_read, &acceptor_shared))
+            .map_err(|e| cleanup(io("starting the acceptor thread of")(e)))?;
+        Ok(Self { path: path.to_owned(), identity, shared, wake: Some(wake_write), acceptor: Some(acceptor) })
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Signals every thread to end: the acceptor through its pipe, connections by
+    /// shutting their sockets down (a blocked read returns at once). Removes the
+    /// socket file. Does not wait.
+    fn signal_stop(&mut self) {
+        if self.shared.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Closing the write end makes the read end readable (EOF) for the acceptor's poll.
+        self.wake = None;
+        fsutil::remove_socket_if_ours(&self.path, self.identity);
+    }
+
+    /// Stops accepting, closes every connection, waits for every thread (a handler
+    /// running now finishes first) and removes the socket file. Call without the
+    /// GIL: a connection thread may be waiting for it. Returns the handler so the
+    /// caller drops it with the GIL held.
+    pub fn stop(mut self) -> Option<Py<PyAny>> {
+        self.signal_stop();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        // The acceptor is gone: no connection is added any more.
+        let connections = std::mem::take(&mut *lock(&self.shared.connections));
+        let me = std::thread::current().id();
+        let mut threads = Vec::with_capacity(connections.len());
+        for (_, (stream, thread)) in connections {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            threads.extend(thread);
+        }
+        for thread in threads {
+            // A handler that calls stop_uds() itself must not wait for its own thread.
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
+        lock(&self.shared.handler).take()
+    }
+}
+
+impl Drop for UdsListener {
+    fn drop(&mut self) {
+        self.signal_stop();
+        // Connection threads see `stopping` after their current request, and their
+        // sockets are shut down so that a blocked read returns.
+        for (stream, _) in lock(&self.shared.connections).values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(listener: &UnixListener, wake: &OwnedFd, shared: &Arc<Shared>) {
+    loop {
+        let mut fds = [PollFd::new(listener, PollFlags::IN), PollFd::new(wake, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => std::thread::sleep(ACCEPT_BACKOFF),
+        }
+        if shared.stopping.load(Ordering::Acquire) || !fds[1].revents().is_empty() {
+            return;
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => admit(stream, shared),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err)
+                    if err.kind() == io::ErrorKind::Interrupted || err.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(_) => {
+                    std::thread::sleep(ACCEPT_BACKOFF);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Gives an accepted connection its thread, or answers "busy" and closes it.
+fn admit(stream: UnixStream, shared: &Arc<Shared>) {
+    let refuse = |stream: &UnixStream, why: &str| {
+        let _ = send_all(stream, &Response::error(Status::Busy, shared.epoch, None, why).encode());
+    };
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let mut connections = lock(&shared.connections);
+    if connections.len() >= MAX_CONNECTIONS {
+        drop(connections);
+        refuse(&stream, &format!("the producer serves at most {MAX_CONNECTIONS} signal connections at once"));
+        return;
+    }
+    let Ok(clone) = stream.try_clone() else {
+        drop(connections);
+        refuse(&stream, "the producer could not register the connection");
+        return;
+    };
+    let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    let thread_shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new().name("shmbridge-uds-conn".into()).spawn(move || {
+        serve_connection(&stream, &thread_shared);
+        lock(&thread_shared.connections).remove(&id);
+    });
+    match spawned {
+        Ok(thread) => {
+            connections.insert(id, (clone, Some(thread)));
+        }
+        Err(_) => {
+            drop(connections);
+            refuse(&clone, "the producer could not start a thread for the connection");
+        }
+    }
+}
+
+/// Serves request after request until the peer closes, a frame is bad, or the
+/// listener stops.
+fn serve_connection(stream: &UnixStream, shared: &Shared) {
+    let mut frame = [0u8; REQUEST_LEN];
+    loop {
+        match read_frame(stream, &mut frame) {
+            Ok(Frame::Complete) => {}
+            Ok(Frame::Closed) | Err(_) => return,
+            Ok(Frame::Short(got)) => {
+                let message = format!("request frame cut short: {got} of {REQUEST_LEN} bytes before end of stream");
+                let _ = send_all(stream, &Response::error(Status::BadRequest, shared.epoch, None, &message).encode());
+                return;
+            }
+        }
+        let received = Instant::now();
+        if shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let (response, keep_open) = match Request::decode(&frame) {
+            Ok(request) => (handle(&request, received, shared), true),
+            Err(err) => (Response::error(Status::BadRequest, shared.epoch, None, &err.to_string()), false),
+        };
+        if send_all(stream, &response.encode()).is_err() || !keep_open {
+            return;
+        }
+    }
+}
+
+enum Frame {
+    Complete,
+    /// End of stream exactly between frames.
+    Closed,
+    /// End of stream after this many bytes of a frame.
+    Short(usize),
+}
+
+fn read_frame(mut stream: &UnixStream, frame: &mut [u8; REQUEST_LEN]) -> io::Result<Frame> {
+    let mut filled = 0;
+    while filled < REQUEST_LEN {
+        match stream.read(&mut frame[filled..]) {
+            Ok(0) if filled == 0 => return Ok(Frame::Closed),
+            Ok(0) => return Ok(Frame::Short(filled)),
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(Frame::Complete)
+}
+
+/// Writes all of `bytes` with MSG_NOSIGNAL: a peer that went away is an error
+/// (EPIPE), never a SIGPIPE.
+fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::net::send(stream.as_fd(), bytes, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+fn budget(request: &Request) -> Option<Duration> {
+    (request.timeout_ms != 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)))
+}
+
+fn timed_out(request: &Request, received: Instant, epoch: u64, when: &str) -> Response {
+    let message = format!(
+        "the request's budget of {} ms ran out {when} ({} ms after it arrived); nothing was written",
+        request.timeout_ms,
+        received.elapsed().as_millis()
+    );
+    Response::error(Status::TimedOut, epoch, Some(request), &message)
+}
+
+/// Runs one request through the Python handler.
+fn handle(request: &Request, received: Instant, shared: &Shared) -> Response {
+    let epoch = shared.epoch;
+    let expired = || budget(request).is_some_and(|b| received.elapsed() >= b);
+    if expired() {
+        return timed_out(request, received, epoch, "before it was read");
+    }
+    match request.op {
+        Op::WriteUsers => {}
+    }
+    let outcome = Python::try_attach(|py| {
+        // Waiting for the GIL may have used up the budget.
+        if expired() {
+            return timed_out(request, received, epoch, "while waiting for the interpreter");
+        }
+        let Some(handler) = lock(&shared.handler).as_ref().map(|h| h.clone_ref(py)) else {
+            return Response::error(Status::Busy, epoch, Some(request), "the listener is stopping");
+        };
+        let _deadline = DeadlineGuard::set(budget(request).map(|b| (received + b, request.timeout_ms)));
+        match handler.call1(py, (request.slot, request.request_id, request.count)) {
+            Ok(result) => receipt_response(result.bind(py), request, epoch),
+            Err(err) => error_response(py, &err, request, epoch),
+        }
+    });
+    outcome.unwrap_or_else(|| {
+        Response::error(Status::Internal, epoch, Some(request), "the Python interpreter is shutting down")
+    })
+}
+
+fn receipt_response(result: &Bound<'_, PyAny>, request: &Request, epoch: u64) -> Response {
+    match result.cast::<Receipt>() {
+        Ok(receipt) => {
+            let receipt = receipt.get();
+            Response {
+                status: Status::Ok,
+                epoch,
+                slot: receipt.slot,
+                request_id: receipt.request_id,
+                sequence: receipt.sequence,
+                length: receipt.length,
+                message: String::new(),
+            }
+        }
+        Err(_) => {
+            let kind = result.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            let message = format!("the handler returned a {kind}, not a Receipt");
+            Response::error(Status::Internal, epoch, Some(request), &message)
+        }
+    }
+}
+
+/// A handler exception as an error response: its kind picks the status, and the
+/// message carries `TypeName: text`.
+fn error_response(py: Python<'_>, err: &PyErr, request: &Request, epoch: u64) -> Response {
+    let status = if err.is_instance_of::<PayloadTooLarge>(py) {
+        Status::TooLarge
+    } else if err.is_instance_of::<SlotBusy>(py) {
+        Status::Busy
+    } else if err.is_instance_of::<PyValueError>(py) {
+        Status::BadRequest
+    } else if err.is_instance_of::<PyTimeoutError>(py) {
+        Status::TimedOut
+    } else {
+        Status::Internal
+    };
+    let kind = err.get_type(py).name().map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
+    let text = err.value(py).str().map_or_else(|_| String::new(), |s| s.to_string());
+    let message = if text.is_empty() { kind } else { format!("{kind}: {text}") };
+    Response::error(status, epoch, Some(request), &message)
+}

@@ -1,0 +1,333 @@
+"""``Channel.serve_uds``: the native signal listener, driven by a tiny socket client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import shmbridge
+from native_helpers import make_channel, private_dir
+from signal_helpers import (
+    BAD_REQUEST,
+    BUSY,
+    INTERNAL,
+    OK,
+    TIMED_OUT,
+    TOO_LARGE,
+    SignalClient,
+    request_frame,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+Handler = Callable[[int, int, int], shmbridge.Receipt]
+
+
+@pytest.fixture
+def shm_dir(tmp_path: Path) -> Path:
+    return private_dir(tmp_path)
+
+
+@pytest.fixture
+def channel(shm_dir: Path) -> Iterator[shmbridge.Channel]:
+    with make_channel(shm_dir) as ch:
+        yield ch
+
+
+def writer(channel: shmbridge.Channel) -> Handler:
+    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+        return channel.write_json(slot, request_id, [{"id": i + 1} for i in range(count)])
+
+    return handle
+
+
+def expected(count: int) -> bytes:
+    return shmbridge.dumps([{"id": i + 1} for i in range(count)])
+
+
+def test_round_trip_on_one_connection(channel: shmbridge.Channel, shm_dir: Path) -> None:
+    path = channel.serve_uds(writer(channel))
+    assert path == str(shm_dir / "test.sock")
+    assert channel.uds_path == path
+    reader = shmbridge.Reader(channel.path)
+    with SignalClient(path) as client:
+        for request_id, (slot, count) in enumerate([(0, 2), (1, 0), (2, 1000), (0, 3)], 1):
+            answer = client.write_users(slot, request_id, count)
+            assert answer.status == OK, answer.message
+            assert (answer.slot, answer.request_id) == (slot, request_id)
+            assert answer.epoch == channel.epoch
+            assert answer.message == ""
+            assert answer.length == len(expected(count))
+            assert answer.sequence > 0 and answer.sequence % 2 == 0
+            assert reader.read_bytes(slot, request_id) == expected(count)
+
+
+def test_connections_are_served_concurrently(channel: shmbridge.Channel) -> None:
+    gate = threading.Barrier(2, timeout=10)
+
+    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+        gate.wait()  # both requests must be inside the handler at once
+        return writer(channel)(slot, request_id, count)
+
+    path = channel.serve_uds(handle)
+    answers = {}
+
+    def ask(slot: int) -> None:
+        with SignalClient(path) as client:
+            answers[slot] = client.write_users(slot, 10 + slot, 5)
+
+    threads = [threading.Thread(target=ask, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert {slot: a.status for slot, a in answers.items()} == {0: OK, 1: OK}
+
+
+def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
+    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+        if count == 1:
+            raise ValueError("count 1 is not served")
+        if count == 2:
+            raise shmbridge.SlotBusy("slot is busy")
+        if count == 3:
+            raise TimeoutError("too late")
+        if count == 4:
+            raise RuntimeError("boom")
+        if count == 5:
+            return "not a receipt"  # type: ignore[return-value]
+        if count == 6:
+            raise KeyError("no such thing")
+        return channel.write_json(slot, request_id, ["x" * 1000] * count)
+
+    path = channel.serve_uds(handle)
+    with SignalClient(path) as client:
+        cases = [
+            (1, BAD_REQUEST, "ValueError: count 1 is not served"),
+            (2, BUSY, "SlotBusy: slot is busy"),
+            (3, TIMED_OUT, "TimeoutError: too late"),
+            (4, INTERNAL, "RuntimeError: boom"),
+            (5, INTERNAL, "the handler returned a str, not a Receipt"),
+            (6, INTERNAL, "KeyError: 'no such thing'"),
+            (1000, TOO_LARGE, "PayloadTooLarge"),
+        ]
+        for count, status, needle in cases:
+            answer = client.write_users(0, 100 + count, count)
+            assert answer.status == status, (count, answer)
+            assert needle in answer.message, (count, answer.message)
+            assert (answer.slot, answer.request_id) == (0, 100 + count)
+            assert (answer.sequence, answer.length) == (0, 0)
+        # The native layer's own refusals (bad slot, request id 0) are ValueErrors.
+        answer = client.write_users(99, 7, 0)
+        assert answer.status == BAD_REQUEST and "slot 99 does not exist" in answer.message
+        answer = client.write_users(0, 0, 0)
+        assert answer.status == BAD_REQUEST and "request id 0" in answer.message
+        # Still serving on the same connection.
+        assert client.write_users(1, 8, 0).status == OK
+
+
+def test_an_expired_budget_skips_the_handler(channel: shmbridge.Channel) -> None:
+    calls: list[int] = []
+
+    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+        calls.append(request_id)
+        return writer(channel)(slot, request_id, count)
+
+    path = channel.serve_uds(handle)
+    with SignalClient(path) as client:
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(10.0)
+        try:
+            client.send_raw(request_frame(0, 77, 2, timeout_ms=50))
+            # Hold the GIL well past the budget: the listener cannot start the handler.
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+        finally:
+            sys.setswitchinterval(old)
+        answer = client.read_answer()
+        assert answer.status == TIMED_OUT, answer
+        assert "budget of 50 ms" in answer.message
+        assert calls == []
+        assert client.write_users(0, 78, 2, timeout_ms=0).status == OK  # 0: no deadline
+    assert calls == [78]
+
+
+def test_a_write_after_the_budget_never_starts(channel: shmbridge.Channel) -> None:
+    def slow(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+        time.sleep(0.2)
+        return writer(channel)(slot, request_id, count)
+
+    path = channel.serve_uds(slow)
+    with SignalClient(path) as client:
+        answer = client.write_users(0, 5, 2, timeout_ms=50)
+        assert answer.status == TIMED_OUT, answer
+        assert "TimeoutError" in answer.message and "budget of 50 ms" in answer.message
+        with pytest.raises(shmbridge.SlotEmpty):
+            shmbridge.Reader(channel.path).read_bytes(0)
+        assert client.write_users(0, 6, 2, timeout_ms=5000).status == OK
+    # Outside a listener thread there is no budget.
+    assert channel.write_json(1, 7, []).length == 2
+
+
+@pytest.mark.parametrize(
+    ("frame", "needle"),
+    [
+        (request_frame(0, 1, 1, magic=b"XXXX"), "bad magic"),
+        (request_frame(0, 1, 1, version=2), "protocol version 2"),
+        (request_frame(0, 1, 1, op=9), "unknown op 9"),
+        (b"SBRQ\x01\x00", "cut short: 6 of 32 bytes"),
+    ],
+)
+def test_malformed_frames_are_answered_then_closed(
+    channel: shmbridge.Channel, frame: bytes, needle: str
+) -> None:
+    path = channel.serve_uds(writer(channel))
+    with SignalClient(path) as client:
+        client.send_raw(frame)
+        if len(frame) < 32:
+            client.sock.shutdown(socket.SHUT_WR)
+        answer = client.read_answer()
+        assert answer.status == BAD_REQUEST
+        assert needle in answer.message
+        assert answer.request_id == 0
+        assert client.at_eof()
+    with SignalClient(path) as client:  # the listener lives on
+        assert client.write_users(0, 5, 1).status == OK
+
+
+def test_socket_is_private_and_removed_on_close(shm_dir: Path) -> None:
+    channel = make_channel(shm_dir)
+    path = Path(channel.serve_uds(writer(channel)))
+    mode = path.lstat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+    idle = SignalClient(str(path))  # an idle connection must not hold close() up
+    try:
+        start = time.monotonic()
+        channel.close()
+        assert time.monotonic() - start < 5
+        assert not path.exists()
+        assert channel.uds_path is None
+        assert idle.at_eof()
+    finally:
+        idle.close()
+    with pytest.raises(shmbridge.ChannelClosed):
+        channel.serve_uds(writer(channel))
+
+
+def test_stop_and_serve_again(channel: shmbridge.Channel, shm_dir: Path) -> None:
+    path = channel.serve_uds(writer(channel))
+    with pytest.raises(shmbridge.ShmError, match="already serves"):
+        channel.serve_uds(writer(channel))
+    channel.stop_uds()
+    channel.stop_uds()  # idempotent
+    assert not os.path.exists(path)
+    with pytest.raises(OSError):
+        SignalClient(path)
+    assert channel.serve_uds(writer(channel)) == path
+    with SignalClient(path) as client:
+        assert client.write_users(0, 1, 1).status == OK
+
+
+def test_stop_waits_for_a_running_handler(channel: shmbridge.Channel) -> None:
+    entered = threading.Event()
+    finished: list[int] = []
+
+    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+        entered.set()
+        time.sleep(0.3)
+        receipt = writer(channel)(slot, request_id, count)
+        finished.append(request_id)
+        return receipt
+
+    path = channel.serve_uds(handle)
+    with SignalClient(path) as client:
+        client.send_raw(request_frame(0, 9, 1))
+        assert entered.wait(10)
+        channel.stop_uds()
+        assert finished == [9], "stop_uds returns after the running handler"
+        assert client.at_eof() or client.read_answer().status == OK
+
+
+def test_a_stale_socket_is_replaced(shm_dir: Path) -> None:
+    stale = shm_dir / "test.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(stale))
+    dead.close()  # the file stays; nobody listens
+    assert stat.S_ISSOCK(stale.lstat().st_mode)
+    with make_channel(shm_dir) as channel:
+        path = channel.serve_uds(writer(channel))
+        assert path == str(stale)
+        with SignalClient(path) as client:
+            assert client.write_users(0, 1, 2).status == OK
+    assert not stale.exists()
+
+
+def test_a_live_socket_is_not_taken_over(shm_dir: Path) -> None:
+    live = shm_dir / "test.sock"
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(live))
+    other.listen(1)
+    try:
+        with (
+            make_channel(shm_dir) as channel,
+            pytest.raises(shmbridge.ChannelInUse, match="listening"),
+        ):
+            channel.serve_uds(writer(channel))
+        assert stat.S_ISSOCK(live.lstat().st_mode)
+    finally:
+        other.close()
+
+
+def test_a_symlink_or_a_file_at_the_path_is_refused(shm_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.sock"
+    target = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    target.bind(str(elsewhere))  # a stale socket, but reached through a link
+    target.close()
+    link = shm_dir / "test.sock"
+    link.symlink_to(elsewhere)
+    with make_channel(shm_dir) as channel:
+        with pytest.raises(shmbridge.ShmError, match="symbolic link"):
+            channel.serve_uds(writer(channel))
+        assert link.is_symlink() and elsewhere.exists()
+
+        dangling = shm_dir / "dangling.sock"
+        dangling.symlink_to(tmp_path / "nowhere")
+        with pytest.raises(shmbridge.ShmError, match="symbolic link"):
+            channel.serve_uds(writer(channel), str(dangling))
+        assert not (tmp_path / "nowhere").exists()
+
+        regular = shm_dir / "file.sock"
+        regular.write_bytes(b"keep me")
+        with pytest.raises(shmbridge.ShmError, match="not a Unix socket"):
+            channel.serve_uds(writer(channel), regular)
+        assert regular.read_bytes() == b"keep me"
+        assert channel.uds_path is None
+
+
+def test_a_custom_path_must_be_in_a_private_directory(
+    channel: shmbridge.Channel, tmp_path: Path
+) -> None:
+    mine = private_dir(tmp_path, "mine")
+    path = channel.serve_uds(writer(channel), mine / "x.sock")
+    assert path == str(mine / "x.sock")
+    channel.stop_uds()
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(shmbridge.ShmError, match="world-writable"):
+        channel.serve_uds(writer(channel), open_dir / "x.sock")
+
+
+def test_the_handler_must_be_callable(channel: shmbridge.Channel) -> None:
+    with pytest.raises(TypeError, match="callable"):
+        channel.serve_uds(42)  # type: ignore[arg-type]  # the point of the test
+    assert channel.uds_path is None
