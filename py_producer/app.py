@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,6 +33,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from py_producer import native
+from py_producer import openapi_docs as docs
+from py_producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from py_producer.metrics import ProducerMetrics
 from py_producer.middleware import AccessLogMiddleware, StartupError, access_log, log_extra
 from py_producer.settings import Settings
 from py_producer.users import USER_HARD_CAP, User, build_users, extend_users
@@ -162,6 +165,7 @@ class ProducerState:
     signal_socket: str | None = None
     #: Generation of the newest published snapshot (0: none yet).
     snapshot_generation: int = 0
+    metrics: ProducerMetrics = field(default_factory=ProducerMetrics)
 
     def payload(self, count: int) -> bytes:
         """orjson bytes of the first ``count`` users (cached per data version if enabled)."""
@@ -217,7 +221,9 @@ class ProducerState:
                 time.sleep(self.settings.write_delay_ms / 1000.0)
             write_start = time.perf_counter()
             receipt = self.write_users(slot, request_id, count)
-            write_ms = (time.perf_counter() - write_start) * 1000.0
+            write_s = time.perf_counter() - write_start
+            self.metrics.record_write("uds", receipt.length, write_s)
+            write_ms = write_s * 1000.0
             extra = f" length={receipt.length} write_ms={write_ms:.2f}"
             return receipt
         except Exception as exc:
@@ -269,8 +275,10 @@ class ProducerState:
                 log.error("the snapshot failure marker could not be published either: %s", again)
                 return
             self.snapshot_generation = receipt.request_id
+            self.metrics.record_publish("marker")
             return
         self.snapshot_generation = receipt.request_id
+        self.metrics.record_publish("ok")
         log.info(
             "snapshot %d published: %d users, %d bytes in %.1f ms",
             receipt.request_id,
@@ -380,16 +388,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="shmbridge producer",
+        description="Builds users and hands them to the gateway over REST or shared memory.",
         lifespan=lifespan,
-        docs_url=None,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
         redoc_url=None,
-        openapi_url=None,
     )
     app.state.producer = state
     app.add_middleware(AccessLogMiddleware)
     _install_error_handlers(app)
 
-    @app.get("/healthz")
+    @app.get("/healthz", **docs.HEALTHZ)
     async def healthz() -> Response:
         channel = state.channel
         if channel is None:
@@ -413,12 +422,16 @@ def create_app(settings: Settings) -> FastAPI:
             }
         )
 
-    @app.get("/api/users")
+    @app.get("/metrics", **docs.METRICS)
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/api/users", **docs.USERS_GET)
     async def get_users(request: Request) -> Response:
         count = required_int_param(request.query_params, "count", 0, len(state.users))
         return Response(state.payload(count), media_type="application/json")
 
-    @app.post("/api/users")
+    @app.post("/api/users", **docs.USERS_POST)
     async def post_users(request: Request) -> Response:
         raw = await request.body()
         try:
@@ -446,7 +459,7 @@ def create_app(settings: Settings) -> FastAPI:
             {"total": len(state.users), "added": count, "data_version": state.data_version}
         )
 
-    @app.api_route("/api/write-to-shm", methods=["GET", "POST"])
+    @app.api_route("/api/write-to-shm", methods=["GET", "POST"], **docs.WRITE_TO_SHM)
     async def write_to_shm(request: Request) -> Response:
         channel, shm = state.channel, state.shm
         if channel is None or shm is None:
@@ -499,7 +512,9 @@ def create_app(settings: Settings) -> FastAPI:
             raise ApiError(409, "slot_busy", str(exc)) from None
         except shm.ShmError as exc:
             raise ApiError(500, "shm_error", str(exc)) from None
-        write_ms = (time.perf_counter() - start) * 1000.0
+        write_s = time.perf_counter() - start
+        state.metrics.record_write("http", receipt.length, write_s)
+        write_ms = write_s * 1000.0
         log_extra(request.scope).update(
             slot=slot,
             request_id=request_id,

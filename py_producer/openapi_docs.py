@@ -129,7 +129,7 @@ USERS_POST: dict[str, Any] = {
                 },
             },
         ),
-        400: _error("the body is not {\"count\": 1..1000}"),
+        400: _error('the body is not {"count": 1..1000}'),
         409: _error("the user cap would be passed"),
     },
 }

@@ -85,7 +85,9 @@ def start_stack(
     except BaseException:
         producer.stop()
         raise
-    return Stack(producer, gateway, httpx.Client(timeout=120), tmp_path, producer_settings)
+    # identity: these tests check the bytes and headers as served (httpx asks for gzip).
+    client = httpx.Client(timeout=120, headers={"Accept-Encoding": "identity"})
+    return Stack(producer, gateway, client, tmp_path, producer_settings)
 
 
 def stop_stack(stack: Stack) -> None:

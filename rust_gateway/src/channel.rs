@@ -169,7 +169,13 @@ impl SlotPool {
         }
         let free: Vec<u32> = (0..request_slots - 1).rev().collect();
         let size = free.len();
-        Ok(Self { request_slots, size, permits: Semaphore::new(size), waiters: AtomicUsize::new(0), free: Mutex::new(free) })
+        Ok(Self {
+            request_slots,
+            size,
+            permits: Semaphore::new(size),
+            waiters: AtomicUsize::new(0),
+            free: Mutex::new(free),
+        })
     }
 
     /// Request slots of the channel this pool was sized for.

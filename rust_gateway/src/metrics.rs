@@ -33,8 +33,9 @@ pub const SNAPSHOT_GENERATION: &str = "gateway_snapshot_generation";
 pub const SNAPSHOT_AGE: &str = "gateway_snapshot_age_seconds";
 
 /// Histogram buckets, in seconds: 50 µs to 10 s.
-const BUCKETS: &[f64] =
-    &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// How often histogram samples are folded in when nobody scrapes.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 

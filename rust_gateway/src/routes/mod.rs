@@ -50,7 +50,6 @@ impl Timings {
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Microseconds since `since`.
-
 #[must_use]
 pub fn elapsed_us(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
@@ -131,7 +130,6 @@ pub fn finish(
         Ok(body) => {
             tracing::info!(
                 path,
-                request_id = t.request_id,
                 count = t.count,
                 signal = t.signal,
                 status = 200,
@@ -141,6 +139,7 @@ pub fn finish(
                 read_us = t.read_us,
                 validate_us = t.validate_us,
                 total_us,
+                request_id = t.request_id,
                 "served"
             );
             json_response(body)
@@ -148,9 +147,9 @@ pub fn finish(
         Err(error) => {
             let status = error.status().as_u16();
             if error.status().is_server_error() {
-                tracing::warn!(path, request_id = t.request_id, count = t.count, signal = t.signal, status, kind = error.kind(), error = %error, total_us, "failed");
+                tracing::warn!(path, count = t.count, signal = t.signal, status, kind = error.kind(), error = %error, total_us, request_id = t.request_id, "failed");
             } else {
-                tracing::info!(path, request_id = t.request_id, count = t.count, signal = t.signal, status, kind = error.kind(), error = %error, total_us, "refused");
+                tracing::info!(path, count = t.count, signal = t.signal, status, kind = error.kind(), error = %error, total_us, request_id = t.request_id, "refused");
             }
             error.into_response()
         }

@@ -85,6 +85,7 @@ impl FakeProducer {
         let app = Router::new()
             .route("/api/users", get(users))
             .route("/api/write-to-shm", get(write_to_shm))
+            .route("/healthz", get(|| async { r#"{"status":"ok"}"# }))
             .with_state(Arc::clone(&inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
