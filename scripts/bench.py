@@ -136,11 +136,21 @@ def run_load(
             "--json-out",
             out.name,
         ]
-        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
-        report = json.loads(Path(out.name).read_text())
+        # Exit code 1 only means mismatches, which the report counts; anything else
+        # (bad arguments, a crash) leaves no report, and the run must stop loudly.
+        done = subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+        text = Path(out.name).read_text()
+        if done.returncode not in (0, 1) or not text:
+            sys.exit(f"shmbridge_load failed (exit {done.returncode}): {' '.join(cmd)}")
+        report = json.loads(text)
     stats = report["paths"][path]
+    # The load tool's requests_per_sec counts every answer, errors included; a path
+    # answering 503 fast must not look fast, so the rate here is of ok responses only
+    # (the latencies are of ok responses too). Mismatches (200s with a wrong body) are
+    # not ok; they are counted over the warm-up as well (total_mismatches).
+    elapsed = report["elapsed_secs"]
     return {
-        "rps": stats["requests_per_sec"],
+        "rps": stats["ok"] / elapsed if elapsed > 0 else 0.0,
         "p50_us": stats["latency_us"]["p50"],
         "p99_us": stats["latency_us"]["p99"],
         "requests": stats["requests"],
@@ -168,7 +178,10 @@ def median_cell(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = []
+    lines = [
+        f"Medians of {results['runs']} runs of {results['duration_secs']:g} s each "
+        f"({results['machine']}); req/s counts ok responses only."
+    ]
     for mode, cells in results["modes"].items():
         lines.append(f"\n### {mode}\n")
         lines.append(
@@ -233,9 +246,12 @@ def svg_chart(results: dict[str, Any], mode: str) -> str:
         parts.append(
             f'<text x="{x0 + width / 2}" y="16" text-anchor="middle">{title} [{mode}]</text>'
         )
+        # The frame encloses the plotted range (y from px's top, 75, to its bottom, 285)
+        # with 10 px to spare each side; the legend sits above it, under the title.
         parts.append(
-            f'<rect x="{x0 + pad}" y="35" width="{width - 2 * pad}" '
-            f'height="{height - 2 * pad - 15}" fill="none" stroke="#888"/>'
+            f'<rect x="{x0 + pad}" y="{height - pad + 10 - (height - 2 * pad)}" '
+            f'width="{width - 2 * pad}" height="{height - 2 * pad + 20}" '
+            'fill="none" stroke="#888"/>'
         )
         for c in sorted(set(xs)):
             x, _ = px(c, 10**lo)
@@ -253,7 +269,7 @@ def svg_chart(results: dict[str, Any], mode: str) -> str:
             parts.append(
                 f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>'
             )
-            parts.append(f'<text x="{x0 + pad + 8}" y="{50 + 14 * i}" fill="{color}">{path}</text>')
+            parts.append(f'<text x="{x0 + pad + 8 + 80 * i}" y="40" fill="{color}">{path}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 

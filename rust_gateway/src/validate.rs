@@ -176,7 +176,9 @@ mod tests {
 
     #[test]
     fn refuses_malformed_payloads_with_the_serde_error() {
-        for bad in [&b""[..], b"{}", b"[1]", b"[] []", br#"[{"id":1}]"#, br#"[{"id":"1","first_name":"a"}]"#, b"[\"\xff\"]"] {
+        for bad in
+            [&b""[..], b"{}", b"[1]", b"[] []", br#"[{"id":1}]"#, br#"[{"id":"1","first_name":"a"}]"#, b"[\"\xff\"]"]
+        {
             assert!(
                 matches!(check_users(bad, 1), Err(PayloadError::Malformed(_))),
                 "{:?}",
