@@ -12,8 +12,9 @@
 //! - only then validate the private copy: length bounds, checksum, request id.
 //!
 //! Nothing read from the file is trusted: every length and index is checked
-//! against the validated geometry, and the file's size is re-checked before
-//! each read so a truncated file is an error rather than SIGBUS.
+//! against the validated geometry, and the file's size and header are re-checked
+//! before each read, so a truncated file is an error rather than SIGBUS and a file
+//! whose header was overwritten after it was opened is refused, not read.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,9 @@ use crate::error::{OpenError, ReadError};
 use crate::fsutil;
 use crate::layout::{self, Encoding, Geometry, HeaderProblem};
 use crate::segment::Segment;
+
+/// The header's fields and checksum as 8-byte words, as they were when the file was opened.
+const HEADER_WORDS: usize = layout::HEADER_READ_LEN / 8;
 
 /// Attempts before a slot that keeps changing is reported as contended.
 const MAX_ATTEMPTS: u32 = 10_000;
@@ -56,6 +60,8 @@ pub struct ChannelReader {
     segment: Segment,
     geometry: Geometry,
     epoch: u64,
+    /// The validated header bytes (native-endian words): each read checks they are unchanged.
+    header_words: [u64; HEADER_WORDS],
 }
 
 impl ChannelReader {
@@ -110,7 +116,13 @@ impl ChannelReader {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self { path: path.to_owned(), file, segment, geometry, epoch: header.epoch })
+        let mut header_words = [0u64; HEADER_WORDS];
+        for (word, bytes) in header_words.iter_mut().zip(header_bytes.chunks_exact(8)) {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(bytes);
+            *word = u64::from_ne_bytes(raw);
+        }
+        Ok(Self { path: path.to_owned(), file, segment, geometry, epoch: header.epoch, header_words })
     }
 
     #[must_use]
@@ -168,7 +180,7 @@ impl ChannelReader {
         if slot >= self.geometry.slot_count {
             return Err(ReadError::NoSuchSlot { slot, slot_count: self.geometry.slot_count });
         }
-        self.check_size()?;
+        self.check_file()?;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -187,7 +199,7 @@ impl ChannelReader {
     /// # Errors
     /// No snapshot yet, a corrupt pointer, or a slot that failed its checks.
     pub fn read_snapshot(&self, out: &mut Vec<u8>) -> Result<Snapshot, ReadError> {
-        self.check_size()?;
+        self.check_file()?;
         for _ in 0..MAX_ATTEMPTS {
             let Some((generation, ring_index)) = self.snapshot_pointer() else {
                 return Err(ReadError::NoSnapshot);
@@ -221,10 +233,21 @@ impl ChannelReader {
         layout::unpack_snapshot_pointer(word.load(Ordering::Acquire))
     }
 
-    fn check_size(&self) -> Result<(), ReadError> {
+    /// The file is still as long as its header says, and its header is still the one
+    /// validated at open (magic, version, geometry, epoch and checksum): a file
+    /// overwritten or corrupted since is not read.
+    fn check_file(&self) -> Result<(), ReadError> {
         let actual = self.file.metadata().map_err(|e| ReadError::Io(e.to_string()))?.len();
         if actual < self.geometry.file_size {
             return Err(ReadError::Truncated { actual, expected: self.geometry.file_size });
+        }
+        for (index, expected) in (0u64..).zip(self.header_words) {
+            // Relaxed: the header is written once, before any reader can validate it;
+            // this only notices later damage.
+            let word = self.segment.atomic_u64(index * 8).ok_or(ReadError::HeaderChanged)?;
+            if word.load(Ordering::Relaxed) != expected {
+                return Err(ReadError::HeaderChanged);
+            }
         }
         Ok(())
     }

@@ -186,6 +186,35 @@ fn a_reader_refuses_bad_magic_version_header_and_truncation() {
 }
 
 #[test]
+fn a_header_overwritten_after_open_is_refused_until_restored() {
+    let dir = private_dir();
+    let writer = ChannelWriter::create(dir.path(), "users", config(2, 4096)).unwrap();
+    writer.write_bytes(0, 5, Encoding::Json, b"[]").unwrap();
+    writer.publish_bytes(Encoding::Json, b"[]").unwrap();
+    let path = writer.path().to_owned();
+    let reader = ChannelReader::open(&path).unwrap();
+    let mut out = Vec::new();
+    reader.read_slot(0, Some(5), &mut out).unwrap();
+    let original = fs::read(&path).unwrap();
+    for (offset, bytes) in [
+        (0, &b"NOTMAGIC"[..]),
+        (layout::OFF_VERSION, &2u32.to_le_bytes()[..]),
+        (layout::OFF_SLOT_CAPACITY, &(1u64 << 20).to_le_bytes()[..]),
+        (layout::OFF_EPOCH, &1u64.to_le_bytes()[..]),
+        (layout::OFF_HEADER_CHECKSUM + 7, &[0xA5][..]),
+    ] {
+        patch(&path, offset as u64, bytes);
+        assert_eq!(reader.read_slot(0, Some(5), &mut out), Err(ReadError::HeaderChanged), "offset {offset}");
+        assert_eq!(reader.read_snapshot(&mut out).unwrap_err(), ReadError::HeaderChanged, "offset {offset}");
+        patch(&path, offset as u64, &original[offset..offset + bytes.len()]);
+        reader.read_slot(0, Some(5), &mut out).unwrap();
+    }
+    // Bytes after the checked fields (the rest of the header page) are not part of it.
+    patch(&path, layout::HEADER_READ_LEN as u64, &[0xFF; 8]);
+    reader.read_slot(0, Some(5), &mut out).unwrap();
+}
+
+#[test]
 fn corrupted_slot_metadata_and_payload_are_detected() {
     let dir = private_dir();
     let writer = ChannelWriter::create(dir.path(), "users", config(2, 4096)).unwrap();
