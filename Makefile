@@ -37,7 +37,7 @@ run: build
 test: build test-rust test-python lint
 
 test-python:
-	SHMBRIDGE_GATEWAY_BIN=$(GATEWAY_BIN) $(PY) -m pytest -q tests_py
+	SHMBRIDGE_GATEWAY_BIN=$(abspath $(GATEWAY_BIN)) $(PY) -m pytest -q tests_py
 
 test-rust:
 	cargo test --workspace

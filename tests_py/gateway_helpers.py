@@ -28,7 +28,8 @@ def gateway_binary() -> Path | None:
     """The gateway binary to test, or None if none is built."""
     explicit = os.environ.get("SHMBRIDGE_GATEWAY_BIN")
     if explicit:
-        return Path(explicit)
+        # Tests start processes from temporary directories: anchor a relative path.
+        return (REPO_ROOT / explicit).resolve()
     built = [
         path
         for path in (
