@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from helpers import REPO_ROOT, clean_env
+import pytest
+from helpers import REPO_ROOT, clean_env, stop_process
+
+from py_producer import native
 
 LISTENING = re.compile(r"rust_gateway listening on (http://\S+)")
 
@@ -41,6 +44,16 @@ def gateway_binary() -> Path | None:
     return max(built, key=lambda p: p.stat().st_mtime) if built else None
 
 
+#: Skip marks for tests that start the real producer and gateway.
+NEEDS_SERVICES = [
+    pytest.mark.skipif(native.load()[0] is None, reason="native module shmbridge not built"),
+    pytest.mark.skipif(
+        gateway_binary() is None,
+        reason="rust_gateway not built (cargo build -p rust_gateway, or set SHMBRIDGE_GATEWAY_BIN)",
+    ),
+]
+
+
 @dataclass
 class GatewayHandle:
     """A running gateway; stop() sends SIGTERM and waits."""
@@ -57,21 +70,13 @@ class GatewayHandle:
         """SIGTERM and wait; kill it if it hangs (then raise). Idempotent."""
         if self.returncode is not None:
             return self.returncode
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-                self.returncode = self.proc.returncode
-                raise AssertionError(
-                    f"gateway did not stop within {timeout} s of SIGTERM; killed.\n"
-                    f"log:\n{self.log_text()[-4000:]}"
-                ) from None
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.returncode = self.proc.returncode
+        try:
+            self.returncode = stop_process(
+                self.proc, "gateway", signal.SIGTERM, timeout, self.log_text
+            )
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
         return self.returncode
 
     def __enter__(self) -> GatewayHandle:

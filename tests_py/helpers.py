@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -88,6 +88,25 @@ def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes], name: str, sig: int, timeout: float, log_text: Callable[[], str]
+) -> int:
+    """Send `sig` and wait up to `timeout`; if the process hangs, kill it and raise
+    AssertionError with the end of its log. Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise AssertionError(
+                f"{name} did not stop within {timeout} s of signal {sig}; killed.\n"
+                f"log:\n{log_text()[-4000:]}"
+            ) from None
+    return proc.returncode
+
+
 @dataclass
 class ProducerHandle:
     """A running ``python -m py_producer``; stop() sends SIGTERM and waits."""
@@ -118,19 +137,7 @@ class ProducerHandle:
         """
         if self.returncode is not None:
             return self.returncode
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-                self.returncode = self.proc.returncode
-                raise AssertionError(
-                    f"producer did not stop within {timeout} s of signal {sig}; killed.\n"
-                    f"log:\n{self.log_text()[-4000:]}"
-                ) from None
-        self.returncode = self.proc.returncode
+        self.returncode = stop_process(self.proc, "producer", sig, timeout, self.log_text)
         return self.returncode
 
     def __enter__(self) -> ProducerHandle:

@@ -16,20 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_helpers import GatewayHandle, gateway_binary, start_gateway
+from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
 from helpers import ProducerHandle, start_producer
 
-from py_producer import native
 from py_producer.app import create_app
 from py_producer.settings import Settings
 
 pytestmark = [
     pytest.mark.timeout(180),
-    pytest.mark.skipif(native.load()[0] is None, reason="native module shmbridge not built"),
-    pytest.mark.skipif(
-        gateway_binary() is None,
-        reason="rust_gateway not built (cargo build -p rust_gateway, or set SHMBRIDGE_GATEWAY_BIN)",
-    ),
+    *NEEDS_SERVICES,
 ]
 
 API = "/api/users-via-api"

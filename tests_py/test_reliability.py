@@ -32,10 +32,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from gateway_helpers import GatewayHandle, gateway_binary, start_gateway
+from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
 from helpers import REPO_ROOT, ProducerHandle, clean_env, free_port, start_producer
 
-from py_producer import native
 from py_producer.users import expected_users_json
 
 MAX_COUNT = 10_000
@@ -54,11 +53,7 @@ def load_binary() -> Path | None:
 
 pytestmark = [
     pytest.mark.timeout(300),
-    pytest.mark.skipif(native.load()[0] is None, reason="native module shmbridge not built"),
-    pytest.mark.skipif(
-        gateway_binary() is None,
-        reason="rust_gateway not built (cargo build --release -p rust_gateway)",
-    ),
+    *NEEDS_SERVICES,
     pytest.mark.skipif(
         load_binary() is None,
         reason="shmbridge_load not built (cargo build --release -p rust_gateway)",
