@@ -1,0 +1,517 @@
+//! A single-pass checker for the users payload: the JSON grammar and the `User` schema
+//! at once, with no tree, no allocation (but for a key written with escapes) and no
+//! per-field dispatch through serde.
+//!
+//! It gives the verdicts `serde_json::from_str::<Vec<User>>` gives, which the tests
+//! check side by side on random and mutated payloads (`tests` below), with one
+//! deliberate difference: serde's derive also accepts a user written as an array of
+//! its ten values in field order; this checker wants an object, as the producer
+//! writes it. The rules it follows, as serde_json applies them here:
+//! - the ten known fields are required, once each; unknown fields may hold any JSON
+//!   value (checked for grammar, with no depth limit, as serde_json's `IgnoredAny`);
+//! - `id` and `age` are plain non-negative integers (no sign, fraction, exponent or
+//!   leading zero) that fit in u64 and u32;
+//! - strings hold no raw control character and only valid escapes; in keys and in the
+//!   known string fields a `\u` escape must not be a lone surrogate (serde_json checks
+//!   that for strings it decodes, not for strings it skips);
+//! - the body is valid UTF-8. A byte of 0x80 or more is never a JSON token, so only
+//!   strings can hold one, and each multi-byte character is checked where a string
+//!   holds it: no separate pass over the body.
+//!
+//! Strings are scanned eight bytes at a time for the bytes that end the fast path (a
+//! quote, a backslash, a control character, a non-ASCII byte); everything else is
+//! skipped. Keys are first compared with the one the producer writes next, quotes and
+//! colon included (`"first_name":`), so a payload in the producer's own field order
+//! costs one comparison per key; any other key takes the general path.
+
+use std::fmt;
+
+/// Why a body is not a JSON array of users, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanError {
+    pub what: String,
+    /// Byte offset in the body where the scan stopped.
+    pub at: usize,
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+/// The fields of a user, in the order serde's derive reports a missing one.
+const FIELDS: [&str; 10] =
+    ["id", "first_name", "last_name", "email", "age", "address", "phone", "company", "job_title", "bio"];
+/// Each field's key as the producer writes it, quotes and colon included.
+const KEYS: [&[u8]; 10] = [
+    b"\"id\":",
+    b"\"first_name\":",
+    b"\"last_name\":",
+    b"\"email\":",
+    b"\"age\":",
+    b"\"address\":",
+    b"\"phone\":",
+    b"\"company\":",
+    b"\"job_title\":",
+    b"\"bio\":",
+];
+const ID: usize = 0;
+const AGE: usize = 4;
+const ALL_FIELDS: u16 = (1 << FIELDS.len()) - 1;
+
+/// Scans `body` as a JSON array of users, calling `on_user(id, end)` for each user in
+/// order, with the offset just past its closing brace. Returns how many users it saw.
+///
+/// # Errors
+/// The first place where `body` stops being a JSON array of users.
+pub fn scan_users(body: &[u8], mut on_user: impl FnMut(u64, usize)) -> Result<usize, ScanError> {
+    let mut s = Scanner { b: body, pos: 0 };
+    s.ws();
+    s.expect(b'[', "expected `[` (a JSON array)")?;
+    s.ws();
+    let mut users = 0;
+    if s.peek() == Some(b']') {
+        s.pos += 1;
+    } else {
+        loop {
+            let id = s.user(users + 1)?;
+            users += 1;
+            on_user(id, s.pos);
+            s.ws();
+            match s.peek() {
+                Some(b',') => {
+                    s.pos += 1;
+                    s.ws();
+                }
+                Some(b']') => {
+                    s.pos += 1;
+                    break;
+                }
+                Some(_) => return Err(s.error("expected `,` or `]` after a user")),
+                None => return Err(s.error("EOF while parsing the array")),
+            }
+        }
+    }
+    s.ws();
+    if s.pos != body.len() {
+        return Err(s.error("trailing characters"));
+    }
+    Ok(users)
+}
+
+/// Scans `text` as one user (surrounding whitespace allowed) and returns its id.
+///
+/// # Errors
+/// The first place where `text` stops being one user.
+pub fn scan_user(text: &[u8]) -> Result<u64, ScanError> {
+    let mut s = Scanner { b: text, pos: 0 };
+    s.ws();
+    let id = s.user(1)?;
+    s.ws();
+    if s.pos != text.len() {
+        return Err(s.error("trailing characters"));
+    }
+    Ok(id)
+}
+
+/// The eight-byte lanes of `w` that hold a quote, a backslash, a byte below 0x20 or a
+/// byte of 0x80 or more: the lowest flagged lane is exact (higher ones may be borrow
+/// artefacts, never read).
+#[inline]
+fn special_lanes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let zero_quote = quote.wrapping_sub(ONES) & !quote;
+    let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (zero_quote | zero_backslash | control | w) & HIGH
+}
+
+/// How strictly a string's `\u` escapes are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Surrogates {
+    /// Decoded strings (keys, known fields): surrogates must pair up.
+    Paired,
+    /// Skipped strings: any four hex digits.
+    Any,
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Scanner<'_> {
+    fn error(&self, what: impl Into<String>) -> ScanError {
+        ScanError { what: what.into(), at: self.pos }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8, what: &str) -> Result<(), ScanError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(what))
+        }
+    }
+
+    /// One user object; `position` (1-based) only names it in errors.
+    fn user(&mut self, position: usize) -> Result<u64, ScanError> {
+        let in_user = |e: ScanError| ScanError { what: format!("user number {position}: {}", e.what), at: e.at };
+        self.expect(b'{', "expected `{` (a user object)").map_err(in_user)?;
+        let mut seen: u16 = 0;
+        let mut id = 0;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+        } else {
+            let mut fields = 0;
+            loop {
+                let rest = self.b.get(self.pos..).unwrap_or_default();
+                let expected = KEYS.get(fields).filter(|key| rest.starts_with(key));
+                let field = if let Some(key) = expected {
+                    self.pos += key.len();
+                    Some(fields)
+                } else {
+                    let field = self.key().map_err(in_user)?;
+                    self.ws();
+                    self.expect(b':', "expected `:` after a key").map_err(in_user)?;
+                    field
+                };
+                fields += 1;
+                self.ws();
+                match field {
+                    Some(index) => {
+                        if seen & (1 << index) != 0 {
+                            return Err(in_user(self.error(format!("duplicate field `{}`", FIELDS[index]))));
+                        }
+                        seen |= 1 << index;
+                        match index {
+                            ID => id = self.unsigned(u64::MAX, "id").map_err(in_user)?,
+                            AGE => {
+                                self.unsigned(u64::from(u32::MAX), "age").map_err(in_user)?;
+                            }
+                            _ => {
+                                if self.peek() != Some(b'"') {
+                                    let what = format!("field `{}` must be a string", FIELDS[index]);
+                                    return Err(in_user(self.error(what)));
+                                }
+                                self.pos += 1;
+                                self.string(Surrogates::Paired, None).map_err(in_user)?;
+                            }
+                        }
+                    }
+                    None => self.skip_value().map_err(in_user)?,
+                }
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.ws();
+                    }
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(in_user(self.error("expected `,` or `}` after a field"))),
+                }
+            }
+        }
+        if seen != ALL_FIELDS {
+            let missing = (0..FIELDS.len()).find(|i| seen & (1 << i) == 0).unwrap_or(0);
+            return Err(in_user(self.error(format!("missing field `{}`", FIELDS[missing]))));
+        }
+        Ok(id)
+    }
+
+    /// A key: the index of the known field it names, if any.
+    fn key(&mut self) -> Result<Option<usize>, ScanError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error("expected a key (a string)"));
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let mut decoded = Vec::new();
+        let escaped = self.string(Surrogates::Paired, Some(&mut decoded))?;
+        let name = if escaped { &decoded[..] } else { &self.b[start..self.pos - 1] };
+        Ok(FIELDS.iter().position(|f| f.as_bytes() == name))
+    }
+
+    /// A string whose opening quote is consumed; leaves `pos` past the closing one.
+    /// Returns whether it held escapes; with `decoded`, then also writes its value there.
+    fn string(&mut self, surrogates: Surrogates, mut decoded: Option<&mut Vec<u8>>) -> Result<bool, ScanError> {
+        let mut run_start = self.pos;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = self.b.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
+                let lanes = special_lanes(u64::from_le_bytes(*chunk));
+                if lanes != 0 {
+                    self.pos += (lanes.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.pos += 8;
+            }
+            match self.peek() {
+                Some(b'"') => {
+                    // Without escapes the caller reads the raw bytes: nothing to copy.
+                    if let Some(out) = decoded.as_deref_mut().filter(|_| escaped) {
+                        out.extend_from_slice(&self.b[run_start..self.pos]);
+                    }
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    if let Some(out) = decoded.as_deref_mut() {
+                        out.extend_from_slice(&self.b[run_start..self.pos]);
+                    }
+                    self.pos += 1;
+                    self.escape(surrogates, decoded.as_deref_mut())?;
+                    escaped = true;
+                    run_start = self.pos;
+                }
+                Some(0..=0x1f) => return Err(self.error("control character (\\u0000-\\u001F) found in a string")),
+                Some(0x80..) => self.utf8_char()?,
+                Some(_) => self.pos += 1,
+                None => return Err(self.error("EOF while parsing a string")),
+            }
+        }
+    }
+
+    /// An escape whose backslash is consumed.
+    fn escape(&mut self, surrogates: Surrogates, decoded: Option<&mut Vec<u8>>) -> Result<(), ScanError> {
+        let simple = match self.peek() {
+            Some(b'"') => b'"',
+            Some(b'\\') => b'\\',
+            Some(b'/') => b'/',
+            Some(b'b') => 0x08,
+            Some(b'f') => 0x0c,
+            Some(b'n') => b'\n',
+            Some(b'r') => b'\r',
+            Some(b't') => b'\t',
+            Some(b'u') => {
+                self.pos += 1;
+                let unit = self.hex4()?;
+                let code = if surrogates == Surrogates::Any {
+                    // Skipped strings are never decoded, so any unit will do.
+                    0xFFFD
+                } else if (0xDC00..=0xDFFF).contains(&unit) {
+                    return Err(self.error("lone trailing surrogate in a \\u escape"));
+                } else if (0xD800..=0xDBFF).contains(&unit) {
+                    if self.b.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        return Err(self.error("unexpected end of a surrogate pair"));
+                    }
+                    self.pos += 2;
+                    let low = self.hex4()?;
+                    if !(0xDC00..=0xDFFF).contains(&low) {
+                        return Err(self.error("lone leading surrogate in a \\u escape"));
+                    }
+                    0x1_0000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                } else {
+                    unit
+                };
+                if let Some(out) = decoded {
+                    let c = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                return Ok(());
+            }
+            _ => return Err(self.error("invalid escape")),
+        };
+        self.pos += 1;
+        if let Some(out) = decoded {
+            out.push(simple);
+        }
+        Ok(())
+    }
+
+    /// One multi-byte UTF-8 character starting at `pos` (its lead byte is 0x80 or more):
+    /// the ranges of RFC 3629, so no overlong form, surrogate or code point past U+10FFFF.
+    fn utf8_char(&mut self) -> Result<(), ScanError> {
+        let at = |i: usize| self.b.get(self.pos + i).copied().unwrap_or(0);
+        let tail = |i: usize| (0x80..=0xBF).contains(&at(i));
+        let len = match (at(0), at(1)) {
+            (0xC2..=0xDF, 0x80..=0xBF) => 2,
+            (0xE0, 0xA0..=0xBF) | (0xE1..=0xEC | 0xEE..=0xEF, 0x80..=0xBF) | (0xED, 0x80..=0x9F) if tail(2) => 3,
+            (0xF0, 0x90..=0xBF) | (0xF1..=0xF3, 0x80..=0xBF) | (0xF4, 0x80..=0x8F) if tail(2) && tail(3) => 4,
+            _ => return Err(self.error("invalid UTF-8")),
+        };
+        self.pos += len;
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, ScanError> {
+        let mut unit = 0;
+        for _ in 0..4 {
+            let digit = self.peek().and_then(|b| char::from(b).to_digit(16));
+            match digit {
+                Some(d) => unit = unit * 16 + d,
+                None => return Err(self.error("invalid \\u escape (four hex digits expected)")),
+            }
+            self.pos += 1;
+        }
+        Ok(unit)
+    }
+
+    /// A plain non-negative integer up to `max`.
+    fn unsigned(&mut self, max: u64, field: &str) -> Result<u64, ScanError> {
+        let start = self.pos;
+        let mut value: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            if self.pos > start && value == 0 {
+                return Err(self.error("invalid number (leading zero)"));
+            }
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(d - b'0')))
+                .filter(|v| *v <= max)
+                .ok_or_else(|| self.error(format!("field `{field}` is out of range")))?;
+            self.pos += 1;
+        }
+        if self.pos == start || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return Err(self.error(format!("field `{field}` must be a non-negative integer")));
+        }
+        Ok(value)
+    }
+
+    /// Any JSON value, checked for grammar only. Iterative, so deep nesting costs a
+    /// stack entry per level, not a call frame.
+    fn skip_value(&mut self) -> Result<(), ScanError> {
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            // A value (or the end of an empty container).
+            self.ws();
+            match self.peek() {
+                Some(b'{') => {
+                    self.pos += 1;
+                    self.ws();
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                    } else {
+                        open.push(b'}');
+                        self.member_key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    self.ws();
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        open.push(b']');
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.string(Surrogates::Any, None)?;
+                }
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(_) => return Err(self.error("expected a value")),
+                None => return Err(self.error("EOF while parsing a value")),
+            }
+            // After a value: close containers, or move to the next element.
+            loop {
+                let Some(&close) = open.last() else { return Ok(()) };
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if close == b'}' {
+                            self.ws();
+                            self.member_key()?;
+                        }
+                        break;
+                    }
+                    Some(b) if b == close => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    _ => return Err(self.error("expected `,` or the end of a container")),
+                }
+            }
+        }
+    }
+
+    /// `"key":` inside a skipped object.
+    fn member_key(&mut self) -> Result<(), ScanError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error("expected a key (a string)"));
+        }
+        self.pos += 1;
+        self.string(Surrogates::Any, None)?;
+        self.ws();
+        self.expect(b':', "expected `:` after a key")
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
+        if self.b.get(self.pos..self.pos + word.len()) == Some(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Result<(), ScanError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return Err(self.error("invalid number (leading zero)"));
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.error("invalid number (a digit must follow `.`)"));
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.error("invalid number (a digit must follow the exponent)"));
+            }
+            self.digits();
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+}
