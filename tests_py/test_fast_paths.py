@@ -34,7 +34,9 @@ SHM = "/api/users-via-shm"
 SHM_HTTP = "/api/users-via-shm-http"
 SHM_UDS = "/api/users-via-shm-uds"
 SNAPSHOT = "/api/users-via-snapshot"
-PATHS = (API, SHM, SHM_HTTP, SHM_UDS, SNAPSHOT)
+#: The benchmark's baseline: the snapshot the gateway holds, served with no look at the channel.
+MEMORY = "/api/users-via-memory"
+PATHS = (API, SHM, SHM_HTTP, SHM_UDS, SNAPSHOT, MEMORY)
 MAX_COUNT = 100_000
 #: The gateway accepts counts past the producer's users, so the snapshot's own limit shows.
 GATEWAY_MAX_COUNT = MAX_COUNT + 1000

@@ -23,6 +23,7 @@ pub fn app(state: AppState) -> Router {
         .route(users_shm::PATH_HTTP, get(users_shm::users_via_shm_http))
         .route(users_shm::PATH_UDS, get(users_shm::users_via_shm_uds))
         .route(users_snapshot::PATH, get(users_snapshot::users_via_snapshot))
+        .route(users_snapshot::PATH_MEMORY, get(users_snapshot::users_via_memory))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(health::metrics))
@@ -50,6 +51,7 @@ fn route_label(request: &Request) -> &'static str {
         Some(users_shm::PATH_HTTP) => users_shm::PATH_HTTP,
         Some(users_shm::PATH_UDS) => users_shm::PATH_UDS,
         Some(users_snapshot::PATH) => users_snapshot::PATH,
+        Some(users_snapshot::PATH_MEMORY) => users_snapshot::PATH_MEMORY,
         Some(HEALTHZ) => HEALTHZ,
         Some(READYZ) => READYZ,
         Some(METRICS) => METRICS,

@@ -13,6 +13,8 @@
 //! 6. copy the slot out under its seqlock, checking the request id and checksum;
 //! 7. give the slot back (after a quarantine if the producer may still write into it);
 //! 8. validate the private copy, then serve it (one copy: mapping → Vec → socket).
+//!
+//! Steps 6 to 8 run on the blocking pool, in one hop, when the body is large.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,11 +22,13 @@ use std::time::Instant;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
-use shmbridge::{ChannelReader, Encoding, ReadError, SlotMeta};
+use shmbridge::{ChannelReader, Encoding, ReadError};
 
 use super::{elapsed_us, finish, Timings};
+use crate::channel::SlotLease;
 use crate::error::AppError;
 use crate::query::parse_count;
+use crate::settings::Validation;
 use crate::signal::{self, Signal};
 use crate::state::AppState;
 use crate::validate::{self, BLOCKING_THRESHOLD};
@@ -89,47 +93,80 @@ async fn serve(state: &AppState, query: Option<&str>, signal: Signal, t: &mut Ti
     crate::metrics::record_signal(signal.name(), t.signal_us);
 
     let channel = state.channel.for_epoch(&channel, answer.epoch)?;
-    let read = Instant::now();
-    let copied = if answer.length > BLOCKING_THRESHOLD as u64 {
+    let (announced, validation) = (answer.length, settings.validation);
+    // Small bodies are copied and checked right here; large ones on the blocking pool,
+    // copy and validation in one hop.
+    let checked = if announced > BLOCKING_THRESHOLD as u64 {
         let reader = Arc::clone(&channel.reader);
-        tokio::task::spawn_blocking(move || read_slot(&reader, slot, request_id))
+        tokio::task::spawn_blocking(move || copy_and_check(&reader, lease, request_id, announced, count, validation))
             .await
             .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))?
     } else {
-        read_slot(&channel.reader, slot, request_id)
+        copy_and_check(&channel.reader, lease, request_id, announced, count, validation)
     };
-    // The copy is private now: the slot can serve another request.
-    drop(lease);
-    let (meta, buf) = copied.map_err(|e| {
-        if matches!(
-            e,
-            ReadError::Truncated { .. } | ReadError::HeaderChanged | ReadError::Io(_) | ReadError::NoSuchSlot { .. }
-        ) {
-            state.channel.forget(&channel);
+    match checked {
+        Ok(copy) => {
+            t.read_us = copy.read_us;
+            t.validate_us = copy.validate_us;
+            Ok(Bytes::from(copy.body))
         }
-        tracing::warn!(slot, request_id, epoch = answer.epoch, source = %answer.source, error = %e, "slot read failed");
-        AppError::from(e)
-    })?;
-    t.read_us = elapsed_us(read);
-    if meta.length != answer.length || meta.encoding != Encoding::Json {
-        return Err(AppError::InvalidPayload(format!(
-            "slot {slot} holds {} bytes encoded as {}, but the producer announced {} bytes of json",
-            meta.length,
-            meta.encoding.name(),
-            answer.length
-        )));
+        Err(SlotFailure::Read(e)) => {
+            if matches!(
+                e,
+                ReadError::Truncated { .. }
+                    | ReadError::HeaderChanged
+                    | ReadError::Io(_)
+                    | ReadError::NoSuchSlot { .. }
+            ) {
+                state.channel.forget(&channel);
+            }
+            tracing::warn!(slot, request_id, epoch = answer.epoch, source = %answer.source, error = %e, "slot read failed");
+            Err(AppError::from(e))
+        }
+        Err(SlotFailure::Payload(e)) => Err(e),
     }
-    tracing::debug!(slot, request_id, sequence = meta.sequence, length = meta.length, "slot read");
-
-    let body = Bytes::from(buf);
-    let check = Instant::now();
-    validate::validate(settings.validation, &body, count).await?;
-    t.validate_us = elapsed_us(check);
-    Ok(body)
 }
 
-fn read_slot(reader: &ChannelReader, slot: u32, request_id: u64) -> Result<(SlotMeta, Vec<u8>), ReadError> {
-    let mut buf = Vec::new();
-    let meta = reader.read_slot(slot, Some(request_id), &mut buf)?;
-    Ok((meta, buf))
+/// A slot's payload, copied out and checked.
+struct CheckedCopy {
+    body: Vec<u8>,
+    read_us: u64,
+    validate_us: u64,
+}
+
+enum SlotFailure {
+    /// The slot failed its own checks (seqlock, request id, checksum, bounds).
+    Read(ReadError),
+    /// The copy is not what the producer announced, or failed validation.
+    Payload(AppError),
+}
+
+/// Steps 6 to 8: copy the slot out, give it back, check the private copy.
+fn copy_and_check(
+    reader: &ChannelReader,
+    lease: SlotLease,
+    request_id: u64,
+    announced: u64,
+    count: u32,
+    validation: Validation,
+) -> Result<CheckedCopy, SlotFailure> {
+    let slot = lease.slot();
+    let read = Instant::now();
+    let mut body = Vec::new();
+    let meta = reader.read_slot(slot, Some(request_id), &mut body);
+    // The copy is private now: the slot can serve another request.
+    drop(lease);
+    let meta = meta.map_err(SlotFailure::Read)?;
+    let read_us = elapsed_us(read);
+    if meta.length != announced || meta.encoding != Encoding::Json {
+        return Err(SlotFailure::Payload(AppError::InvalidPayload(format!(
+            "slot {slot} holds {} bytes encoded as {}, but the producer announced {announced} bytes of json",
+            meta.length,
+            meta.encoding.name(),
+        ))));
+    }
+    tracing::debug!(slot, request_id, sequence = meta.sequence, length = meta.length, "slot read");
+    let check = Instant::now();
+    validate::check(validation, &body, count).map_err(SlotFailure::Payload)?;
+    Ok(CheckedCopy { body, read_us, validate_us: elapsed_us(check) })
 }

@@ -9,6 +9,12 @@
 //!    published another since ([`crate::snapshot`]);
 //! 5. N over the snapshot's users: 400 naming that limit; else serve the first N users
 //!    (the snapshot's own bytes up to user N, and a closing bracket: no copy).
+//!
+//! `GET /api/users-via-memory?count=N` is the benchmark's baseline for this path: the
+//! same bytes, served by the same code, from the snapshot the gateway already holds in
+//! memory, with steps 2 to 4 left out (it looks at the channel only to load a first
+//! snapshot). Whatever the snapshot path costs on top of it is the price of staying
+//! current with the producer.
 
 use std::time::Instant;
 
@@ -19,10 +25,12 @@ use bytes::Bytes;
 use super::{elapsed_us, finish, Payload, Timings};
 use crate::error::AppError;
 use crate::query::{parse_count, QueryError};
-use crate::snapshot::SnapshotBody;
+use crate::snapshot::{IndexedSnapshot, SnapshotBody};
 use crate::state::AppState;
 
 pub const PATH: &str = "/api/users-via-snapshot";
+/// The baseline: the cached snapshot, with no look at the channel once one is cached.
+pub const PATH_MEMORY: &str = "/api/users-via-memory";
 
 pub async fn users_via_snapshot(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
@@ -53,6 +61,32 @@ async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result
     } else {
         t.read_us = elapsed;
     }
+    first_users(&snapshot, count)
+}
+
+/// `/api/users-via-memory`.
+pub async fn users_via_memory(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings { signal: Some("memory"), ..Timings::default() };
+    let result = serve_from_memory(&state, query.as_deref(), &mut timings).await;
+    finish(PATH_MEMORY, started, &timings, result)
+}
+
+async fn serve_from_memory(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result<Payload, AppError> {
+    let count = parse_count(query, state.settings.max_count)?;
+    t.count = Some(count);
+    let snapshot = match state.snapshots.current() {
+        Some(snapshot) => snapshot,
+        None => {
+            let channel = state.channel.get()?;
+            state.snapshots.get(&channel.reader, state.settings.validation).await?.0
+        }
+    };
+    first_users(&snapshot, count)
+}
+
+/// The first `count` users of `snapshot`, as its own bytes.
+fn first_users(snapshot: &IndexedSnapshot, count: u32) -> Result<Payload, AppError> {
     let users = snapshot.users();
     match usize::try_from(count).ok().and_then(|n| snapshot.body(n)) {
         Some(SnapshotBody::Whole(body)) => Ok(body.into()),

@@ -69,6 +69,17 @@ pub fn check_user(text: &str, position: usize) -> Result<(), PayloadError> {
     Ok(())
 }
 
+/// Validates `body` according to `mode`, here and now (the caller picks the thread).
+///
+/// # Errors
+/// [`AppError::InvalidPayload`] when the check fails.
+pub fn check(mode: Validation, body: &[u8], count: u32) -> Result<(), AppError> {
+    match mode {
+        Validation::None => Ok(()),
+        Validation::Full => check_users(body, count).map_err(AppError::from),
+    }
+}
+
 /// Validates `body` according to `mode`, on the blocking pool when it is large.
 ///
 /// # Errors
