@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod buffers;
 pub mod channel;
 pub mod error;
 pub mod metrics;

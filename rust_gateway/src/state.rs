@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::buffers::BufferPool;
 use crate::channel::ChannelManager;
 use crate::producer;
 use crate::request_id::RequestIds;
@@ -21,6 +22,8 @@ pub struct AppState {
     pub uds: Arc<UdsPool>,
     /// The newest snapshot, indexed (the snapshot path).
     pub snapshots: Arc<SnapshotCache>,
+    /// Buffers that slot copies reuse (the shared-memory path).
+    pub buffers: Arc<BufferPool>,
 }
 
 impl AppState {
@@ -41,6 +44,7 @@ impl AppState {
             request_ids: Arc::new(RequestIds::new()),
             uds,
             snapshots: Arc::new(SnapshotCache::new()),
+            buffers: Arc::new(BufferPool::default()),
         })
     }
 }

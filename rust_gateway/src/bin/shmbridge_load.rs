@@ -191,12 +191,50 @@ impl Expected {
         self.ends.get(count as usize).map(|end| end + 2)
     }
 
+    #[cfg(test)]
     fn matches(&self, count: u32, body: &[u8]) -> bool {
+        let mut check = BodyCheck::new(self, count, false);
+        check.feed(body);
+        check.finish().is_ok()
+    }
+
+    /// Whether `chunk`, found at offset `at` of a body, equals the expected body there.
+    fn matches_at(&self, count: u32, at: usize, chunk: &[u8]) -> bool {
         let Some(&end) = self.ends.get(count as usize) else { return false };
-        body.len() == end + 2
-            && body.first() == Some(&b'[')
-            && body.last() == Some(&b']')
-            && body[1..=end] == self.joined[..end]
+        if at + chunk.len() > end + 2 {
+            return false;
+        }
+        let mut i = 0;
+        while i < chunk.len() {
+            let offset = at + i;
+            if offset == 0 || offset == end + 1 {
+                if chunk[i] != if offset == 0 { b'[' } else { b']' } {
+                    return false;
+                }
+                i += 1;
+            } else {
+                let n = (chunk.len() - i).min(end + 1 - offset);
+                if chunk[i..i + n] != self.joined[offset - 1..offset - 1 + n] {
+                    return false;
+                }
+                i += n;
+            }
+        }
+        true
+    }
+
+    /// The first `len` bytes of the expected body for `count` (at most all of it).
+    fn prefix(&self, count: u32, len: usize) -> Vec<u8> {
+        let Some(&end) = self.ends.get(count as usize) else { return Vec::new() };
+        let mut out = Vec::with_capacity(len);
+        if len > 0 {
+            out.push(b'[');
+        }
+        out.extend_from_slice(&self.joined[..len.saturating_sub(1).min(end)]);
+        if len > end + 1 {
+            out.push(b']');
+        }
+        out
     }
 
     /// Where and how `body` differs from the expected body, for the report.
@@ -219,6 +257,46 @@ impl Expected {
             end + 2,
             String::from_utf8_lossy(body.get(from..to).unwrap_or_default())
         )
+    }
+}
+
+/// A body checked chunk by chunk as it arrives: a matching body is never collected or
+/// copied (at 100,000 users that copy and its fresh pages cost the client more than
+/// the kernel's own copy), and bytes are kept only once they differ, for the report.
+struct BodyCheck<'a> {
+    expected: &'a Expected,
+    count: u32,
+    /// Bytes seen so far that match the expected body.
+    matched: usize,
+    /// The body so far, once it is not (or cannot be) the expected one.
+    kept: Option<Vec<u8>>,
+}
+
+impl<'a> BodyCheck<'a> {
+    /// `keep_all`: collect every byte (an error answer, classified by its body).
+    fn new(expected: &'a Expected, count: u32, keep_all: bool) -> Self {
+        Self { expected, count, matched: 0, kept: keep_all.then(Vec::new) }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        match &mut self.kept {
+            Some(kept) => kept.extend_from_slice(chunk),
+            None if self.expected.matches_at(self.count, self.matched, chunk) => self.matched += chunk.len(),
+            None => {
+                let mut kept = self.expected.prefix(self.count, self.matched);
+                kept.extend_from_slice(chunk);
+                self.kept = Some(kept);
+            }
+        }
+    }
+
+    /// `Ok` if the body was exactly the expected one, else the whole body.
+    fn finish(self) -> Result<(), Vec<u8>> {
+        match self.kept {
+            None if self.expected.len(self.count) == Some(self.matched) => Ok(()),
+            None => Err(self.expected.prefix(self.count, self.matched)),
+            Some(kept) => Err(kept),
+        }
     }
 }
 
@@ -325,21 +403,28 @@ impl Run {
         s.requests += 1;
         let started = Instant::now();
         let answer = match self.client.get(&url).send().await {
-            Ok(response) => {
+            Ok(mut response) => {
                 let status = response.status().as_u16();
-                response.bytes().await.map(|body| (status, body))
+                let mut check = BodyCheck::new(&self.expected, count, status != 200);
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => check.feed(&chunk),
+                        Ok(None) => break Ok((status, check.finish())),
+                        Err(e) => break Err(e),
+                    }
+                }
             }
             Err(e) => Err(e),
         };
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         live.done.fetch_add(1, Ordering::Relaxed);
         match answer {
-            Ok((200, body)) if self.expected.matches(count, &body) => {
+            Ok((200, Ok(()))) => {
                 s.ok += 1;
                 s.latencies_us.push(elapsed_us);
                 live.ok.fetch_add(1, Ordering::Relaxed);
             }
-            Ok((200, body)) => {
+            Ok((200, Err(body))) => {
                 s.mismatches += 1;
                 live.mismatches.fetch_add(1, Ordering::Relaxed);
                 if s.mismatch_examples.len() < MISMATCH_EXAMPLES {
@@ -347,6 +432,7 @@ impl Run {
                 }
             }
             Ok((status, body)) => {
+                let body = body.err().unwrap_or_default();
                 live.failed.fetch_add(1, Ordering::Relaxed);
                 *s.errors_by_status.entry(status).or_default() += 1;
                 match error_kind(&body) {
@@ -683,6 +769,35 @@ mod tests {
         assert!(!e.matches(4, b"[]"), "a count beyond the file never matches");
         assert!(e.describe_mismatch(2, br#"[{"id":1},{"id":3}]"#).contains("byte 16"));
         assert_eq!(e.len(3), Some(br#"[{"id":1},{"id":2},{"id":3}]"#.len()));
+    }
+
+    #[test]
+    fn bodies_are_checked_whatever_their_chunks() {
+        let e = expected(&[r#"{"id":1}"#, r#"{"id":2}"#, r#"{"id":3}"#]);
+        let good = br#"[{"id":1},{"id":2},{"id":3}]"#;
+        let bad = br#"[{"id":1},{"id":2},{"id":4}]"#;
+        for cut in 0..=good.len() {
+            for cut2 in cut..=good.len() {
+                let feed = |body: &[u8]| {
+                    let mut check = BodyCheck::new(&e, 3, false);
+                    for piece in [&body[..cut], &body[cut..cut2], &body[cut2..]] {
+                        check.feed(piece);
+                    }
+                    check.finish()
+                };
+                assert_eq!(feed(good), Ok(()));
+                assert_eq!(feed(bad), Err(bad.to_vec()), "the kept body is the body, cuts {cut} {cut2}");
+                assert_eq!(feed(&good[..cut2]), if cut2 == good.len() { Ok(()) } else { Err(good[..cut2].to_vec()) });
+            }
+        }
+        let mut longer = BodyCheck::new(&e, 2, false);
+        longer.feed(br#"[{"id":1},{"id":2}]"#);
+        longer.feed(b" ");
+        assert_eq!(longer.finish(), Err(br#"[{"id":1},{"id":2}] "#.to_vec()));
+        let mut error = BodyCheck::new(&e, 2, true);
+        error.feed(br#"{"error":"x","#);
+        error.feed(br#""detail":"y"}"#);
+        assert_eq!(error.finish(), Err(br#"{"error":"x","detail":"y"}"#.to_vec()));
     }
 
     #[test]

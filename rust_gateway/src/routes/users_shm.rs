@@ -12,7 +12,8 @@
 //! 5. reopen the channel if the producer answered from a file with another epoch;
 //! 6. copy the slot out under its seqlock, checking the request id and checksum;
 //! 7. give the slot back (after a quarantine if the producer may still write into it);
-//! 8. validate the private copy, then serve it (one copy: mapping → Vec → socket).
+//! 8. validate the private copy, then serve it (one copy: mapping → Vec → socket;
+//!    the Vec is a reused buffer, back in [`crate::buffers`] once the body is sent).
 //!
 //! Steps 6 to 8 run on the blocking pool, in one hop, when the body is large.
 
@@ -98,17 +99,20 @@ async fn serve(state: &AppState, query: Option<&str>, signal: Signal, t: &mut Ti
     // copy and validation in one hop.
     let checked = if announced > BLOCKING_THRESHOLD as u64 {
         let reader = Arc::clone(&channel.reader);
-        tokio::task::spawn_blocking(move || copy_and_check(&reader, lease, request_id, announced, count, validation))
-            .await
-            .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))?
+        let buf = state.buffers.take();
+        tokio::task::spawn_blocking(move || {
+            copy_and_check(&reader, lease, buf, request_id, announced, count, validation)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))?
     } else {
-        copy_and_check(&channel.reader, lease, request_id, announced, count, validation)
+        copy_and_check(&channel.reader, lease, state.buffers.take(), request_id, announced, count, validation)
     };
     match checked {
         Ok(copy) => {
             t.read_us = copy.read_us;
             t.validate_us = copy.validate_us;
-            Ok(Bytes::from(copy.body))
+            Ok(state.buffers.into_bytes(copy.body))
         }
         Err(SlotFailure::Read(e)) => {
             if matches!(
@@ -141,10 +145,12 @@ enum SlotFailure {
     Payload(AppError),
 }
 
-/// Steps 6 to 8: copy the slot out, give it back, check the private copy.
+/// Steps 6 to 8: copy the slot out into `body` (a reused buffer), give the slot back,
+/// check the private copy.
 fn copy_and_check(
     reader: &ChannelReader,
     lease: SlotLease,
+    mut body: Vec<u8>,
     request_id: u64,
     announced: u64,
     count: u32,
@@ -152,7 +158,6 @@ fn copy_and_check(
 ) -> Result<CheckedCopy, SlotFailure> {
     let slot = lease.slot();
     let read = Instant::now();
-    let mut body = Vec::new();
     let meta = reader.read_slot(slot, Some(request_id), &mut body);
     // The copy is private now: the slot can serve another request.
     drop(lease);
