@@ -20,6 +20,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
+use xxhash_rust::xxh3::Xxh3;
+
 use crate::error::{OpenError, ReadError};
 use crate::fsutil;
 use crate::layout::{self, Encoding, Geometry, HeaderProblem};
@@ -278,8 +280,12 @@ impl ChannelReader {
         let encoding_raw = enc.load(Ordering::Relaxed);
         let length_ok = length <= self.geometry.slot_capacity;
         let wanted = expected_request_id.is_none_or(|id| id == request_id);
+        let mut hasher = Xxh3::new();
         if length_ok && wanted && s1 != 0 {
-            let copied = self.segment.copy_out(self.geometry.payload_offset_of(slot), length, out);
+            // Hashed piece by piece as it is copied, while each piece is in cache; the
+            // hash is trusted only if the seqlock check below passes.
+            let offset = self.geometry.payload_offset_of(slot);
+            let copied = self.segment.copy_out_visiting(offset, length, out, |piece| hasher.update(piece));
             if copied.is_none() {
                 return corrupt("payload outside the mapping");
             }
@@ -303,7 +309,7 @@ impl ChannelReader {
         if !length_ok {
             return corrupt(&format!("length {length} exceeds the slot capacity {}", self.geometry.slot_capacity));
         }
-        let computed = xxhash_rust::xxh3::xxh3_64(out);
+        let computed = hasher.digest();
         if computed != checksum {
             return Attempt::Done(Err(ReadError::Checksum { slot, stored: checksum, computed }));
         }

@@ -96,18 +96,39 @@ impl Segment {
     /// the seqlock before trusting it.
     #[must_use]
     pub fn copy_out(&self, offset: u64, len: u64, dst: &mut Vec<u8>) -> Option<()> {
+        self.copy_out_visiting(offset, len, dst, |_| {})
+    }
+
+    /// [`copy_out`](Self::copy_out) in pieces of [`COPY_CHUNK`] bytes, handing each
+    /// piece of the private copy to `visit` right after copying it, while it is still
+    /// in cache (the reader hashes it there instead of reading the whole copy again).
+    #[must_use]
+    pub fn copy_out_visiting(
+        &self,
+        offset: u64,
+        len: u64,
+        dst: &mut Vec<u8>,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Option<()> {
         let src = self.range(offset, len, 1)?.cast_const();
         let len = usize::try_from(len).ok()?;
         dst.clear();
         dst.reserve(len);
-        // SAFETY: `src..src+len` is inside the mapping (checked by `range`), and
-        // `dst` has capacity for `len` bytes (reserved above) in private memory
-        // that cannot overlap the mapping. `volatile_copy` reads the source only
-        // through volatile loads. After it, the first `len` bytes of `dst` are
-        // initialised, so `set_len` is sound.
-        unsafe {
-            volatile_copy(src, dst.as_mut_ptr(), len);
-            dst.set_len(len);
+        let mut done = 0;
+        while done < len {
+            let piece = COPY_CHUNK.min(len - done);
+            // SAFETY: `src + done .. + piece` lies inside `src..src+len`, which `range`
+            // checked is inside the mapping; `dst` has capacity for `len` bytes (reserved
+            // above) in private memory that cannot overlap the mapping, so its bytes
+            // `done..done + piece` are writable. `volatile_copy` reads the source only
+            // through volatile loads. Afterwards the first `done + piece` bytes of `dst`
+            // are initialised, so `set_len` is sound.
+            unsafe {
+                volatile_copy(src.add(done), dst.as_mut_ptr().add(done), piece);
+                dst.set_len(done + piece);
+            }
+            visit(&dst[done..]);
+            done += piece;
         }
         Some(())
     }
@@ -157,6 +178,10 @@ impl Segment {
         self.range(offset, len, 1)
     }
 }
+
+/// Piece size of [`Segment::copy_out_visiting`]: small enough to stay in a core's
+/// L2 cache between the copy and the visit, large enough to make the calls rare.
+pub const COPY_CHUNK: usize = 64 * 1024;
 
 /// Copies `len` bytes from shared memory with volatile loads, eight bytes at a
 /// time where the source is aligned.
