@@ -214,7 +214,13 @@ impl<'py> KeyCache<'py> {
     fn into_cleared_slots(self) -> Box<[CachedKey; KEY_CACHE_SLOTS]> {
         let mut slots = self.slots;
         for key in &self.owners {
-            slots[Self::home(key.as_ptr() as usize)].address = 0;
+            let address = key.as_ptr() as usize;
+            let home = Self::home(address);
+            for slot in [home, home ^ 1] {
+                if slots[slot].address == address {
+                    slots[slot].address = 0;
+                }
+            }
         }
         slots
     }
@@ -226,10 +232,17 @@ impl<'py> KeyCache<'py> {
         ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
     }
 
+    /// The entry for `address`: in its home slot, or else in the home's pair
+    /// (`home ^ 1`), so that two keys of one shape colliding both stay cached.
     #[inline(always)]
     fn get(&self, address: usize) -> Option<&CachedKey> {
-        let entry = &self.slots[Self::home(address)];
-        (entry.address == address).then_some(entry)
+        let home = Self::home(address);
+        let entry = &self.slots[home];
+        if entry.address == address {
+            return Some(entry);
+        }
+        let pair = &self.slots[home ^ 1];
+        (pair.address == address).then_some(pair)
     }
 
     fn insert(&mut self, key: Borrowed<'_, 'py, PyString>, utf8: &[u8]) {
@@ -249,12 +262,14 @@ impl<'py> KeyCache<'py> {
         let mut text = [0u8; KEY_TEXT];
         text[..len].copy_from_slice(&escaped[..len]);
         let address = key.as_ptr() as usize;
-        // First come, first kept: a colliding key is simply not cached (no thrashing).
-        let entry = &mut self.slots[Self::home(address)];
-        if entry.address == 0 {
-            *entry = CachedKey { address, len, text };
-            self.owners.push(key.to_owned());
-        }
+        // First come, first kept: a key whose two slots are taken is simply not
+        // cached (no thrashing).
+        let home = Self::home(address);
+        let Some(slot) = [home, home ^ 1].into_iter().find(|&slot| self.slots[slot].address == 0) else {
+            return;
+        };
+        self.slots[slot] = CachedKey { address, len, text };
+        self.owners.push(key.to_owned());
     }
 }
 
@@ -318,11 +333,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.int(obj, false);
         } else if ty == t.dict {
             if let Ok(d) = obj.cast_exact::<PyDict>() {
-                return self.dict(&d.to_owned(), depth);
+                return self.dict(d, depth);
             }
         } else if ty == t.list {
             if let Ok(l) = obj.cast_exact::<PyList>() {
-                return self.list(&l.to_owned(), depth);
+                return self.list(l, depth);
             }
         } else if ty == t.float {
             if let Ok(f) = obj.cast_exact::<PyFloat>() {
@@ -350,9 +365,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         } else if let Ok(f) = obj.cast::<PyFloat>() {
             self.float(f.value())
         } else if let Ok(d) = obj.cast::<PyDict>() {
-            self.dict(d, depth)
+            self.dict(d.as_borrowed(), depth)
         } else if let Ok(l) = obj.cast::<PyList>() {
-            self.list(l, depth)
+            self.list(l.as_borrowed(), depth)
         } else if let Ok(t) = obj.cast::<PyTuple>() {
             self.tuple(t, depth)
         } else {
@@ -369,7 +384,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(depth + 1)
     }
 
-    fn dict(&mut self, dict: &Bound<'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
+    fn dict(&mut self, dict: Borrowed<'_, 'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         self.byte(b'{')?;
         let mut separator = false;
@@ -387,7 +402,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b'}')
     }
 
-    fn list(&mut self, list: &Bound<'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+    fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         self.byte(b'[')?;
         // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, and no
@@ -451,13 +466,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[cold]
     fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
-            let utf8 = utf8_of(&s)?;
+            let utf8 = utf8_of(s)?;
             self.keys.insert(s, utf8);
             self.escaped(utf8)?;
             return self.byte(b':');
         }
         if let Ok(s) = key.cast::<PyString>() {
-            self.escaped(utf8_of(&s)?)?;
+            self.escaped(utf8_of(s)?)?;
             return self.byte(b':');
         }
         let text = if key.is_instance_of::<PyBool>() {
@@ -511,7 +526,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     #[inline(always)]
     fn string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
-        let utf8 = utf8_of(&s)?;
+        let utf8 = utf8_of(s)?;
         self.escaped(utf8)
     }
 
@@ -541,12 +556,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 }
 
-#[inline]
-fn utf8_of<'a>(s: &'a Bound<'_, PyString>) -> Result<&'a [u8], SerializeError> {
-    match s.to_str() {
-        Ok(text) => Ok(text.as_bytes()),
-        Err(err) => Err(SerializeError::value(format!("str cannot be encoded as UTF-8 ({})", err.value(s.py())))),
-    }
+#[inline(always)]
+fn utf8_of<'a>(s: Borrowed<'a, '_, PyString>) -> Result<&'a [u8], SerializeError> {
+    borrowed::str_utf8(s).map_err(|err| not_utf8(s.py(), &err))
+}
+
+#[cold]
+fn not_utf8(py: Python<'_>, err: &PyErr) -> SerializeError {
+    SerializeError::value(format!("str cannot be encoded as UTF-8 ({})", err.value(py)))
 }
 
 fn unicode_escape(b: u8) -> [u8; 6] {
@@ -559,6 +576,26 @@ fn load_word(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[..8]);
     u64::from_le_bytes(word)
+}
+
+/// The bytes of `src` (shorter than 8) as a little-endian word padded with
+/// spaces, built from two possibly overlapping loads rather than a byte loop or
+/// a `memcpy` call: overlapping bytes are the same byte at the same place.
+#[inline(always)]
+fn short_word(src: &[u8]) -> u64 {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    let len = src.len() & 7;
+    let word = if len >= 4 {
+        let lo = u64::from(u32::from_le_bytes([src[0], src[1], src[2], src[3]]));
+        let hi = u64::from(u32::from_le_bytes([src[len - 4], src[len - 3], src[len - 2], src[len - 1]]));
+        lo | (hi << (8 * (len - 4)))
+    } else if len > 0 {
+        let middle = len / 2;
+        u64::from(src[0]) | (u64::from(src[middle]) << (8 * middle)) | (u64::from(src[len - 1]) << (8 * (len - 1)))
+    } else {
+        0
+    };
+    word | (SPACES << (8 * len))
 }
 
 /// Whether any byte of `w` is a control byte, `"` or `\`.
@@ -602,15 +639,11 @@ fn escape_into(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
         return pos;
     }
     if len < 8 {
-        // Pad with spaces (which need no escape) to check the string as one word;
-        // writing all eight bytes is fine: the room past the string is scratch.
-        let mut padded = [b' '; 8];
-        for (slot, &b) in padded.iter_mut().zip(src) {
-            *slot = b;
-        }
-        let word = u64::from_le_bytes(padded);
+        // Checked as one word padded with spaces (which need no escape); writing
+        // all eight bytes is fine: the room past the string is scratch.
+        let word = short_word(src);
         if !word_needs_escape(word) {
-            buf[pos..pos + 8].copy_from_slice(&padded);
+            buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
             return pos + len;
         }
         return escape_bytes(buf, pos, src);
