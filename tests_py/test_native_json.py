@@ -79,11 +79,25 @@ def test_every_control_char_is_escaped_like_orjson(channel: Channel, reader: Rea
 
 
 def test_escapes_at_every_position_and_length() -> None:
+    # Lengths across every fast path of the escape (and its 8, 16, 32, 48, 64-byte boundaries).
     for special in ['"', "\\", "\n", "\x00", "\x1f"]:
-        for length in range(0, 40):
+        for length in range(0, 80):
             for at in range(length):
                 text = "a" * at + special + "é" * (length - at - 1)
                 assert shmbridge.dumps(text) == orjson.dumps(text), (special, length, at)
+                text = "a" * at + special + "b" * (length - at - 1)
+                assert shmbridge.dumps(text) == orjson.dumps(text), (special, length, at)
+                assert shmbridge.dumps({text: text}) == orjson.dumps({text: text}), (special, length, at)
+
+
+def test_clean_and_non_ascii_strings_at_every_length() -> None:
+    for length in range(0, 80):
+        text = "".join(chr(0x21 + (i * 7) % 90) for i in range(length)).replace('"', "#").replace("\\", "/")
+        assert shmbridge.dumps(text) == orjson.dumps(text), length
+        for at in range(length + 1):
+            for char in ["é", "€", "😀", "\x7f"]:
+                mixed = text[:at] + char + text[at:]
+                assert shmbridge.dumps(mixed) == orjson.dumps(mixed), (length, at, char)
 
 
 def test_random_strings_are_escaped_like_orjson() -> None:

@@ -571,11 +571,18 @@ fn unicode_escape(b: u8) -> [u8; 6] {
     [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]
 }
 
-#[inline]
+#[inline(always)]
 fn load_word(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[..8]);
     u64::from_le_bytes(word)
+}
+
+#[inline(always)]
+fn load_chunk(bytes: &[u8]) -> [u8; CHUNK] {
+    let mut chunk = [0u8; CHUNK];
+    chunk.copy_from_slice(&bytes[..CHUNK]);
+    chunk
 }
 
 /// The bytes of `src` (shorter than 8) as a little-endian word padded with
@@ -598,61 +605,128 @@ fn short_word(src: &[u8]) -> u64 {
     word | (SPACES << (8 * len))
 }
 
-/// Whether any byte of `w` is a control byte, `"` or `\`.
-#[inline]
-fn word_needs_escape(w: u64) -> bool {
+/// The high bit of each byte of `w` that may need an escape: every control
+/// byte, `"` and `\` is marked; borrows may add false marks above a real one
+/// only, so the mask is zero exactly when no byte needs an escape.
+#[inline(always)]
+fn word_escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let quote = w ^ (ONES * u64::from(b'"'));
     let backslash = w ^ (ONES * u64::from(b'\\'));
-    // The high bit of a lane is set when that byte is < 0x20 (resp. zero after the
-    // xor); borrows only add false hits above a real one, which is all we ask.
+    // The high bit of a lane is set when that byte is < 0x20 (resp. zero after the xor).
     let control = w.wrapping_sub(ONES * 0x20) & !w;
     let quote = quote.wrapping_sub(ONES) & !quote;
     let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (control | quote | backslash) & HIGHS != 0
+    (control | quote | backslash) & HIGHS
+}
+
+/// Whether any byte of `w` is a control byte, `"` or `\`.
+#[inline(always)]
+fn word_needs_escape(w: u64) -> bool {
+    word_escape_mask(w) != 0
+}
+
+/// Bytes checked at once by [`chunk_needs_escape`].
+const CHUNK: usize = 16;
+
+/// Whether any of 16 bytes is a control byte, `"` or `\` (SSE2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: the build enables SSE2 (the cfg above; it is part of every x86-64),
+    // so these intrinsics are available. The load reads exactly the 16 bytes of
+    // `chunk` (an unaligned load: `loadu`); the rest touch registers only.
+    let mask = unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        // Unsigned `b < 0x20` is `min(b, 0x1f) == b`.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+    };
+    mask != 0
+}
+
+/// Whether any of 16 bytes is a control byte, `"` or `\` (two words).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    word_escape_mask(load_word(&chunk[..8])) | word_escape_mask(load_word(&chunk[8..])) != 0
 }
 
 /// Escapes `src` into `buf` at `pos` (which has room for `6 * src.len() + 8`
-/// bytes) and returns the new position. Clean words are copied eight bytes at a
-/// time; a clean tail is copied as the string's last eight bytes, overlapping
-/// bytes already written identically.
+/// bytes) and returns the new position.
+///
+/// A string with nothing to escape (the usual case) is checked and copied in
+/// fixed-size pieces with no loop up to 32 bytes: two overlapping loads of the
+/// first and last 8 (or 16) bytes, each written at its place, so the overlap is
+/// written twice with the same bytes. Longer strings go 16 bytes at a time and
+/// end with such an overlapping last chunk. Any piece that needs an escape is
+/// escaped byte by byte.
 #[inline(always)]
-fn escape_into(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
     let len = src.len();
-    let mut i = 0;
-    let mut last_word_clean = false;
-    while i + 8 <= len {
-        let word = load_word(&src[i..]);
-        if word_needs_escape(word) {
-            pos = escape_bytes(buf, pos, &src[i..i + 8]);
-            last_word_clean = false;
-        } else {
-            buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
-            pos += 8;
-            last_word_clean = true;
-        }
-        i += 8;
-    }
-    let rest = len - i;
-    if rest == 0 {
-        return pos;
-    }
     if len < 8 {
-        // Checked as one word padded with spaces (which need no escape); writing
-        // all eight bytes is fine: the room past the string is scratch.
+        // Writing all eight bytes is fine: the room past the string is scratch.
         let word = short_word(src);
         if !word_needs_escape(word) {
             buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
             return pos + len;
         }
-        return escape_bytes(buf, pos, src);
+    } else if len <= 16 {
+        let first = load_word(src);
+        let last = load_word(&src[len - 8..]);
+        if word_escape_mask(first) | word_escape_mask(last) == 0 {
+            buf[pos..pos + 8].copy_from_slice(&first.to_le_bytes());
+            buf[pos + len - 8..pos + len].copy_from_slice(&last.to_le_bytes());
+            return pos + len;
+        }
+    } else if len <= 2 * CHUNK {
+        let first = load_chunk(src);
+        let last = load_chunk(&src[len - CHUNK..]);
+        if !chunk_needs_escape(&first) && !chunk_needs_escape(&last) {
+            buf[pos..pos + CHUNK].copy_from_slice(&first);
+            buf[pos + len - CHUNK..pos + len].copy_from_slice(&last);
+            return pos + len;
+        }
+    } else {
+        return escape_long(buf, pos, src);
     }
-    if last_word_clean {
-        let word = load_word(&src[len - 8..]);
-        if !word_needs_escape(word) {
-            let at = pos - (8 - rest);
-            buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    escape_bytes(buf, pos, src)
+}
+
+/// [`escape_into`] for more than 32 bytes: 16-byte chunks, then the last 16
+/// bytes (overlapping the previous chunk) if that chunk was clean.
+#[inline]
+fn escape_long(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+    let len = src.len();
+    let mut i = 0;
+    let mut last_chunk_clean = false;
+    while i + CHUNK <= len {
+        let chunk = load_chunk(&src[i..]);
+        if chunk_needs_escape(&chunk) {
+            pos = escape_bytes(buf, pos, &chunk);
+            last_chunk_clean = false;
+        } else {
+            buf[pos..pos + CHUNK].copy_from_slice(&chunk);
+            pos += CHUNK;
+            last_chunk_clean = true;
+        }
+        i += CHUNK;
+    }
+    let rest = len - i;
+    if rest == 0 {
+        return pos;
+    }
+    if last_chunk_clean {
+        let chunk = load_chunk(&src[len - CHUNK..]);
+        if !chunk_needs_escape(&chunk) {
+            let at = pos - (CHUNK - rest);
+            buf[at..at + CHUNK].copy_from_slice(&chunk);
             return pos + rest;
         }
     }
@@ -969,23 +1043,74 @@ mod tests {
         buf
     }
 
+    /// The plain byte-by-byte escape, to compare the fast paths against.
+    fn escape_reference(src: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0; 6 * src.len() + 8];
+        let end = escape_bytes(&mut buf, 0, src);
+        buf.truncate(end);
+        buf
+    }
+
     #[test]
     fn every_special_byte_is_escaped_wherever_it_sits() {
-        for special in (0u8..0x20).chain([b'"', b'\\']) {
-            for at in 0..20 {
-                let mut bytes = vec![b'a'; 20];
-                bytes[at] = special;
-                let out = escape(&bytes);
-                let expected = match ESCAPE[special as usize] {
-                    b'u' => unicode_escape(special).to_vec(),
-                    short => vec![b'\\', short],
-                };
-                assert_eq!(&out[at..at + expected.len()], &expected[..], "byte {special:#x} at {at}");
-                assert_eq!(out.len(), 19 + expected.len());
+        // Every length across the short word, the two-word, the two-chunk and the
+        // chunked paths (and their boundaries at 8, 16, 32, 48 and 64 bytes).
+        for len in 1..=80 {
+            for special in (0u8..0x20).chain([b'"', b'\\']) {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    let out = escape(&bytes);
+                    let expected = match ESCAPE[special as usize] {
+                        b'u' => unicode_escape(special).to_vec(),
+                        short => vec![b'\\', short],
+                    };
+                    assert_eq!(&out[at..at + expected.len()], &expected[..], "byte {special:#x} at {at} of {len}");
+                    assert_eq!(out.len(), len - 1 + expected.len(), "byte {special:#x} at {at} of {len}");
+                    assert_eq!(out, escape_reference(&bytes), "byte {special:#x} at {at} of {len}");
+                }
             }
         }
         let plain = "héllo wörld, no escapes here \u{7f}/".as_bytes();
         assert_eq!(escape(plain), plain);
+    }
+
+    #[test]
+    fn clean_and_non_ascii_strings_are_copied_whole_at_every_length() {
+        for len in 0..=80 {
+            let clean: Vec<u8> =
+                (0..len).map(|i| b'!' + (i * 7 % 90) as u8).filter(|&b| b != b'\\' && b != b'"').collect();
+            assert_eq!(escape(&clean), clean, "length {}", clean.len());
+            // A multi-byte character (bytes >= 0x80 need no escape) at each position.
+            for at in 0..=len {
+                let mut text = "x".repeat(len);
+                text.insert_str(at, "é€😀");
+                assert_eq!(escape(text.as_bytes()), text.as_bytes(), "at {at} of {len}");
+                let mut with_quote = text.clone();
+                with_quote.insert(at, '"');
+                assert_eq!(escape(with_quote.as_bytes()), escape_reference(with_quote.as_bytes()), "at {at} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_escapes_in_one_string_are_all_written() {
+        for len in [7usize, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 65, 100] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        b'\n'
+                    } else if i % 7 == 0 {
+                        b'"'
+                    } else {
+                        b'z'
+                    }
+                })
+                .collect();
+            assert_eq!(escape(&bytes), escape_reference(&bytes), "length {len}");
+            let all: Vec<u8> = (0..len).map(|i| (i % 0x20) as u8).collect();
+            assert_eq!(escape(&all), escape_reference(&all), "length {len}");
+        }
     }
 
     #[test]
