@@ -116,6 +116,21 @@ def test_keys_are_escaped_and_cached_correctly() -> None:
     assert shmbridge.dumps(rows) == orjson.dumps(rows)
 
 
+def test_repeated_string_values_are_cached_correctly() -> None:
+    # The same str objects in many rows (found by address after their second sighting),
+    # around the cache's length limit, with escapes and non-ASCII.
+    shared = ["Zoë", 'q"uote', "x" * 36, "x" * 37, "y" * 38, "z" * 39, "é" * 19, "ctl\x01", "", "a\\b", "\n" * 7]
+    rows = [
+        {"a": shared[i % len(shared)], "b": [shared[(i * 3) % len(shared)], shared[(i * 5) % len(shared)]]}
+        for i in range(2000)
+    ]
+    assert shmbridge.dumps(rows) == orjson.dumps(rows)
+    # New objects each call, at addresses freed by the previous one.
+    for i in range(300):
+        text = f"value-{i}-" + "é" * (i % 5)
+        assert shmbridge.dumps([text, text, {"k": text}, text]) == orjson.dumps([text, text, {"k": text}, text])
+
+
 def test_many_distinct_keys() -> None:
     value = {f"key{i}": i for i in range(5000)}
     assert shmbridge.dumps(value) == orjson.dumps(value)

@@ -13,7 +13,8 @@
 //!   because no Python code runs while the serializer does: it holds the GIL
 //!   throughout, calls nothing that runs Python code, and pauses the cyclic GC
 //!   (the only way an allocation could run a finalizer) for the duration;
-//! - keys seen before are found by address in a small cache and copied whole.
+//! - keys seen before, and short str values seen twice, are found by address in
+//!   small caches and copied whole.
 
 use std::cell::Cell;
 use std::ops::Deref;
@@ -116,10 +117,12 @@ fn is_identifier(key: &str) -> bool {
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
-/// Buffers reused across calls: the staging buffer and the key cache's slots.
+/// Buffers reused across calls: the staging buffer and the caches' slots.
 struct Scratch {
     buf: Vec<u8>,
-    slots: Box<[CachedKey; KEY_CACHE_SLOTS]>,
+    keys: CacheSlots,
+    values: CacheSlots,
+    seen: Box<[usize; CACHE_SLOTS]>,
 }
 
 thread_local! {
@@ -137,14 +140,29 @@ pub fn serialize<S: Sink>(obj: &Bound<'_, PyAny>, sink: &mut S) -> Result<(), Se
     let py = obj.py();
     let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
         buf: vec![0; STAGING_CAPACITY],
-        slots: Box::new([CachedKey::EMPTY; KEY_CACHE_SLOTS]),
+        keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        seen: Box::new([0; CACHE_SLOTS]),
     });
     let gc = borrowed::GcPause::new(py);
-    let keys = KeyCache { slots: scratch.slots, owners: Vec::new() };
-    let mut ser = Serializer { buf: scratch.buf, pos: 0, sink, types: Types::new(py), keys, _gc: &gc };
+    let mut ser = Serializer {
+        buf: scratch.buf,
+        pos: 0,
+        sink,
+        types: Types::new(py),
+        keys: TextCache::new(scratch.keys),
+        values: TextCache::new(scratch.values),
+        seen: SeenOnce { addresses: scratch.seen },
+        _gc: &gc,
+    };
     let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
-    let Serializer { buf, keys, .. } = ser;
-    SCRATCH.set(Some(Scratch { buf, slots: keys.into_cleared_slots() }));
+    let Serializer { buf, keys, values, seen, .. } = ser;
+    SCRATCH.set(Some(Scratch {
+        buf,
+        keys: keys.into_cleared_slots(),
+        values: values.into_cleared_slots(),
+        seen: seen.addresses,
+    }));
     drop(gc);
     result
 }
@@ -177,41 +195,51 @@ impl Types {
 
 /// Source bytes escaped per step; a step needs at most `6 * STEP + 16` bytes of room.
 const STEP: usize = 4096;
-const KEY_CACHE_SLOTS: usize = 256;
-/// Bytes of a cache entry: `,"key":` must fit, plus the slack of a fixed-size copy.
-const KEY_TEXT: usize = 48;
-/// Longest entry text (comma included); the copy takes `KEY_COPY` bytes whatever the length
-/// (`KEY_COPY + 1 <= KEY_TEXT`, since the copy may start at byte 1).
-const KEY_COPY: usize = 40;
-/// Keys inserted into the cache per call, at most (it keeps a reference to each).
-const KEY_CACHE_INSERTS: usize = 512;
+const CACHE_SLOTS: usize = 256;
+/// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
+const CACHED_TEXT: usize = 48;
+/// Longest entry text (comma included); the copy takes `CACHED_COPY` bytes whatever the length
+/// (`CACHED_COPY + 1 <= CACHED_TEXT`, since the copy may start at byte 1).
+const CACHED_COPY: usize = 40;
+/// Strs inserted into each cache per call, at most (it keeps a reference to each).
+const CACHE_INSERTS: usize = 512;
 
-/// One cached key: its address and `,"key":` escaped, ready to copy.
+/// One cached str: its address and its text escaped (`,"key":` or `"value"`), ready to copy.
 #[derive(Clone, Copy)]
-struct CachedKey {
+#[repr(align(64))]
+struct CachedText {
     address: usize,
     len: usize,
-    text: [u8; KEY_TEXT],
+    text: [u8; CACHED_TEXT],
 }
 
-/// Dict keys already escaped, as `,"key":`. Rows of the same shape share their
-/// key objects, so most keys are found here by address and copied whole.
+impl CachedText {
+    const EMPTY: Self = Self { address: 0, len: 0, text: [0; CACHED_TEXT] };
+}
+
+/// The slots of a [`TextCache`], kept across calls.
+type CacheSlots = Box<[CachedText; CACHE_SLOTS]>;
+
+/// Strings already escaped, found by the address of their `str` object and
+/// copied whole: dict keys as `,"key":` (rows of one shape share their key
+/// objects), and short values that recur as the same object (`"value"`, such as
+/// names drawn from a small set).
 ///
-/// Sound because the cache holds a strong reference to every key it describes:
+/// Sound because the cache holds a strong reference to every str it describes:
 /// while it lives, no other object can take that address, and `str` is immutable.
-struct KeyCache<'py> {
-    /// Direct-mapped by object address; address 0: empty.
-    slots: Box<[CachedKey; KEY_CACHE_SLOTS]>,
+struct TextCache<'py> {
+    /// Two-way by object address (a home slot and its pair); address 0: empty.
+    slots: CacheSlots,
     owners: Vec<Bound<'py, PyString>>,
 }
 
-impl CachedKey {
-    const EMPTY: Self = Self { address: 0, len: 0, text: [0; KEY_TEXT] };
-}
+impl<'py> TextCache<'py> {
+    fn new(slots: CacheSlots) -> Self {
+        Self { slots, owners: Vec::new() }
+    }
 
-impl<'py> KeyCache<'py> {
-    /// Empties the slots this call filled (and drops its key references), for reuse.
-    fn into_cleared_slots(self) -> Box<[CachedKey; KEY_CACHE_SLOTS]> {
+    /// Empties the slots this call filled (and drops its references), for reuse.
+    fn into_cleared_slots(self) -> CacheSlots {
         let mut slots = self.slots;
         for key in &self.owners {
             let address = key.as_ptr() as usize;
@@ -233,9 +261,9 @@ impl<'py> KeyCache<'py> {
     }
 
     /// The entry for `address`: in its home slot, or else in the home's pair
-    /// (`home ^ 1`), so that two keys of one shape colliding both stay cached.
+    /// (`home ^ 1`), so that two strings colliding both stay cached.
     #[inline(always)]
-    fn get(&self, address: usize) -> Option<&CachedKey> {
+    fn get(&self, address: usize) -> Option<&CachedText> {
         let home = Self::home(address);
         let entry = &self.slots[home];
         if entry.address == address {
@@ -245,31 +273,49 @@ impl<'py> KeyCache<'py> {
         (pair.address == address).then_some(pair)
     }
 
-    fn insert(&mut self, key: Borrowed<'_, 'py, PyString>, utf8: &[u8]) {
-        if utf8.len() > KEY_COPY || self.owners.len() >= KEY_CACHE_INSERTS {
+    /// Caches `open`, `utf8` escaped, `close` for `s` if it fits and a slot is free.
+    #[cold]
+    fn insert(&mut self, s: Borrowed<'_, 'py, PyString>, utf8: &[u8], open: &[u8], close: &[u8]) {
+        if utf8.len() > CACHED_COPY || self.owners.len() >= CACHE_INSERTS {
             return;
         }
-        let mut escaped = [0u8; 6 * KEY_COPY + 16];
-        escaped[0] = b',';
-        escaped[1] = b'"';
-        let mut len = escape_into(&mut escaped, 2, utf8);
-        escaped[len] = b'"';
-        escaped[len + 1] = b':';
-        len += 2;
-        if len > KEY_COPY {
-            return;
-        }
-        let mut text = [0u8; KEY_TEXT];
-        text[..len].copy_from_slice(&escaped[..len]);
-        let address = key.as_ptr() as usize;
-        // First come, first kept: a key whose two slots are taken is simply not
+        let address = s.as_ptr() as usize;
+        // First come, first kept: a str whose two slots are taken is simply not
         // cached (no thrashing).
         let home = Self::home(address);
         let Some(slot) = [home, home ^ 1].into_iter().find(|&slot| self.slots[slot].address == 0) else {
             return;
         };
-        self.slots[slot] = CachedKey { address, len, text };
-        self.owners.push(key.to_owned());
+        let mut escaped = [0u8; 6 * CACHED_COPY + 16];
+        escaped[..open.len()].copy_from_slice(open);
+        let end = escape_into(&mut escaped, open.len(), utf8);
+        let len = end + close.len();
+        if len > CACHED_COPY {
+            return;
+        }
+        escaped[end..len].copy_from_slice(close);
+        let mut text = [0u8; CACHED_TEXT];
+        text[..len].copy_from_slice(&escaped[..len]);
+        self.slots[slot] = CachedText { address, len, text };
+        self.owners.push(s.to_owned());
+    }
+}
+
+/// Addresses of str values seen once this call, by home slot: a value seen a
+/// second time is worth caching. Only a hint (no reference is held, an address
+/// is never followed): a stale or reused address at worst caches a str once more.
+struct SeenOnce {
+    addresses: Box<[usize; CACHE_SLOTS]>,
+}
+
+impl SeenOnce {
+    /// Records `address`; true if it was already there (seen before).
+    #[inline(always)]
+    fn again(&mut self, address: usize) -> bool {
+        let slot = &mut self.addresses[TextCache::home(address)];
+        let again = *slot == address;
+        *slot = address;
+        again
     }
 }
 
@@ -279,7 +325,9 @@ struct Serializer<'s, 'g, 'py, S: Sink> {
     pos: usize,
     sink: &'s mut S,
     types: Types,
-    keys: KeyCache<'py>,
+    keys: TextCache<'py>,
+    values: TextCache<'py>,
+    seen: SeenOnce,
     /// Proof that the cyclic GC is paused while borrowed references are in use.
     _gc: &'g borrowed::GcPause,
 }
@@ -423,7 +471,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let ty = obj.get_type_ptr();
         if ty == self.types.str_ {
             if let Ok(s) = obj.cast_exact::<PyString>() {
-                return self.string(s);
+                return self.item_string(s);
             }
         } else if ty == self.types.int {
             return self.int(obj, false);
@@ -448,12 +496,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// like `json.dumps`; anything else is refused.
     #[inline(always)]
     fn key(&mut self, key: Borrowed<'_, 'py, PyAny>, separator: bool) -> Result<(), SerializeError> {
-        self.reserve(KEY_COPY)?;
+        self.reserve(CACHED_COPY)?;
         // Only exact `str` keys are ever cached, so an address match is enough.
         if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
             let skip = usize::from(!separator);
             // A fixed-size copy; the staging bytes past the key are scratch.
-            self.buf[self.pos..self.pos + KEY_COPY].copy_from_slice(&entry.text[skip..skip + KEY_COPY]);
+            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
             self.pos += entry.len - skip;
             return Ok(());
         }
@@ -467,7 +515,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            self.keys.insert(s, utf8);
+            self.keys.insert(s, utf8, b",\"", b"\":");
             self.escaped(utf8)?;
             return self.byte(b':');
         }
@@ -522,6 +570,25 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut text = FloatText::new();
         float_text(value, &mut text)?;
         self.small(text.as_bytes())
+    }
+
+    /// A str inside a container: from the value cache if this object was seen
+    /// before, else written (and cached if seen for the second time).
+    #[inline(always)]
+    fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
+        let address = s.as_ptr() as usize;
+        self.reserve(CACHED_COPY)?;
+        if let Some(entry) = self.values.get(address) {
+            // A fixed-size copy; the staging bytes past the value are scratch.
+            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            self.pos += entry.len;
+            return Ok(());
+        }
+        let utf8 = utf8_of(s)?;
+        if self.seen.again(address) {
+            self.values.insert(s, utf8, b"\"", b"\"");
+        }
+        self.escaped(utf8)
     }
 
     #[inline(always)]
