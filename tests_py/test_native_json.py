@@ -131,6 +131,23 @@ def test_repeated_string_values_are_cached_correctly() -> None:
         assert shmbridge.dumps([text, text, {"k": text}, text]) == orjson.dumps([text, text, {"k": text}, text])
 
 
+def test_uncached_keys_and_cached_values_across_staging_flushes() -> None:
+    # Far more distinct keys than the key cache takes (each written the slow way),
+    # each followed by a value copied from the value cache, for several 64 KiB flushes;
+    # lists of cached values likewise.
+    shared = ["x" * n for n in range(39)]
+    value = {f"k{i}": shared[i % len(shared)] for i in range(30_000)}
+    assert shmbridge.dumps(value) == orjson.dumps(value)
+    # Keys too long once escaped to be cached, and int keys, at every offset from a flush.
+    escaped_keys = {"\x01" * (i % 9 + 1) + str(i): shared[i % len(shared)] for i in range(30_000)}
+    assert shmbridge.dumps(escaped_keys) == json.dumps(escaped_keys, separators=(",", ":"), ensure_ascii=False).encode()
+    int_keys = {i * 7919: shared[i % len(shared)] for i in range(30_000)}
+    assert json.loads(shmbridge.dumps(int_keys)) == json.loads(json.dumps(int_keys))
+    items = [shared[i % len(shared)] for i in range(50_000)]
+    assert shmbridge.dumps(items) == orjson.dumps(items)
+    assert shmbridge.dumps([items, value]) == orjson.dumps([items, value])
+
+
 def test_many_distinct_keys() -> None:
     value = {f"key{i}": i for i in range(5000)}
     assert shmbridge.dumps(value) == orjson.dumps(value)

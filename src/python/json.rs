@@ -441,6 +441,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // not modified and its items stay alive while these references are used.
         let items = unsafe { borrowed::DictItems::new(dict) };
         for (key, value) in items {
+            // Room for a cached key and a cached value (`key` and `item` rely on it).
+            self.reserve(2 * CACHED_COPY)?;
             self.key(key, separator)?;
             separator = true;
             if let Err(err) = self.item(value, depth) {
@@ -457,8 +459,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // Python code runs, so the list is not modified while its items are used.
         let items = unsafe { borrowed::ListItems::new(list) };
         for (index, item) in items.enumerate() {
+            // Room for a comma and a cached value (`item` relies on it).
+            self.reserve(CACHED_COPY + 1)?;
             if index > 0 {
-                self.byte(b',')?;
+                self.buf[self.pos] = b',';
+                self.pos += 1;
             }
             self.item(item, depth).map_err(|err| err.at(Step::Index(index)))?;
         }
@@ -466,6 +471,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 
     /// A container's item: the most frequent types inline, the rest through `value`.
+    /// The caller has reserved `CACHED_COPY` bytes.
     #[inline(always)]
     fn item(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
         let ty = obj.get_type_ptr();
@@ -494,9 +500,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// A comma if `separator`, then a dict key and its colon: str as is (through
     /// the key cache); int, float, bool and None as their JSON text in quotes,
     /// like `json.dumps`; anything else is refused.
+    ///
+    /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
     #[inline(always)]
     fn key(&mut self, key: Borrowed<'_, 'py, PyAny>, separator: bool) -> Result<(), SerializeError> {
-        self.reserve(CACHED_COPY)?;
         // Only exact `str` keys are ever cached, so an address match is enough.
         if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
             let skip = usize::from(!separator);
@@ -508,7 +515,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if separator {
             self.byte(b',')?;
         }
-        self.new_key(key)
+        self.new_key(key)?;
+        self.reserve(CACHED_COPY)
     }
 
     #[cold]
@@ -574,10 +582,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A str inside a container: from the value cache if this object was seen
     /// before, else written (and cached if seen for the second time).
+    /// The caller has reserved `CACHED_COPY` bytes.
     #[inline(always)]
     fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
         let address = s.as_ptr() as usize;
-        self.reserve(CACHED_COPY)?;
         if let Some(entry) = self.values.get(address) {
             // A fixed-size copy; the staging bytes past the value are scratch.
             self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
@@ -585,7 +593,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return Ok(());
         }
         let utf8 = utf8_of(s)?;
-        if self.seen.again(address) {
+        // Only a str short enough to be cached is remembered as seen.
+        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
             self.values.insert(s, utf8, b"\"", b"\"");
         }
         self.escaped(utf8)
