@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 
 /// Pauses the cyclic garbage collector while alive (restoring its previous
 /// state on drop), so that no allocation can trigger a collection and with it
@@ -44,7 +44,7 @@ impl Drop for GcPause {
 
 /// A dict's items as borrowed references (no reference counting).
 pub struct DictItems<'a, 'py> {
-    dict: &'a Bound<'py, PyDict>,
+    dict: Borrowed<'a, 'py, PyDict>,
     position: ffi::Py_ssize_t,
 }
 
@@ -54,7 +54,7 @@ impl<'a, 'py> DictItems<'a, 'py> {
     /// run (nothing may modify `dict` or free its keys and values): the caller
     /// holds the GIL without releasing it, runs no Python code, and keeps a
     /// [`GcPause`] alive.
-    pub unsafe fn new(dict: &'a Bound<'py, PyDict>) -> Self {
+    pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>) -> Self {
         Self { dict, position: 0 }
     }
 }
@@ -103,9 +103,30 @@ pub fn small_int(obj: Borrowed<'_, '_, PyAny>) -> Option<i64> {
     Some(i64::from(value))
 }
 
+/// The UTF-8 text of a str as CPython keeps it in the object (for an ASCII str,
+/// its own data; otherwise encoded once and cached), with one call and no copy.
+///
+/// # Errors
+/// The str cannot be encoded (a lone surrogate): the `UnicodeEncodeError` raised.
+#[inline]
+pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
+    let mut size: ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live str and the GIL is held (`Borrowed` proves both).
+    let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
+    if data.is_null() {
+        return Err(PyErr::fetch(s.py()));
+    }
+    // Never negative on success; an empty slice if it ever were.
+    let len = usize::try_from(size).unwrap_or(0);
+    // SAFETY: on success CPython returns `size` bytes of UTF-8 owned by the str
+    // object, valid (and unchanged: str is immutable) while the object lives,
+    // which the borrow 'a guarantees.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
 /// A list's items as borrowed references (no reference counting).
 pub struct ListItems<'a, 'py> {
-    list: &'a Bound<'py, PyList>,
+    list: Borrowed<'a, 'py, PyList>,
     index: ffi::Py_ssize_t,
     len: ffi::Py_ssize_t,
 }
@@ -114,7 +135,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// # Safety
     /// As for [`DictItems::new`]: no Python code may run while the iterator or
     /// an item it returned is in use (nothing may modify `list`).
-    pub unsafe fn new(list: &'a Bound<'py, PyList>) -> Self {
+    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>) -> Self {
         // SAFETY: `list` is a live list and the GIL is held; PyList_Size cannot fail for a list.
         let len = unsafe { ffi::PyList_Size(list.as_ptr()) };
         Self { list, index: 0, len }

@@ -13,7 +13,8 @@
 //!   because no Python code runs while the serializer does: it holds the GIL
 //!   throughout, calls nothing that runs Python code, and pauses the cyclic GC
 //!   (the only way an allocation could run a finalizer) for the duration;
-//! - keys seen before are found by address in a small cache and copied whole.
+//! - keys seen before, and short str values seen twice, are found by address in
+//!   small caches and copied whole.
 
 use std::cell::Cell;
 use std::ops::Deref;
@@ -116,10 +117,12 @@ fn is_identifier(key: &str) -> bool {
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
-/// Buffers reused across calls: the staging buffer and the key cache's slots.
+/// Buffers reused across calls: the staging buffer and the caches' slots.
 struct Scratch {
     buf: Vec<u8>,
-    slots: Box<[CachedKey; KEY_CACHE_SLOTS]>,
+    keys: CacheSlots,
+    values: CacheSlots,
+    seen: Box<[usize; CACHE_SLOTS]>,
 }
 
 thread_local! {
@@ -137,14 +140,29 @@ pub fn serialize<S: Sink>(obj: &Bound<'_, PyAny>, sink: &mut S) -> Result<(), Se
     let py = obj.py();
     let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
         buf: vec![0; STAGING_CAPACITY],
-        slots: Box::new([CachedKey::EMPTY; KEY_CACHE_SLOTS]),
+        keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        seen: Box::new([0; CACHE_SLOTS]),
     });
     let gc = borrowed::GcPause::new(py);
-    let keys = KeyCache { slots: scratch.slots, owners: Vec::new() };
-    let mut ser = Serializer { buf: scratch.buf, pos: 0, sink, types: Types::new(py), keys, _gc: &gc };
+    let mut ser = Serializer {
+        buf: scratch.buf,
+        pos: 0,
+        sink,
+        types: Types::new(py),
+        keys: TextCache::new(scratch.keys),
+        values: TextCache::new(scratch.values),
+        seen: SeenOnce { addresses: scratch.seen },
+        _gc: &gc,
+    };
     let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
-    let Serializer { buf, keys, .. } = ser;
-    SCRATCH.set(Some(Scratch { buf, slots: keys.into_cleared_slots() }));
+    let Serializer { buf, keys, values, seen, .. } = ser;
+    SCRATCH.set(Some(Scratch {
+        buf,
+        keys: keys.into_cleared_slots(),
+        values: values.into_cleared_slots(),
+        seen: seen.addresses,
+    }));
     drop(gc);
     result
 }
@@ -177,44 +195,60 @@ impl Types {
 
 /// Source bytes escaped per step; a step needs at most `6 * STEP + 16` bytes of room.
 const STEP: usize = 4096;
-const KEY_CACHE_SLOTS: usize = 256;
-/// Bytes of a cache entry: `,"key":` must fit, plus the slack of a fixed-size copy.
-const KEY_TEXT: usize = 48;
-/// Longest entry text (comma included); the copy takes `KEY_COPY` bytes whatever the length
-/// (`KEY_COPY + 1 <= KEY_TEXT`, since the copy may start at byte 1).
-const KEY_COPY: usize = 40;
-/// Keys inserted into the cache per call, at most (it keeps a reference to each).
-const KEY_CACHE_INSERTS: usize = 512;
+const CACHE_SLOTS: usize = 256;
+/// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
+const CACHED_TEXT: usize = 48;
+/// Longest entry text (comma included); the copy takes `CACHED_COPY` bytes whatever the length
+/// (`CACHED_COPY + 1 <= CACHED_TEXT`, since the copy may start at byte 1).
+const CACHED_COPY: usize = 40;
+/// Strs inserted into each cache per call, at most (it keeps a reference to each).
+const CACHE_INSERTS: usize = 512;
 
-/// One cached key: its address and `,"key":` escaped, ready to copy.
+/// One cached str: its address and its text escaped (`,"key":` or `"value"`), ready to copy.
 #[derive(Clone, Copy)]
-struct CachedKey {
+#[repr(align(64))]
+struct CachedText {
     address: usize,
     len: usize,
-    text: [u8; KEY_TEXT],
+    text: [u8; CACHED_TEXT],
 }
 
-/// Dict keys already escaped, as `,"key":`. Rows of the same shape share their
-/// key objects, so most keys are found here by address and copied whole.
+impl CachedText {
+    const EMPTY: Self = Self { address: 0, len: 0, text: [0; CACHED_TEXT] };
+}
+
+/// The slots of a [`TextCache`], kept across calls.
+type CacheSlots = Box<[CachedText; CACHE_SLOTS]>;
+
+/// Strings already escaped, found by the address of their `str` object and
+/// copied whole: dict keys as `,"key":` (rows of one shape share their key
+/// objects), and short values that recur as the same object (`"value"`, such as
+/// names drawn from a small set).
 ///
-/// Sound because the cache holds a strong reference to every key it describes:
+/// Sound because the cache holds a strong reference to every str it describes:
 /// while it lives, no other object can take that address, and `str` is immutable.
-struct KeyCache<'py> {
-    /// Direct-mapped by object address; address 0: empty.
-    slots: Box<[CachedKey; KEY_CACHE_SLOTS]>,
+struct TextCache<'py> {
+    /// Two-way by object address (a home slot and its pair); address 0: empty.
+    slots: CacheSlots,
     owners: Vec<Bound<'py, PyString>>,
 }
 
-impl CachedKey {
-    const EMPTY: Self = Self { address: 0, len: 0, text: [0; KEY_TEXT] };
-}
+impl<'py> TextCache<'py> {
+    fn new(slots: CacheSlots) -> Self {
+        Self { slots, owners: Vec::new() }
+    }
 
-impl<'py> KeyCache<'py> {
-    /// Empties the slots this call filled (and drops its key references), for reuse.
-    fn into_cleared_slots(self) -> Box<[CachedKey; KEY_CACHE_SLOTS]> {
+    /// Empties the slots this call filled (and drops its references), for reuse.
+    fn into_cleared_slots(self) -> CacheSlots {
         let mut slots = self.slots;
         for key in &self.owners {
-            slots[Self::home(key.as_ptr() as usize)].address = 0;
+            let address = key.as_ptr() as usize;
+            let home = Self::home(address);
+            for slot in [home, home ^ 1] {
+                if slots[slot].address == address {
+                    slots[slot].address = 0;
+                }
+            }
         }
         slots
     }
@@ -226,35 +260,62 @@ impl<'py> KeyCache<'py> {
         ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
     }
 
+    /// The entry for `address`: in its home slot, or else in the home's pair
+    /// (`home ^ 1`), so that two strings colliding both stay cached.
     #[inline(always)]
-    fn get(&self, address: usize) -> Option<&CachedKey> {
-        let entry = &self.slots[Self::home(address)];
-        (entry.address == address).then_some(entry)
+    fn get(&self, address: usize) -> Option<&CachedText> {
+        let home = Self::home(address);
+        let entry = &self.slots[home];
+        if entry.address == address {
+            return Some(entry);
+        }
+        let pair = &self.slots[home ^ 1];
+        (pair.address == address).then_some(pair)
     }
 
-    fn insert(&mut self, key: Borrowed<'_, 'py, PyString>, utf8: &[u8]) {
-        if utf8.len() > KEY_COPY || self.owners.len() >= KEY_CACHE_INSERTS {
+    /// Caches `open`, `utf8` escaped, `close` for `s` if it fits and a slot is free.
+    #[cold]
+    fn insert(&mut self, s: Borrowed<'_, 'py, PyString>, utf8: &[u8], open: &[u8], close: &[u8]) {
+        if utf8.len() > CACHED_COPY || self.owners.len() >= CACHE_INSERTS {
             return;
         }
-        let mut escaped = [0u8; 6 * KEY_COPY + 16];
-        escaped[0] = b',';
-        escaped[1] = b'"';
-        let mut len = escape_into(&mut escaped, 2, utf8);
-        escaped[len] = b'"';
-        escaped[len + 1] = b':';
-        len += 2;
-        if len > KEY_COPY {
+        let address = s.as_ptr() as usize;
+        // First come, first kept: a str whose two slots are taken is simply not
+        // cached (no thrashing).
+        let home = Self::home(address);
+        let Some(slot) = [home, home ^ 1].into_iter().find(|&slot| self.slots[slot].address == 0) else {
+            return;
+        };
+        let mut escaped = [0u8; 6 * CACHED_COPY + 16];
+        escaped[..open.len()].copy_from_slice(open);
+        let end = escape_into(&mut escaped, open.len(), utf8);
+        let len = end + close.len();
+        if len > CACHED_COPY {
             return;
         }
-        let mut text = [0u8; KEY_TEXT];
+        escaped[end..len].copy_from_slice(close);
+        let mut text = [0u8; CACHED_TEXT];
         text[..len].copy_from_slice(&escaped[..len]);
-        let address = key.as_ptr() as usize;
-        // First come, first kept: a colliding key is simply not cached (no thrashing).
-        let entry = &mut self.slots[Self::home(address)];
-        if entry.address == 0 {
-            *entry = CachedKey { address, len, text };
-            self.owners.push(key.to_owned());
-        }
+        self.slots[slot] = CachedText { address, len, text };
+        self.owners.push(s.to_owned());
+    }
+}
+
+/// Addresses of str values seen once this call, by home slot: a value seen a
+/// second time is worth caching. Only a hint (no reference is held, an address
+/// is never followed): a stale or reused address at worst caches a str once more.
+struct SeenOnce {
+    addresses: Box<[usize; CACHE_SLOTS]>,
+}
+
+impl SeenOnce {
+    /// Records `address`; true if it was already there (seen before).
+    #[inline(always)]
+    fn again(&mut self, address: usize) -> bool {
+        let slot = &mut self.addresses[TextCache::home(address)];
+        let again = *slot == address;
+        *slot = address;
+        again
     }
 }
 
@@ -264,7 +325,9 @@ struct Serializer<'s, 'g, 'py, S: Sink> {
     pos: usize,
     sink: &'s mut S,
     types: Types,
-    keys: KeyCache<'py>,
+    keys: TextCache<'py>,
+    values: TextCache<'py>,
+    seen: SeenOnce,
     /// Proof that the cyclic GC is paused while borrowed references are in use.
     _gc: &'g borrowed::GcPause,
 }
@@ -318,11 +381,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.int(obj, false);
         } else if ty == t.dict {
             if let Ok(d) = obj.cast_exact::<PyDict>() {
-                return self.dict(&d.to_owned(), depth);
+                return self.dict(d, depth);
             }
         } else if ty == t.list {
             if let Ok(l) = obj.cast_exact::<PyList>() {
-                return self.list(&l.to_owned(), depth);
+                return self.list(l, depth);
             }
         } else if ty == t.float {
             if let Ok(f) = obj.cast_exact::<PyFloat>() {
@@ -350,9 +413,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         } else if let Ok(f) = obj.cast::<PyFloat>() {
             self.float(f.value())
         } else if let Ok(d) = obj.cast::<PyDict>() {
-            self.dict(d, depth)
+            self.dict(d.as_borrowed(), depth)
         } else if let Ok(l) = obj.cast::<PyList>() {
-            self.list(l, depth)
+            self.list(l.as_borrowed(), depth)
         } else if let Ok(t) = obj.cast::<PyTuple>() {
             self.tuple(t, depth)
         } else {
@@ -369,7 +432,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(depth + 1)
     }
 
-    fn dict(&mut self, dict: &Bound<'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
+    fn dict(&mut self, dict: Borrowed<'_, 'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         self.byte(b'{')?;
         let mut separator = false;
@@ -378,6 +441,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // not modified and its items stay alive while these references are used.
         let items = unsafe { borrowed::DictItems::new(dict) };
         for (key, value) in items {
+            // Room for a cached key and a cached value (`key` and `item` rely on it).
+            self.reserve(2 * CACHED_COPY)?;
             self.key(key, separator)?;
             separator = true;
             if let Err(err) = self.item(value, depth) {
@@ -387,15 +452,18 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b'}')
     }
 
-    fn list(&mut self, list: &Bound<'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+    fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         self.byte(b'[')?;
         // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, and no
         // Python code runs, so the list is not modified while its items are used.
         let items = unsafe { borrowed::ListItems::new(list) };
         for (index, item) in items.enumerate() {
+            // Room for a comma and a cached value (`item` relies on it).
+            self.reserve(CACHED_COPY + 1)?;
             if index > 0 {
-                self.byte(b',')?;
+                self.buf[self.pos] = b',';
+                self.pos += 1;
             }
             self.item(item, depth).map_err(|err| err.at(Step::Index(index)))?;
         }
@@ -403,12 +471,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 
     /// A container's item: the most frequent types inline, the rest through `value`.
+    /// The caller has reserved `CACHED_COPY` bytes.
     #[inline(always)]
     fn item(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
         let ty = obj.get_type_ptr();
         if ty == self.types.str_ {
             if let Ok(s) = obj.cast_exact::<PyString>() {
-                return self.string(s);
+                return self.item_string(s);
             }
         } else if ty == self.types.int {
             return self.int(obj, false);
@@ -431,33 +500,35 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// A comma if `separator`, then a dict key and its colon: str as is (through
     /// the key cache); int, float, bool and None as their JSON text in quotes,
     /// like `json.dumps`; anything else is refused.
+    ///
+    /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
     #[inline(always)]
     fn key(&mut self, key: Borrowed<'_, 'py, PyAny>, separator: bool) -> Result<(), SerializeError> {
-        self.reserve(KEY_COPY)?;
         // Only exact `str` keys are ever cached, so an address match is enough.
         if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
             let skip = usize::from(!separator);
             // A fixed-size copy; the staging bytes past the key are scratch.
-            self.buf[self.pos..self.pos + KEY_COPY].copy_from_slice(&entry.text[skip..skip + KEY_COPY]);
+            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
             self.pos += entry.len - skip;
             return Ok(());
         }
         if separator {
             self.byte(b',')?;
         }
-        self.new_key(key)
+        self.new_key(key)?;
+        self.reserve(CACHED_COPY)
     }
 
     #[cold]
     fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
-            let utf8 = utf8_of(&s)?;
-            self.keys.insert(s, utf8);
+            let utf8 = utf8_of(s)?;
+            self.keys.insert(s, utf8, b",\"", b"\":");
             self.escaped(utf8)?;
             return self.byte(b':');
         }
         if let Ok(s) = key.cast::<PyString>() {
-            self.escaped(utf8_of(&s)?)?;
+            self.escaped(utf8_of(s)?)?;
             return self.byte(b':');
         }
         let text = if key.is_instance_of::<PyBool>() {
@@ -509,9 +580,29 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.small(text.as_bytes())
     }
 
+    /// A str inside a container: from the value cache if this object was seen
+    /// before, else written (and cached if seen for the second time).
+    /// The caller has reserved `CACHED_COPY` bytes.
+    #[inline(always)]
+    fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
+        let address = s.as_ptr() as usize;
+        if let Some(entry) = self.values.get(address) {
+            // A fixed-size copy; the staging bytes past the value are scratch.
+            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            self.pos += entry.len;
+            return Ok(());
+        }
+        let utf8 = utf8_of(s)?;
+        // Only a str short enough to be cached is remembered as seen.
+        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
+            self.values.insert(s, utf8, b"\"", b"\"");
+        }
+        self.escaped(utf8)
+    }
+
     #[inline(always)]
     fn string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
-        let utf8 = utf8_of(&s)?;
+        let utf8 = utf8_of(s)?;
         self.escaped(utf8)
     }
 
@@ -541,12 +632,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 }
 
-#[inline]
-fn utf8_of<'a>(s: &'a Bound<'_, PyString>) -> Result<&'a [u8], SerializeError> {
-    match s.to_str() {
-        Ok(text) => Ok(text.as_bytes()),
-        Err(err) => Err(SerializeError::value(format!("str cannot be encoded as UTF-8 ({})", err.value(s.py())))),
-    }
+#[inline(always)]
+fn utf8_of<'a>(s: Borrowed<'a, '_, PyString>) -> Result<&'a [u8], SerializeError> {
+    borrowed::str_utf8(s).map_err(|err| not_utf8(s.py(), &err))
+}
+
+#[cold]
+fn not_utf8(py: Python<'_>, err: &PyErr) -> SerializeError {
+    SerializeError::value(format!("str cannot be encoded as UTF-8 ({})", err.value(py)))
 }
 
 fn unicode_escape(b: u8) -> [u8; 6] {
@@ -554,72 +647,162 @@ fn unicode_escape(b: u8) -> [u8; 6] {
     [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]
 }
 
-#[inline]
+#[inline(always)]
 fn load_word(bytes: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[..8]);
     u64::from_le_bytes(word)
 }
 
-/// Whether any byte of `w` is a control byte, `"` or `\`.
-#[inline]
-fn word_needs_escape(w: u64) -> bool {
+#[inline(always)]
+fn load_chunk(bytes: &[u8]) -> [u8; CHUNK] {
+    let mut chunk = [0u8; CHUNK];
+    chunk.copy_from_slice(&bytes[..CHUNK]);
+    chunk
+}
+
+/// The bytes of `src` (shorter than 8) as a little-endian word padded with
+/// spaces, built from two possibly overlapping loads rather than a byte loop or
+/// a `memcpy` call: overlapping bytes are the same byte at the same place.
+#[inline(always)]
+fn short_word(src: &[u8]) -> u64 {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    let len = src.len() & 7;
+    let word = if len >= 4 {
+        let lo = u64::from(u32::from_le_bytes([src[0], src[1], src[2], src[3]]));
+        let hi = u64::from(u32::from_le_bytes([src[len - 4], src[len - 3], src[len - 2], src[len - 1]]));
+        lo | (hi << (8 * (len - 4)))
+    } else if len > 0 {
+        let middle = len / 2;
+        u64::from(src[0]) | (u64::from(src[middle]) << (8 * middle)) | (u64::from(src[len - 1]) << (8 * (len - 1)))
+    } else {
+        0
+    };
+    word | (SPACES << (8 * len))
+}
+
+/// The high bit of each byte of `w` that may need an escape: every control
+/// byte, `"` and `\` is marked; borrows may add false marks above a real one
+/// only, so the mask is zero exactly when no byte needs an escape.
+#[inline(always)]
+fn word_escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let quote = w ^ (ONES * u64::from(b'"'));
     let backslash = w ^ (ONES * u64::from(b'\\'));
-    // The high bit of a lane is set when that byte is < 0x20 (resp. zero after the
-    // xor); borrows only add false hits above a real one, which is all we ask.
+    // The high bit of a lane is set when that byte is < 0x20 (resp. zero after the xor).
     let control = w.wrapping_sub(ONES * 0x20) & !w;
     let quote = quote.wrapping_sub(ONES) & !quote;
     let backslash = backslash.wrapping_sub(ONES) & !backslash;
-    (control | quote | backslash) & HIGHS != 0
+    (control | quote | backslash) & HIGHS
+}
+
+/// Whether any byte of `w` is a control byte, `"` or `\`.
+#[inline(always)]
+fn word_needs_escape(w: u64) -> bool {
+    word_escape_mask(w) != 0
+}
+
+/// Bytes checked at once by [`chunk_needs_escape`].
+const CHUNK: usize = 16;
+
+/// Whether any of 16 bytes is a control byte, `"` or `\` (SSE2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: the build enables SSE2 (the cfg above; it is part of every x86-64),
+    // so these intrinsics are available. The load reads exactly the 16 bytes of
+    // `chunk` (an unaligned load: `loadu`); the rest touch registers only.
+    let mask = unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        // Unsigned `b < 0x20` is `min(b, 0x1f) == b`.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+    };
+    mask != 0
+}
+
+/// Whether any of 16 bytes is a control byte, `"` or `\` (two words).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    word_escape_mask(load_word(&chunk[..8])) | word_escape_mask(load_word(&chunk[8..])) != 0
 }
 
 /// Escapes `src` into `buf` at `pos` (which has room for `6 * src.len() + 8`
-/// bytes) and returns the new position. Clean words are copied eight bytes at a
-/// time; a clean tail is copied as the string's last eight bytes, overlapping
-/// bytes already written identically.
+/// bytes) and returns the new position.
+///
+/// A string with nothing to escape (the usual case) is checked and copied in
+/// fixed-size pieces with no loop up to 32 bytes: two overlapping loads of the
+/// first and last 8 (or 16) bytes, each written at its place, so the overlap is
+/// written twice with the same bytes. Longer strings go 16 bytes at a time and
+/// end with such an overlapping last chunk. Any piece that needs an escape is
+/// escaped byte by byte.
 #[inline(always)]
-fn escape_into(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    let len = src.len();
+    if len < 8 {
+        // Writing all eight bytes is fine: the room past the string is scratch.
+        let word = short_word(src);
+        if !word_needs_escape(word) {
+            buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
+            return pos + len;
+        }
+    } else if len <= 16 {
+        let first = load_word(src);
+        let last = load_word(&src[len - 8..]);
+        if word_escape_mask(first) | word_escape_mask(last) == 0 {
+            buf[pos..pos + 8].copy_from_slice(&first.to_le_bytes());
+            buf[pos + len - 8..pos + len].copy_from_slice(&last.to_le_bytes());
+            return pos + len;
+        }
+    } else if len <= 2 * CHUNK {
+        let first = load_chunk(src);
+        let last = load_chunk(&src[len - CHUNK..]);
+        if !chunk_needs_escape(&first) && !chunk_needs_escape(&last) {
+            buf[pos..pos + CHUNK].copy_from_slice(&first);
+            buf[pos + len - CHUNK..pos + len].copy_from_slice(&last);
+            return pos + len;
+        }
+    } else {
+        return escape_long(buf, pos, src);
+    }
+    escape_bytes(buf, pos, src)
+}
+
+/// [`escape_into`] for more than 32 bytes: 16-byte chunks, then the last 16
+/// bytes (overlapping the previous chunk) if that chunk was clean.
+#[inline]
+fn escape_long(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
     let len = src.len();
     let mut i = 0;
-    let mut last_word_clean = false;
-    while i + 8 <= len {
-        let word = load_word(&src[i..]);
-        if word_needs_escape(word) {
-            pos = escape_bytes(buf, pos, &src[i..i + 8]);
-            last_word_clean = false;
+    let mut last_chunk_clean = false;
+    while i + CHUNK <= len {
+        let chunk = load_chunk(&src[i..]);
+        if chunk_needs_escape(&chunk) {
+            pos = escape_bytes(buf, pos, &chunk);
+            last_chunk_clean = false;
         } else {
-            buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
-            pos += 8;
-            last_word_clean = true;
+            buf[pos..pos + CHUNK].copy_from_slice(&chunk);
+            pos += CHUNK;
+            last_chunk_clean = true;
         }
-        i += 8;
+        i += CHUNK;
     }
     let rest = len - i;
     if rest == 0 {
         return pos;
     }
-    if len < 8 {
-        // Pad with spaces (which need no escape) to check the string as one word;
-        // writing all eight bytes is fine: the room past the string is scratch.
-        let mut padded = [b' '; 8];
-        for (slot, &b) in padded.iter_mut().zip(src) {
-            *slot = b;
-        }
-        let word = u64::from_le_bytes(padded);
-        if !word_needs_escape(word) {
-            buf[pos..pos + 8].copy_from_slice(&padded);
-            return pos + len;
-        }
-        return escape_bytes(buf, pos, src);
-    }
-    if last_word_clean {
-        let word = load_word(&src[len - 8..]);
-        if !word_needs_escape(word) {
-            let at = pos - (8 - rest);
-            buf[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    if last_chunk_clean {
+        let chunk = load_chunk(&src[len - CHUNK..]);
+        if !chunk_needs_escape(&chunk) {
+            let at = pos - (CHUNK - rest);
+            buf[at..at + CHUNK].copy_from_slice(&chunk);
             return pos + rest;
         }
     }
@@ -936,23 +1119,74 @@ mod tests {
         buf
     }
 
+    /// The plain byte-by-byte escape, to compare the fast paths against.
+    fn escape_reference(src: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0; 6 * src.len() + 8];
+        let end = escape_bytes(&mut buf, 0, src);
+        buf.truncate(end);
+        buf
+    }
+
     #[test]
     fn every_special_byte_is_escaped_wherever_it_sits() {
-        for special in (0u8..0x20).chain([b'"', b'\\']) {
-            for at in 0..20 {
-                let mut bytes = vec![b'a'; 20];
-                bytes[at] = special;
-                let out = escape(&bytes);
-                let expected = match ESCAPE[special as usize] {
-                    b'u' => unicode_escape(special).to_vec(),
-                    short => vec![b'\\', short],
-                };
-                assert_eq!(&out[at..at + expected.len()], &expected[..], "byte {special:#x} at {at}");
-                assert_eq!(out.len(), 19 + expected.len());
+        // Every length across the short word, the two-word, the two-chunk and the
+        // chunked paths (and their boundaries at 8, 16, 32, 48 and 64 bytes).
+        for len in 1..=80 {
+            for special in (0u8..0x20).chain([b'"', b'\\']) {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    let out = escape(&bytes);
+                    let expected = match ESCAPE[special as usize] {
+                        b'u' => unicode_escape(special).to_vec(),
+                        short => vec![b'\\', short],
+                    };
+                    assert_eq!(&out[at..at + expected.len()], &expected[..], "byte {special:#x} at {at} of {len}");
+                    assert_eq!(out.len(), len - 1 + expected.len(), "byte {special:#x} at {at} of {len}");
+                    assert_eq!(out, escape_reference(&bytes), "byte {special:#x} at {at} of {len}");
+                }
             }
         }
         let plain = "héllo wörld, no escapes here \u{7f}/".as_bytes();
         assert_eq!(escape(plain), plain);
+    }
+
+    #[test]
+    fn clean_and_non_ascii_strings_are_copied_whole_at_every_length() {
+        for len in 0..=80 {
+            let clean: Vec<u8> =
+                (0..len).map(|i| b'!' + (i * 7 % 90) as u8).filter(|&b| b != b'\\' && b != b'"').collect();
+            assert_eq!(escape(&clean), clean, "length {}", clean.len());
+            // A multi-byte character (bytes >= 0x80 need no escape) at each position.
+            for at in 0..=len {
+                let mut text = "x".repeat(len);
+                text.insert_str(at, "é€😀");
+                assert_eq!(escape(text.as_bytes()), text.as_bytes(), "at {at} of {len}");
+                let mut with_quote = text.clone();
+                with_quote.insert(at, '"');
+                assert_eq!(escape(with_quote.as_bytes()), escape_reference(with_quote.as_bytes()), "at {at} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_escapes_in_one_string_are_all_written() {
+        for len in [7usize, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 65, 100] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        b'\n'
+                    } else if i % 7 == 0 {
+                        b'"'
+                    } else {
+                        b'z'
+                    }
+                })
+                .collect();
+            assert_eq!(escape(&bytes), escape_reference(&bytes), "length {len}");
+            let all: Vec<u8> = (0..len).map(|i| (i % 0x20) as u8).collect();
+            assert_eq!(escape(&all), escape_reference(&all), "length {len}");
+        }
     }
 
     #[test]
