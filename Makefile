@@ -8,12 +8,13 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
-.PHONY: help venv develop gateway build run test test-python test-rust lint bench clean
+.PHONY: help venv develop gateway build run test test-python test-rust lint bench microbench clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
 	@echo "make test   build everything and run every test and check"
 	@echo "make bench  the benchmark (see README)"
+	@echo "make microbench  handoff, slot and Python writer microbenchmarks -> results/microbench.md"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -54,6 +55,20 @@ lint:
 # BENCH_ARGS, e.g. "--runs 1 --duration 2 --paths api,shm-http": see scripts/bench.py --help.
 bench: build
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+# About 4.5 minutes: the handoff (Rust -> Python listener -> Rust), criterion's slot
+# write/read vs memcpy (benches/slot.rs), the Python writer microbench; then the report.
+MICRO_TARGET := $(or $(CARGO_TARGET_DIR),target)
+MICRO_TMP := results/tmp
+microbench: develop
+	cargo build --release -p rust_gateway --example handoff
+	mkdir -p $(MICRO_TMP)
+	$(MICRO_TARGET)/release/examples/handoff --python $(PY) --json-out $(MICRO_TMP)/microbench-handoff.json
+	cargo bench -p shmbridge --bench slot
+	$(PY) scripts/microbench.py --json-out $(MICRO_TMP)/microbench-python.json --md-out $(MICRO_TMP)/microbench-python.md
+	$(PY) scripts/microbench_report.py --handoff $(MICRO_TMP)/microbench-handoff.json \
+		--criterion-dir $(MICRO_TARGET)/criterion --python $(MICRO_TMP)/microbench-python.json \
+		--python-markdown $(MICRO_TMP)/microbench-python.md --out-md results/microbench.md --out-json results/microbench.json
 
 clean:
 	cargo clean
