@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -29,7 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
 GATEWAY = REPO / "target" / "release" / "rust_gateway"
 LOAD = REPO / "target" / "release" / "shmbridge_load"
-PATHS = ["api", "shm-http", "shm-uds", "snapshot"]
+# memory: the gateway serving the snapshot it holds, with no look at the channel: the
+# ceiling for any path, since every path shares that last leg to the client.
+PATHS = ["api", "shm-http", "shm-uds", "snapshot", "memory"]
 MODES = {
     "fresh": {"producer": ["--no-cache-payload"], "gateway": ["--validation", "full"]},
     "transport": {"producer": ["--cache-payload"], "gateway": ["--validation", "none"]},
@@ -113,9 +116,27 @@ class Services:
                 proc.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_load(
-    base: str, path: str, count: int, conc: int, secs: float, users: Path
+    base: str, path: str, count: int, conc: int, secs: float, users: Path, svc: Services
 ) -> dict[str, Any]:
+    """One warm-up + measured loop; also the CPU each process spent per request (warm-up
+    included in both the time and the count), which says where a path's time goes."""
+    cpu_before = (
+        cpu_seconds(svc.producer.pid),
+        cpu_seconds(svc.gateway.pid),
+        children_cpu_seconds(),
+    )
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [
             str(LOAD),
@@ -143,7 +164,17 @@ def run_load(
         if done.returncode not in (0, 1) or not text:
             sys.exit(f"shmbridge_load failed (exit {done.returncode}): {' '.join(cmd)}")
         report = json.loads(text)
+    cpu_after = (
+        cpu_seconds(svc.producer.pid),
+        cpu_seconds(svc.gateway.pid),
+        children_cpu_seconds(),
+    )
     stats = report["paths"][path]
+    answered = report["requests"] + report.get("warmup", {}).get("requests", 0)
+    per_request = [
+        (after - before) * 1e6 / max(answered, 1)
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+    ]
     # The load tool's requests_per_sec counts every answer, errors included; a path
     # answering 503 fast must not look fast, so the rate here is of ok responses only
     # (the latencies are of ok responses too). Mismatches (200s with a wrong body) are
@@ -156,6 +187,9 @@ def run_load(
         "requests": stats["requests"],
         "errors": stats["errors"] + stats["transport_errors"],
         "mismatches": report["total_mismatches"],
+        "cpu_us_producer": per_request[0],
+        "cpu_us_gateway": per_request[1],
+        "cpu_us_client": per_request[2],
     }
 
 
@@ -167,7 +201,7 @@ def concurrencies_for(count: int, wanted: list[int]) -> list[int]:
 
 def median_cell(samples: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in ("rps", "p50_us", "p99_us"):
+    for key in ("rps", "p50_us", "p99_us", "cpu_us_producer", "cpu_us_gateway", "cpu_us_client"):
         values = [s[key] for s in samples]
         out[key] = statistics.median(values)
         out[f"{key}_spread"] = [min(values), max(values)]
@@ -180,15 +214,16 @@ def median_cell(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Medians of {results['runs']} runs of {results['duration_secs']:g} s each "
-        f"({results['machine']}); req/s counts ok responses only."
+        f"({results['machine']}); req/s counts ok responses only. CPU µs/req: CPU time "
+        "each process spent per request answered, warm-up included; client is the load tool."
     ]
     for mode, cells in results["modes"].items():
         lines.append(f"\n### {mode}\n")
         lines.append(
             "| users | clients | path | req/s | p50 ms | p99 ms | errors "
-            "| vs REST req/s | vs REST p50 |"
+            "| vs REST req/s | vs REST p50 | CPU µs/req producer | gateway | client |"
         )
-        lines.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        lines.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key, cell in cells.items():
             count, conc, path = key.split("/")
             rest = cells.get(f"{count}/{conc}/api")
@@ -197,7 +232,8 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {count} | {conc} | {path} | {cell['rps']:.0f} | {cell['p50_us'] / 1000:.3f} | "
                 f"{cell['p99_us'] / 1000:.3f} | {cell['errors'] + cell['mismatches']} "
-                f"| {speed} | {p50} |"
+                f"| {speed} | {p50} | {cell['cpu_us_producer']:.0f} | {cell['cpu_us_gateway']:.0f} "
+                f"| {cell['cpu_us_client']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -207,7 +243,13 @@ def svg_chart(results: dict[str, Any], mode: str) -> str:
     import math
 
     cells = results["modes"][mode]
-    colors = {"api": "#d62728", "shm-http": "#1f77b4", "shm-uds": "#2ca02c", "snapshot": "#9467bd"}
+    colors = {
+        "api": "#d62728",
+        "shm-http": "#1f77b4",
+        "shm-uds": "#2ca02c",
+        "snapshot": "#9467bd",
+        "memory": "#7f7f7f",
+    }
     width, height, pad = 460, 320, 55
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height + 40}" '
@@ -328,7 +370,7 @@ def main() -> None:
                         for conc in sorted(set(concurrencies_for(count, wanted))):
                             # Rotate the path order per run so no path always goes first.
                             for path in paths[run % len(paths) :] + paths[: run % len(paths)]:
-                                cell = run_load(base, path, count, conc, args.duration, users)
+                                cell = run_load(base, path, count, conc, args.duration, users, svc)
                                 samples.setdefault(f"{count}/{conc}/{path}", []).append(cell)
                                 done += 1
                                 print(
