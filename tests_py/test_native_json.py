@@ -87,12 +87,20 @@ def test_escapes_at_every_position_and_length() -> None:
                 assert shmbridge.dumps(text) == orjson.dumps(text), (special, length, at)
                 text = "a" * at + special + "b" * (length - at - 1)
                 assert shmbridge.dumps(text) == orjson.dumps(text), (special, length, at)
-                assert shmbridge.dumps({text: text}) == orjson.dumps({text: text}), (special, length, at)
+                assert shmbridge.dumps({text: text}) == orjson.dumps({text: text}), (
+                    special,
+                    length,
+                    at,
+                )
 
 
 def test_clean_and_non_ascii_strings_at_every_length() -> None:
     for length in range(0, 80):
-        text = "".join(chr(0x21 + (i * 7) % 90) for i in range(length)).replace('"', "#").replace("\\", "/")
+        text = (
+            "".join(chr(0x21 + (i * 7) % 90) for i in range(length))
+            .replace('"', "#")
+            .replace("\\", "/")
+        )
         assert shmbridge.dumps(text) == orjson.dumps(text), length
         for at in range(length + 1):
             for char in ["é", "€", "😀", "\x7f"]:
@@ -119,16 +127,33 @@ def test_keys_are_escaped_and_cached_correctly() -> None:
 def test_repeated_string_values_are_cached_correctly() -> None:
     # The same str objects in many rows (found by address after their second sighting),
     # around the cache's length limit, with escapes and non-ASCII.
-    shared = ["Zoë", 'q"uote', "x" * 36, "x" * 37, "y" * 38, "z" * 39, "é" * 19, "ctl\x01", "", "a\\b", "\n" * 7]
+    shared = [
+        "Zoë",
+        'q"uote',
+        "x" * 36,
+        "x" * 37,
+        "y" * 38,
+        "z" * 39,
+        "é" * 19,
+        "ctl\x01",
+        "",
+        "a\\b",
+        "\n" * 7,
+    ]
     rows = [
-        {"a": shared[i % len(shared)], "b": [shared[(i * 3) % len(shared)], shared[(i * 5) % len(shared)]]}
+        {
+            "a": shared[i % len(shared)],
+            "b": [shared[(i * 3) % len(shared)], shared[(i * 5) % len(shared)]],
+        }
         for i in range(2000)
     ]
     assert shmbridge.dumps(rows) == orjson.dumps(rows)
     # New objects each call, at addresses freed by the previous one.
     for i in range(300):
         text = f"value-{i}-" + "é" * (i % 5)
-        assert shmbridge.dumps([text, text, {"k": text}, text]) == orjson.dumps([text, text, {"k": text}, text])
+        assert shmbridge.dumps([text, text, {"k": text}, text]) == orjson.dumps(
+            [text, text, {"k": text}, text]
+        )
 
 
 def test_uncached_keys_and_cached_values_across_staging_flushes() -> None:
@@ -140,7 +165,10 @@ def test_uncached_keys_and_cached_values_across_staging_flushes() -> None:
     assert shmbridge.dumps(value) == orjson.dumps(value)
     # Keys too long once escaped to be cached, and int keys, at every offset from a flush.
     escaped_keys = {"\x01" * (i % 9 + 1) + str(i): shared[i % len(shared)] for i in range(30_000)}
-    assert shmbridge.dumps(escaped_keys) == json.dumps(escaped_keys, separators=(",", ":"), ensure_ascii=False).encode()
+    assert (
+        shmbridge.dumps(escaped_keys)
+        == json.dumps(escaped_keys, separators=(",", ":"), ensure_ascii=False).encode()
+    )
     int_keys = {i * 7919: shared[i % len(shared)] for i in range(30_000)}
     assert json.loads(shmbridge.dumps(int_keys)) == json.loads(json.dumps(int_keys))
     items = [shared[i % len(shared)] for i in range(50_000)]
