@@ -331,3 +331,46 @@ def test_the_handler_must_be_callable(channel: shmbridge.Channel) -> None:
     with pytest.raises(TypeError, match="callable"):
         channel.serve_uds(42)  # type: ignore[arg-type]  # the point of the test
     assert channel.uds_path is None
+
+
+EXIT_WHILE_HANDLING = """
+import socket, sys, threading, time
+import shmbridge
+sys.path.insert(0, sys.argv[2])
+from signal_helpers import request_frame
+
+channel = shmbridge.Channel("exit", sys.argv[1], slot_count=2, slot_capacity=4096)
+started = threading.Event()
+
+def handle(slot, request_id, count):
+    started.set()
+    time.sleep(0.2)  # the GIL released: the main thread goes on to exit meanwhile
+    receipt = channel.write_json(slot, request_id, [])
+    print("handler done", flush=True)
+    return receipt
+
+path = channel.serve_uds(handle)
+client = socket.socket(socket.AF_UNIX)
+client.connect(path)
+client.sendall(request_frame(0, 1, 0))
+started.wait(10)
+print("exiting while a handler runs", flush=True)
+"""
+
+
+def test_the_interpreter_exits_cleanly_while_a_handler_runs(shm_dir: Path) -> None:
+    """The exit hook stops the listener and waits for the running handler before the
+    interpreter finalizes: the write completes, and no connection thread is left to
+    take the GIL of a finalizing interpreter."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_WHILE_HANDLING, str(shm_dir), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "exiting while a handler runs\nhandler done\n" in done.stdout, (done.stdout, done.stderr)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "panicked" not in done.stderr and "fatal" not in done.stderr.lower(), done.stderr

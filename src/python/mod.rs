@@ -24,6 +24,12 @@ fn dumps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(obj.py(), &out))
 }
 
+/// The `atexit` hook: stops the signal listeners still running (see [`signal`]).
+#[pyfunction]
+fn _stop_signal_listeners(py: Python<'_>) {
+    py.detach(signal::stop_all_at_exit);
+}
+
 /// Shared-memory channels between a Python producer and Rust (or Python) readers.
 #[pymodule]
 #[pyo3(name = "_native")]
@@ -33,6 +39,8 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<reservation::Reservation>()?;
     module.add_class::<reader::Reader>()?;
     module.add_function(wrap_pyfunction!(dumps, module)?)?;
+    let hook = wrap_pyfunction!(_stop_signal_listeners, module)?;
+    module.py().import("atexit")?.call_method1("register", (hook,))?;
     errors::register(module)?;
     module.add("MAX_DEPTH", json::MAX_DEPTH)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;

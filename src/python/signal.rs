@@ -7,7 +7,14 @@
 //!   [`UdsListener::stop`] ends it without depending on the socket path.
 //! - one thread per connection (the gateway keeps a few persistent ones): reads
 //!   32-byte request frames ([`crate::signal`]), calls `handler(slot, request_id,
-//!   count)` with the GIL, releases it, and answers with a response frame.
+//!   count)` with the GIL, releases it, and answers with a response frame. The
+//!   thread keeps one interpreter thread state for the connection's life and holds
+//!   the GIL only while a handler runs: attaching afresh per request made and freed
+//!   a thread state each time, with its frame stack (an mmap, page faults, a munmap
+//!   and its TLB shootdown), which cost more than a small handler itself.
+//! - at interpreter exit (an `atexit` hook, which runs before finalization) every
+//!   listener still running is stopped and its connection threads joined, so no
+//!   thread of ours tries to take the GIL of a finalizing interpreter.
 //! - a Python exception becomes an error response: `PayloadTooLarge` → too large,
 //!   `SlotBusy` → busy, `ValueError` → bad request, `TimeoutError` → timed out,
 //!   anything else → internal. The listener itself never dies of a handler error.
@@ -98,6 +105,26 @@ struct Shared {
     next_connection: AtomicU64,
 }
 
+/// Every listener started and not yet stopped, for [`stop_all_at_exit`].
+static RUNNING: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// Stops every running listener's connection threads and waits for them: the
+/// `atexit` hook (registered at import), called without the GIL. After it no thread
+/// of ours is attached to the interpreter or can try to attach while it finalizes.
+pub fn stop_all_at_exit() {
+    let running: Vec<Arc<Shared>> = lock(&RUNNING).drain(..).filter_map(|weak| weak.upgrade()).collect();
+    for shared in running {
+        shared.stopping.store(true, Ordering::Release);
+        let connections = std::mem::take(&mut *lock(&shared.connections));
+        for (stream, thread) in connections.into_values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
 /// A running listener. [`stop`](Self::stop) ends it; dropping it without `stop`
 /// asks every thread to end but does not wait.
 pub struct UdsListener {
@@ -131,6 +158,10 @@ impl UdsListener {
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
         });
+        let mut running = lock(&RUNNING);
+        running.retain(|weak| weak.strong_count() > 0);
+        running.push(Arc::downgrade(&shared));
+        drop(running);
         let acceptor_shared = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
             .name("shmbridge-uds-accept".into())
@@ -257,30 +288,47 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>) {
 }
 
 /// Serves request after request until the peer closes, a frame is bad, or the
-/// listener stops.
+/// listener stops; attached to the interpreter throughout, the GIL released but for
+/// the handler calls.
 fn serve_connection(stream: &UnixStream, shared: &Shared) {
     let mut frame = [0u8; REQUEST_LEN];
-    loop {
-        match read_frame(stream, &mut frame) {
+    // A budget starts when its frame is read, before any wait for the GIL: the first
+    // frame is read before attaching, the others while detached.
+    let mut first = Some((read_frame(stream, &mut frame), Instant::now()));
+    if matches!(first, Some((Ok(Frame::Closed) | Err(_), _))) {
+        return;
+    }
+    let served = Python::try_attach(|py| loop {
+        let (read, received) = match first.take() {
+            Some(read) => read,
+            None => py.detach(|| (read_frame(stream, &mut frame), Instant::now())),
+        };
+        match read {
             Ok(Frame::Complete) => {}
             Ok(Frame::Closed) | Err(_) => return,
             Ok(Frame::Short(got)) => {
                 let message = format!("request frame cut short: {got} of {REQUEST_LEN} bytes before end of stream");
-                let _ = send_all(stream, &Response::error(Status::BadRequest, shared.epoch, None, &message).encode());
+                let answer = Response::error(Status::BadRequest, shared.epoch, None, &message).encode();
+                let _ = py.detach(|| send_all(stream, &answer));
                 return;
             }
         }
-        let received = Instant::now();
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
         let (response, keep_open) = match Request::decode(&frame) {
-            Ok(request) => (handle(&request, received, shared), true),
+            Ok(request) => (handle(py, &request, received, shared), true),
             Err(err) => (Response::error(Status::BadRequest, shared.epoch, None, &err.to_string()), false),
         };
-        if send_all(stream, &response.encode()).is_err() || !keep_open {
+        let answer = response.encode();
+        if py.detach(|| send_all(stream, &answer)).is_err() || !keep_open {
             return;
         }
+    });
+    if served.is_none() {
+        // No interpreter to run handlers: say so once, then close.
+        let answer = Response::error(Status::Internal, shared.epoch, None, "the Python interpreter is not running");
+        let _ = send_all(stream, &answer.encode());
     }
 }
 
@@ -333,33 +381,24 @@ fn timed_out(request: &Request, received: Instant, epoch: u64, when: &str) -> Re
     Response::error(Status::TimedOut, epoch, Some(request), &message)
 }
 
-/// Runs one request through the Python handler.
-fn handle(request: &Request, received: Instant, shared: &Shared) -> Response {
+/// Runs one request through the Python handler (the GIL held).
+fn handle(py: Python<'_>, request: &Request, received: Instant, shared: &Shared) -> Response {
     let epoch = shared.epoch;
-    let expired = || budget(request).is_some_and(|b| received.elapsed() >= b);
-    if expired() {
-        return timed_out(request, received, epoch, "before it was read");
+    // Waiting for the GIL may have used up the budget.
+    if budget(request).is_some_and(|b| received.elapsed() >= b) {
+        return timed_out(request, received, epoch, "before the handler could start");
     }
     match request.op {
         Op::WriteUsers => {}
     }
-    let outcome = Python::try_attach(|py| {
-        // Waiting for the GIL may have used up the budget.
-        if expired() {
-            return timed_out(request, received, epoch, "while waiting for the interpreter");
-        }
-        let Some(handler) = lock(&shared.handler).as_ref().map(|h| h.clone_ref(py)) else {
-            return Response::error(Status::Busy, epoch, Some(request), "the listener is stopping");
-        };
-        let _deadline = DeadlineGuard::set(budget(request).map(|b| (received + b, request.timeout_ms)));
-        match handler.call1(py, (request.slot, request.request_id, request.count)) {
-            Ok(result) => receipt_response(result.bind(py), request, epoch),
-            Err(err) => error_response(py, &err, request, epoch),
-        }
-    });
-    outcome.unwrap_or_else(|| {
-        Response::error(Status::Internal, epoch, Some(request), "the Python interpreter is shutting down")
-    })
+    let Some(handler) = lock(&shared.handler).as_ref().map(|h| h.clone_ref(py)) else {
+        return Response::error(Status::Busy, epoch, Some(request), "the listener is stopping");
+    };
+    let _deadline = DeadlineGuard::set(budget(request).map(|b| (received + b, request.timeout_ms)));
+    match handler.call1(py, (request.slot, request.request_id, request.count)) {
+        Ok(result) => receipt_response(result.bind(py), request, epoch),
+        Err(err) => error_response(py, &err, request, epoch),
+    }
 }
 
 fn receipt_response(result: &Bound<'_, PyAny>, request: &Request, epoch: u64) -> Response {
