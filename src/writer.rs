@@ -24,7 +24,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::error::{CreateError, WriteError};
 use crate::fsutil;
 use crate::layout::{self, Encoding, Geometry};
-use crate::segment::Segment;
+use crate::segment::{Segment, COPY_CHUNK};
 
 /// The shape of a channel to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,7 @@ impl ChannelWriter {
             return Err(WriteError::TooLarge { slot, size, capacity: self.geometry.slot_capacity });
         }
         let mut writer = SlotWriter::begin(self, slot, request_id, encoding)?;
-        writer.write_all(data)?;
+        writer.write_pieces(data)?;
         writer.commit()
     }
 
@@ -193,7 +193,7 @@ impl ChannelWriter {
     /// No snapshot ring, or a payload over the slot capacity.
     pub fn publish_bytes(&self, encoding: Encoding, data: &[u8]) -> Result<Receipt, WriteError> {
         let mut writer = SlotWriter::begin_snapshot(self, encoding)?;
-        writer.write_all(data)?;
+        writer.write_pieces(data)?;
         writer.commit()
     }
 
@@ -406,6 +406,16 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
         self.hasher.update(bytes);
         self.written = end;
         Ok(())
+    }
+
+    /// [`write_all`](Self::write_all) in pieces of [`COPY_CHUNK`] bytes: each piece is
+    /// hashed right after it is copied, while it is still in cache, instead of the hash
+    /// reading the whole payload again after the copy (from memory, for large ones).
+    ///
+    /// # Errors
+    /// As [`write_all`](Self::write_all).
+    pub fn write_pieces(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        bytes.chunks(COPY_CHUNK).try_for_each(|piece| self.write_all(piece))
     }
 
     /// Raw pointer to the slot's whole payload area (`capacity()` bytes), for
