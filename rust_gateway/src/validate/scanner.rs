@@ -80,18 +80,8 @@ pub fn scan_users(body: &[u8], mut on_user: impl FnMut(u64, usize)) -> Result<us
             let id = s.user(users + 1)?;
             users += 1;
             on_user(id, s.pos);
-            s.ws();
-            match s.peek() {
-                Some(b',') => {
-                    s.pos += 1;
-                    s.ws();
-                }
-                Some(b']') => {
-                    s.pos += 1;
-                    break;
-                }
-                Some(_) => return Err(s.error("expected `,` or `]` after a user")),
-                None => return Err(s.error("EOF while parsing the array")),
+            if s.closes(b']', "expected `,` or `]` after a user")? {
+                break;
             }
         }
     }
@@ -173,6 +163,24 @@ impl Scanner<'_> {
         }
     }
 
+    /// After an element: `true` if `close` ends its container, `false` if a comma says
+    /// another element follows (whitespace after either is skipped).
+    fn closes(&mut self, close: u8, what: &str) -> Result<bool, ScanError> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.ws();
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
     /// One user object; `position` (1-based) only names it in errors.
     fn user(&mut self, position: usize) -> Result<u64, ScanError> {
         let in_user = |e: ScanError| ScanError { what: format!("user number {position}: {}", e.what), at: e.at };
@@ -221,17 +229,8 @@ impl Scanner<'_> {
                     }
                     None => self.skip_value().map_err(in_user)?,
                 }
-                self.ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.ws();
-                    }
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(in_user(self.error("expected `,` or `}` after a field"))),
+                if self.closes(b'}', "expected `,` or `}` after a field").map_err(in_user)? {
+                    break;
                 }
             }
         }
