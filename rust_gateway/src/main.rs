@@ -6,6 +6,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use clap::Parser;
 use rust_gateway::settings::LogFormat;
 use rust_gateway::{app, AppState, Settings};
@@ -77,6 +78,13 @@ async fn run(settings: Settings) -> Result<(), String> {
         // An error means the sender is gone, which only happens after it sent `true`.
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // TCP_NODELAY: a body sent in two pieces (the snapshot's users, then its closing
+    // bracket) must not wait for the client's delayed ACK (40 ms) before the second.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
     tokio::select! {
         result = server => result.map_err(|e| format!("server error: {e}"))?,
