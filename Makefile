@@ -56,7 +56,7 @@ lint:
 bench: build
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
-# About 4.5 minutes: the handoff (Rust -> Python listener -> Rust), criterion's slot
+# About 4 minutes: the handoff (Rust -> Python listener -> Rust), criterion's slot
 # write/read vs memcpy (benches/slot.rs), the Python writer microbench; then the report.
 MICRO_TARGET := $(or $(CARGO_TARGET_DIR),target)
 MICRO_TMP := results/tmp
