@@ -215,7 +215,8 @@ class ProducerState:
         """
         start = time.perf_counter()
         outcome = "ok"
-        extra = ""
+        receipt: native.Receipt | None = None
+        write_s = 0.0
         try:
             if self.settings.write_delay_ms:
                 time.sleep(self.settings.write_delay_ms / 1000.0)
@@ -223,8 +224,6 @@ class ProducerState:
             receipt = self.write_users(slot, request_id, count)
             write_s = time.perf_counter() - write_start
             self.metrics.record_write("uds", receipt.length, write_s)
-            write_ms = write_s * 1000.0
-            extra = f" length={receipt.length} write_ms={write_ms:.2f}"
             return receipt
         except Exception as exc:
             outcome = type(exc).__name__
@@ -236,6 +235,11 @@ class ProducerState:
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 elapsed_ms = (time.perf_counter() - start) * 1000.0
+                extra = (
+                    f" length={receipt.length} write_ms={write_s * 1000.0:.2f}"
+                    if receipt is not None
+                    else ""
+                )
                 access_log.info(
                     "UDS write-users?count=%d&slot=%d&request_id=%d %s %.2fms "
                     "slot=%d request_id=%d%s",

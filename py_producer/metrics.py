@@ -73,17 +73,24 @@ class ProducerMetrics:
             ["outcome"],
             registry=self.registry,
         )
-        for signal in ("http", "uds"):
-            self.writes.labels(signal)
-            self.written_bytes.labels(signal)
-            self.write_seconds.labels(signal)
+        # Each signal's children, bound once: ``labels()`` takes a lock and builds a key
+        # per call, which the signal socket's per-request budget notices.
+        self._write_children = {
+            signal: (
+                self.writes.labels(signal),
+                self.written_bytes.labels(signal),
+                self.write_seconds.labels(signal),
+            )
+            for signal in ("http", "uds")
+        }
         for outcome in ("ok", "marker"):
             self.publishes.labels(outcome)
 
     def record_write(self, signal: str, length: int, seconds: float) -> None:
-        self.writes.labels(signal).inc()
-        self.written_bytes.labels(signal).inc(length)
-        self.write_seconds.labels(signal).observe(seconds)
+        writes, written_bytes, write_seconds = self._write_children[signal]
+        writes.inc()
+        written_bytes.inc(length)
+        write_seconds.observe(seconds)
 
     def record_publish(self, outcome: str) -> None:
         self.publishes.labels(outcome).inc()
