@@ -9,7 +9,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -131,9 +131,30 @@ async fn call(
     endpoint: &'static str,
 ) -> Result<Bytes, CallFailure> {
     let transport = |e: reqwest::Error| transport_failure(settings, e);
-    let response = client.get(url).header("x-request-id", request_id).send().await.map_err(transport)?;
+    let mut response = client.get(url).header("x-request-id", request_id).send().await.map_err(transport)?;
     let status = response.status();
-    let body = response.bytes().await.map_err(transport)?;
+    // Read under the limit, piece by piece: a producer that answers too much is refused
+    // before its answer fills the gateway's memory.
+    let limit = settings.max_payload_bytes;
+    let too_large = |size: &str| CallFailure {
+        error: AppError::PayloadTooLarge(format!(
+            "the producer's answer from {endpoint} is {size}, more than the limit of {limit} bytes \
+             (raise it with --max-payload-bytes / SHMBRIDGE_MAX_PAYLOAD_BYTES)"
+        )),
+        may_still_write: false,
+    };
+    let announced = response.content_length();
+    if let Some(length) = announced.filter(|length| *length > limit) {
+        return Err(too_large(&format!("{length} bytes")));
+    }
+    let mut body = BytesMut::with_capacity(usize::try_from(announced.unwrap_or(0)).unwrap_or(0));
+    while let Some(piece) = response.chunk().await.map_err(transport)? {
+        if (body.len() + piece.len()) as u64 > limit {
+            return Err(too_large("larger"));
+        }
+        body.extend_from_slice(&piece);
+    }
+    let body = body.freeze();
     if status.is_success() {
         return Ok(body);
     }

@@ -73,6 +73,13 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub slot_wait_timeout_ms: u64,
 
+    /// Largest answer, in bytes, taken from the producer over HTTP (the REST path's
+    /// payload); a larger one is refused (507) before it is all read. The default is the
+    /// producer's default slot capacity, the limit the shared-memory paths have.
+    #[arg(long, env = "SHMBRIDGE_MAX_PAYLOAD_BYTES", default_value_t = 32 << 20, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_payload_bytes: u64,
+
     /// Largest `count` a client may ask for.
     #[arg(long, env = "SHMBRIDGE_MAX_COUNT", default_value_t = 100_000, value_name = "N")]
     pub max_count: u32,
@@ -208,6 +215,7 @@ mod tests {
         assert_eq!(default("producer_timeout_ms"), "10000");
         assert_eq!(default("slot_wait_timeout_ms"), "5000");
         assert_eq!(default("max_count"), "100000");
+        assert_eq!(default("max_payload_bytes"), "33554432");
         assert_eq!(default("validation"), "full");
         assert_eq!(default("signal"), "auto");
         assert_eq!(default("log_format"), "text");

@@ -143,6 +143,17 @@ async fn a_payload_over_the_slot_capacity_is_507_naming_the_setting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_answer_over_the_payload_limit_is_507_naming_the_setting() {
+    let (_dir, _producer, _state, app) = setup(2, &["--max-payload-bytes", "100000"]).await;
+    // 1000 users are about 287 KB, over the 100,000-byte limit; 2 users are not.
+    let detail = get(&app, &format!("{API}?count=1000"))
+        .await
+        .assert_error(StatusCode::INSUFFICIENT_STORAGE, "payload_too_large");
+    assert!(detail.contains("limit of 100000 bytes") && detail.contains("--max-payload-bytes"), "{detail}");
+    assert_eq!(get(&app, &format!("{API}?count=2")).await.body, users_json(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_write_is_504_and_its_late_write_is_never_served() {
     watchdog(async {
         // One slot in the pool, so the next request must reuse the quarantined slot.
