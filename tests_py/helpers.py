@@ -28,6 +28,23 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def assert_error(response: httpx.Response, status: int, kind: str | set[str], *words: str) -> str:
+    """Checks an error answer of either service: ``status``, a JSON body of exactly
+    ``{"error", "detail"}``, ``error`` among ``kind``, a non-empty ``detail`` holding every
+    one of ``words``. Returns the detail."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "detail"}, body
+    kinds = {kind} if isinstance(kind, str) else kind
+    assert body["error"] in kinds, body
+    detail = body["detail"]
+    assert isinstance(detail, str) and detail, body
+    for word in words:
+        assert word in detail, (word, detail)
+    return detail
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (bind to port 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

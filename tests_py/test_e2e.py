@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
-from helpers import ProducerHandle, start_producer
+from helpers import ProducerHandle, assert_error, start_producer
 
 from py_producer.users import expected_users_json
 
@@ -65,17 +65,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         # box.producer may have been replaced by a restart.
         box.producer.stop()
         assert gateway.stop() == 0, gateway.log_text()[-4000:]
-
-
-def assert_error(response: httpx.Response, status: int, kind: str) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "detail"}, body
-    assert body["error"] == kind, body
-    detail: str = body["detail"]
-    assert detail
-    return detail
 
 
 def test_both_paths_serve_identical_expected_bodies(stack: Stack) -> None:

@@ -20,7 +20,7 @@ import httpx
 import orjson
 import pytest
 from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
-from helpers import ProducerHandle, start_producer
+from helpers import ProducerHandle, assert_error, start_producer
 
 from py_producer.users import build_users, expected_users_json
 
@@ -110,18 +110,6 @@ def small_stack(tmp_path: Path) -> Iterator[Stack]:
         yield box
     finally:
         stop_stack(box)
-
-
-def assert_error(response: httpx.Response, status: int, kind: str | set[str]) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "detail"}, body
-    kinds = {kind} if isinstance(kind, str) else kind
-    assert body["error"] in kinds, body
-    detail: str = body["detail"]
-    assert detail
-    return detail
 
 
 def test_every_path_serves_the_same_expected_bytes(stack: Stack) -> None:

@@ -20,6 +20,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     from starlette.testclient import TestClient
 
+from helpers import assert_error
+
 import py_producer.app as app_module
 from py_producer import native
 from py_producer.app import ProducerState, create_app
@@ -45,17 +47,6 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 def state_of(client: TestClient) -> ProducerState:
     state: ProducerState = client.app.state.producer  # type: ignore[attr-defined]
     return state
-
-
-def assert_error(response: Any, status: int, kind: str, *words: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "detail"}, body
-    assert body["error"] == kind
-    assert isinstance(body["detail"], str) and body["detail"]
-    for word in words:
-        assert word in body["detail"]
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 1000, MAX_COUNT])
