@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, clean_env, stop_process
+from helpers import REPO_ROOT, ProducerHandle, clean_env, start_producer, stop_process
 
 from py_producer import native
 
@@ -144,3 +145,24 @@ def start_gateway(
             f"log:\n{log[-4000:]}"
         )
     return GatewayHandle(proc, match.group(1), log_path)
+
+
+def start_services(
+    tmp_path: Path, gateway_args: Sequence[str] = (), **producer_settings: Any
+) -> tuple[ProducerHandle, GatewayHandle]:
+    """A producer (``shm_dir`` ``tmp_path/shm``, made private here) and a gateway
+    pointed at it and its channel directory; the producer is stopped again if the
+    gateway does not start."""
+    shm_dir = tmp_path / "shm"
+    shm_dir.mkdir(mode=0o700, exist_ok=True)
+    producer = start_producer(tmp_path, shm_dir=shm_dir, timeout=60, **producer_settings)
+    binary = gateway_binary()
+    assert binary is not None
+    try:
+        gateway = start_gateway(
+            binary, tmp_path, producer_url=producer.url, shm_dir=shm_dir, extra_args=gateway_args
+        )
+    except BaseException:
+        producer.stop()
+        raise
+    return producer, gateway

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
+from gateway_helpers import NEEDS_SERVICES, GatewayHandle, start_services
 from helpers import ProducerHandle, assert_error, start_producer
 
 from py_producer.users import expected_users_json
@@ -40,22 +40,9 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    shm_dir = tmp_path / "shm"
-    shm_dir.mkdir(mode=0o700)
-    producer = start_producer(tmp_path, shm_dir=shm_dir, max_count=MAX_COUNT, timeout=60)
-    binary = gateway_binary()
-    assert binary is not None
-    try:
-        gateway = start_gateway(
-            binary,
-            tmp_path,
-            producer_url=producer.url,
-            shm_dir=shm_dir,
-            extra_args=["--max-count", str(MAX_COUNT)],
-        )
-    except BaseException:
-        producer.stop()
-        raise
+    producer, gateway = start_services(
+        tmp_path, ["--max-count", str(MAX_COUNT)], max_count=MAX_COUNT
+    )
     client = httpx.Client(timeout=120)
     box = Stack(producer, gateway, client, tmp_path)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
+from gateway_helpers import NEEDS_SERVICES, GatewayHandle, start_services
 from helpers import ProducerHandle, assert_error, start_producer
 
 from py_producer.users import build_users, expected_users_json
@@ -66,22 +66,9 @@ class Stack:
 def start_stack(
     tmp_path: Path, gateway_args: tuple[str, ...] = (), **producer_settings: Any
 ) -> Stack:
-    shm_dir = tmp_path / "shm"
-    shm_dir.mkdir(mode=0o700, exist_ok=True)
-    producer = start_producer(tmp_path, shm_dir=shm_dir, timeout=60, **producer_settings)
-    binary = gateway_binary()
-    assert binary is not None
-    try:
-        gateway = start_gateway(
-            binary,
-            tmp_path,
-            producer_url=producer.url,
-            shm_dir=shm_dir,
-            extra_args=["--max-count", str(GATEWAY_MAX_COUNT), *gateway_args],
-        )
-    except BaseException:
-        producer.stop()
-        raise
+    producer, gateway = start_services(
+        tmp_path, ["--max-count", str(GATEWAY_MAX_COUNT), *gateway_args], **producer_settings
+    )
     # identity: these tests check the bytes and headers as served (httpx asks for gzip).
     client = httpx.Client(timeout=120, headers={"Accept-Encoding": "identity"})
     return Stack(producer, gateway, client, tmp_path, producer_settings)

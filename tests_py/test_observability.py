@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
-from helpers import ProducerHandle, start_producer
+from gateway_helpers import NEEDS_SERVICES, GatewayHandle, start_services
+from helpers import ProducerHandle
 
 from py_producer.app import create_app
 from py_producer.settings import Settings
@@ -49,22 +49,9 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    shm_dir = tmp_path / "shm"
-    shm_dir.mkdir(mode=0o700)
-    producer = start_producer(tmp_path, shm_dir=shm_dir, max_count=1000, timeout=60)
-    binary = gateway_binary()
-    assert binary is not None
-    try:
-        gateway = start_gateway(
-            binary,
-            tmp_path,
-            producer_url=producer.url,
-            shm_dir=shm_dir,
-            extra_args=["--max-count", "1000", "--log-format", "json"],
-        )
-    except BaseException:
-        producer.stop()
-        raise
+    producer, gateway = start_services(
+        tmp_path, ["--max-count", "1000", "--log-format", "json"], max_count=1000
+    )
     client = httpx.Client(timeout=30)
     try:
         yield Stack(producer, gateway, client)
