@@ -183,7 +183,7 @@ impl ChannelWriter {
             return Err(WriteError::TooLarge { slot, size, capacity: self.geometry.slot_capacity });
         }
         let mut writer = SlotWriter::begin(self, slot, request_id, encoding)?;
-        writer.write_pieces(data)?;
+        writer.write_all(data)?;
         writer.commit()
     }
 
@@ -193,7 +193,7 @@ impl ChannelWriter {
     /// No snapshot ring, or a payload over the slot capacity.
     pub fn publish_bytes(&self, encoding: Encoding, data: &[u8]) -> Result<Receipt, WriteError> {
         let mut writer = SlotWriter::begin_snapshot(self, encoding)?;
-        writer.write_pieces(data)?;
+        writer.write_all(data)?;
         writer.commit()
     }
 
@@ -387,35 +387,28 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
         self.written
     }
 
-    /// Appends `bytes` to the payload.
+    /// Appends `bytes` to the payload, in pieces of [`COPY_CHUNK`] bytes: each piece is
+    /// hashed right after it is copied, while it is still in cache, instead of the hash
+    /// reading the whole payload again after the copy (from memory, for large ones).
     ///
     /// # Errors
     /// [`WriteError::TooLarge`] if the payload would pass the slot capacity; the
     /// write must then be dropped (abandoned).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         let end = self.written + bytes.len() as u64;
-        if end > self.capacity() {
-            return Err(WriteError::TooLarge { slot: self.slot, size: end, capacity: self.capacity() });
+        let (slot, capacity) = (self.slot, self.capacity());
+        let too_large = move || WriteError::TooLarge { slot, size: end, capacity };
+        if end > capacity {
+            return Err(too_large());
         }
-        let offset = self.channel.geometry.payload_offset_of(self.slot) + self.written;
-        self.channel.segment.copy_in(offset, bytes).ok_or(WriteError::TooLarge {
-            slot: self.slot,
-            size: end,
-            capacity: self.capacity(),
-        })?;
-        self.hasher.update(bytes);
+        let mut offset = self.channel.geometry.payload_offset_of(self.slot) + self.written;
+        for piece in bytes.chunks(COPY_CHUNK) {
+            self.channel.segment.copy_in(offset, piece).ok_or_else(too_large)?;
+            self.hasher.update(piece);
+            offset += piece.len() as u64;
+        }
         self.written = end;
         Ok(())
-    }
-
-    /// [`write_all`](Self::write_all) in pieces of [`COPY_CHUNK`] bytes: each piece is
-    /// hashed right after it is copied, while it is still in cache, instead of the hash
-    /// reading the whole payload again after the copy (from memory, for large ones).
-    ///
-    /// # Errors
-    /// As [`write_all`](Self::write_all).
-    pub fn write_pieces(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
-        bytes.chunks(COPY_CHUNK).try_for_each(|piece| self.write_all(piece))
     }
 
     /// Raw pointer to the slot's whole payload area (`capacity()` bytes), for
