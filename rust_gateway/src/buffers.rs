@@ -13,9 +13,16 @@ use bytes::Bytes;
 /// Buffers kept for reuse, within a byte budget.
 #[derive(Debug)]
 pub struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
+    free: Mutex<Free>,
     /// Most capacity, in bytes, the pool keeps while nothing uses it.
     budget: usize,
+}
+
+/// The idle buffers and their total capacity, kept together under one lock.
+#[derive(Debug, Default)]
+struct Free {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 /// At most this much idle capacity is kept: enough for four 29 MB bodies (100,000 users)
@@ -31,29 +38,32 @@ impl Default for BufferPool {
 impl BufferPool {
     #[must_use]
     pub fn with_budget(budget: usize) -> Self {
-        Self { free: Mutex::new(Vec::new()), budget }
+        Self { free: Mutex::new(Free::default()), budget }
     }
 
     /// An empty buffer, with the capacity of one used before when there is one.
     #[must_use]
     pub fn take(&self) -> Vec<u8> {
-        self.free.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default()
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        let buf = free.buffers.pop().unwrap_or_default();
+        free.bytes -= buf.capacity();
+        buf
     }
 
     /// Keeps `buf` for a later [`take`](Self::take), unless that would exceed the budget.
     pub fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        let kept: usize = free.iter().map(Vec::capacity).sum();
-        if buf.capacity() > 0 && kept + buf.capacity() <= self.budget {
-            free.push(buf);
+        if buf.capacity() > 0 && free.bytes + buf.capacity() <= self.budget {
+            free.bytes += buf.capacity();
+            free.buffers.push(buf);
         }
     }
 
     /// Idle capacity kept, in bytes.
     #[must_use]
     pub fn idle_bytes(&self) -> usize {
-        self.free.lock().unwrap_or_else(PoisonError::into_inner).iter().map(Vec::capacity).sum()
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).bytes
     }
 
     /// `buf` as a response body; the buffer returns to the pool when the body is dropped.
