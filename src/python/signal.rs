@@ -105,6 +105,26 @@ struct Shared {
     next_connection: AtomicU64,
 }
 
+impl Shared {
+    /// Shuts every connection down (a blocked read returns at once) and waits for its
+    /// thread; a handler running now finishes first.
+    fn close_connections(&self) {
+        let connections = std::mem::take(&mut *lock(&self.connections));
+        let me = std::thread::current().id();
+        let mut threads = Vec::with_capacity(connections.len());
+        for (stream, thread) in connections.into_values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            threads.extend(thread);
+        }
+        for thread in threads {
+            // A handler that calls stop_uds() itself must not wait for its own thread.
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
 /// Every listener started and not yet stopped, for [`stop_all_at_exit`].
 static RUNNING: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
 
@@ -115,13 +135,7 @@ pub fn stop_all_at_exit() {
     let running: Vec<Arc<Shared>> = lock(&RUNNING).drain(..).filter_map(|weak| weak.upgrade()).collect();
     for shared in running {
         shared.stopping.store(true, Ordering::Release);
-        let connections = std::mem::take(&mut *lock(&shared.connections));
-        for (stream, thread) in connections.into_values() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            if let Some(thread) = thread {
-                let _ = thread.join();
-            }
-        }
+        shared.close_connections();
     }
 }
 
@@ -197,19 +211,7 @@ impl UdsListener {
             let _ = acceptor.join();
         }
         // The acceptor is gone: no connection is added any more.
-        let connections = std::mem::take(&mut *lock(&self.shared.connections));
-        let me = std::thread::current().id();
-        let mut threads = Vec::with_capacity(connections.len());
-        for (_, (stream, thread)) in connections {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            threads.extend(thread);
-        }
-        for thread in threads {
-            // A handler that calls stop_uds() itself must not wait for its own thread.
-            if thread.thread().id() != me {
-                let _ = thread.join();
-            }
-        }
+        self.shared.close_connections();
         lock(&self.shared.handler).take()
     }
 }
