@@ -169,6 +169,21 @@ class ProducerHandle:
         self.stop()
 
 
+def run_producer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m py_producer *args`` run to its end (for start-up refusals and --help),
+    its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "py_producer", *args],
+        cwd=REPO_ROOT,
+        env=clean_env(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def start_producer(
     tmp_path: Path,
     *,

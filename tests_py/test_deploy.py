@@ -37,7 +37,7 @@ import httpx
 import pytest
 import yaml
 from gateway_helpers import LISTENING, GatewayHandle, gateway_binary
-from helpers import REPO_ROOT, clean_env, free_port, start_producer
+from helpers import REPO_ROOT, clean_env, free_port, run_producer, start_producer
 
 DEPLOY = REPO_ROOT / "deploy"
 MANIFEST = DEPLOY / "kubernetes.yaml"
@@ -579,18 +579,15 @@ def test_the_pod_works_on_one_host(pod: Pod, tmp_path: Path, emptydir: Path) -> 
 
 @pytest.mark.skipif(not HAS_NATIVE, reason="native module shmbridge not built")
 def test_the_emptydir_itself_is_refused_as_channel_directory(emptydir: Path) -> None:
-    port = free_port()
-    args = [sys.executable, "-m", "py_producer", "--port", str(port), "--shm-dir", str(emptydir)]
-    args += ["--max-count", "10", "--slot-capacity", "64KiB"]
-    done = subprocess.run(
-        args,
-        cwd=REPO_ROOT,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_producer(
+        "--port",
+        str(free_port()),
+        "--shm-dir",
+        str(emptydir),
+        "--max-count",
+        "10",
+        "--slot-capacity",
+        "64KiB",
     )
     assert done.returncode != 0
     assert "world-writable" in done.stdout + done.stderr, done.stdout + done.stderr

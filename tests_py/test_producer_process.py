@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import REPO_ROOT, ProducerHandle, clean_env, free_port
+from helpers import ProducerHandle, free_port, run_producer
 
 from py_producer import native
 from py_producer.users import expected_users_json
@@ -68,18 +66,6 @@ def test_write_to_shm_through_the_process(producer_factory: Callable[..., Produc
     log = producer.log_text()
     assert "x_request_id=e2e-1 slot=0 request_id=4242" in log
     assert not Path(answer["path"]).exists()
-
-
-def run_producer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "py_producer", *args],
-        cwd=REPO_ROOT,
-        env=clean_env(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_bad_setting_fails_at_start() -> None:

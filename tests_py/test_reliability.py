@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from gateway_helpers import NEEDS_SERVICES, GatewayHandle, gateway_binary, start_gateway
-from helpers import REPO_ROOT, ProducerHandle, clean_env, free_port, start_producer
+from helpers import REPO_ROOT, ProducerHandle, clean_env, free_port, run_producer, start_producer
 
 from py_producer.users import expected_users_json
 
@@ -937,23 +937,11 @@ def test_hostile_query_strings_are_refused_alike(services: Services) -> None:
 # --- security ------------------------------------------------------------------------------
 
 
-def run_producer(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "py_producer", "--port", str(free_port()), *args],
-        cwd=REPO_ROOT,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_a_world_writable_channel_directory_is_refused(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    done = run_producer(["--shm-dir", str(shared), "--max-count", "10"])
+    done = run_producer("--port", str(free_port()), "--shm-dir", str(shared), "--max-count", "10")
     assert done.returncode == 1, done.stderr
     assert "world-writable" in done.stderr and str(shared) in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
@@ -966,7 +954,7 @@ def test_a_symlink_at_the_channel_path_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "precious"
     target.write_bytes(b"keep me")
     (shm_dir / CHANNEL_FILE).symlink_to(target)
-    done = run_producer(["--shm-dir", str(shm_dir), "--max-count", "10"])
+    done = run_producer("--port", str(free_port()), "--shm-dir", str(shm_dir), "--max-count", "10")
     assert done.returncode == 1, done.stderr
     assert "symbolic link" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
