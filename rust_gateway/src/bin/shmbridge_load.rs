@@ -242,13 +242,8 @@ impl Expected {
         let Some(end) = self.ends.get(count as usize).copied() else {
             return format!("count {count} is beyond the users file");
         };
-        let expected = |i: usize| match i {
-            0 => Some(b'['),
-            i if i == end + 1 => Some(b']'),
-            i if i <= end => Some(self.joined[i - 1]),
-            _ => None,
-        };
-        let first_diff = (0..body.len().max(end + 2)).find(|&i| body.get(i).copied() != expected(i)).unwrap_or(0);
+        let expected = self.prefix(count, end + 2);
+        let first_diff = (0..body.len().max(expected.len())).find(|&i| body.get(i) != expected.get(i)).unwrap_or(0);
         let from = first_diff.saturating_sub(20);
         let to = (first_diff + 60).min(body.len());
         format!(
