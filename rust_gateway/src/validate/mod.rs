@@ -85,17 +85,13 @@ pub fn check(mode: Validation, body: &[u8], count: u32) -> Result<(), AppError> 
 /// # Errors
 /// [`AppError::InvalidPayload`] when the check fails.
 pub async fn validate(mode: Validation, body: &Bytes, count: u32) -> Result<(), AppError> {
-    if mode == Validation::None {
-        return Ok(());
-    }
-    if body.len() <= BLOCKING_THRESHOLD {
-        return check_users(body, count).map_err(AppError::from);
+    if mode == Validation::None || body.len() <= BLOCKING_THRESHOLD {
+        return check(mode, body, count);
     }
     let owned = body.clone(); // a reference count, not a copy
-    tokio::task::spawn_blocking(move || check_users(&owned, count))
+    tokio::task::spawn_blocking(move || check(mode, &owned, count))
         .await
         .map_err(|e| AppError::Internal(format!("validation task failed: {e}")))?
-        .map_err(AppError::from)
 }
 
 #[cfg(test)]
