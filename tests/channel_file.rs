@@ -196,12 +196,14 @@ fn a_header_overwritten_after_open_is_refused_until_restored() {
     let mut out = Vec::new();
     reader.read_slot(0, Some(5), &mut out).unwrap();
     let original = fs::read(&path).unwrap();
+    // Flip the checksum's last byte: a fixed value would be a no-op 1 time in 256.
+    let flipped_checksum_byte = [original[layout::OFF_HEADER_CHECKSUM + 7] ^ 0xFF];
     for (offset, bytes) in [
         (0, &b"NOTMAGIC"[..]),
         (layout::OFF_VERSION, &2u32.to_le_bytes()[..]),
         (layout::OFF_SLOT_CAPACITY, &(1u64 << 20).to_le_bytes()[..]),
         (layout::OFF_EPOCH, &1u64.to_le_bytes()[..]),
-        (layout::OFF_HEADER_CHECKSUM + 7, &[0xA5][..]),
+        (layout::OFF_HEADER_CHECKSUM + 7, &flipped_checksum_byte[..]),
     ] {
         patch(&path, offset as u64, bytes);
         assert_eq!(reader.read_slot(0, Some(5), &mut out), Err(ReadError::HeaderChanged), "offset {offset}");
