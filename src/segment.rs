@@ -150,6 +150,26 @@ impl Segment {
         Some(())
     }
 
+    /// [`copy_in`](Self::copy_in) with non-temporal stores where the target has them
+    /// (x86-64: SSE2, part of its baseline), ending with a store fence.
+    ///
+    /// For payload bytes past a core's L2 cache: plain stores first read every
+    /// destination line into the cache, a second pass over memory that the reader
+    /// cannot profit from (the payload no longer fits); streaming stores skip it.
+    /// The fence orders these weakly ordered stores before the caller's later
+    /// stores, so the seqlock's Release store of the sequence still publishes them.
+    #[must_use]
+    pub fn copy_in_streaming(&self, offset: u64, src: &[u8]) -> Option<()> {
+        if !self.writable {
+            return None;
+        }
+        let dst = self.range(offset, src.len() as u64, 1)?;
+        // SAFETY: as in `copy_in`: the destination range is inside a writable mapping
+        // and cannot overlap the private `src`.
+        unsafe { streaming_copy(src.as_ptr(), dst, src.len()) };
+        Some(())
+    }
+
     /// xxh3-64 of `len` bytes at `offset` of a writable mapping: the producer
     /// checksumming what it just wrote (for example through a Python memoryview).
     #[must_use]
@@ -225,6 +245,55 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
     }
 }
 
+/// Copies `len` bytes with 16-byte non-temporal stores, then fences them.
+///
+/// # Safety
+/// `src..src+len` must be valid for reads and `dst..dst+len` valid for writes,
+/// and the two ranges must not overlap.
+#[cfg(target_arch = "x86_64")]
+unsafe fn streaming_copy(src: *const u8, dst: *mut u8, len: usize) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    // Plain copy up to the first 16-byte aligned destination address.
+    let head = dst.align_offset(16).min(len);
+    let body_end = head + (len - head) / 64 * 64;
+    // SAFETY: `head <= len`, so both ranges are inside the caller's.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
+    let mut done = head;
+    while done < body_end {
+        // SAFETY: `done + 64 <= body_end <= len` keeps the four 16-byte loads and
+        // stores in range; `dst + done` is 16-byte aligned (`head` aligned it and
+        // `done - head` is a multiple of 64), as `_mm_stream_si128` requires; the
+        // loads are unaligned ones. SSE2 is part of the x86-64 baseline.
+        unsafe {
+            let s = src.add(done).cast::<__m128i>();
+            let d = dst.add(done).cast::<__m128i>();
+            let (a, b, c, e) =
+                (_mm_loadu_si128(s), _mm_loadu_si128(s.add(1)), _mm_loadu_si128(s.add(2)), _mm_loadu_si128(s.add(3)));
+            _mm_stream_si128(d, a);
+            _mm_stream_si128(d.add(1), b);
+            _mm_stream_si128(d.add(2), c);
+            _mm_stream_si128(d.add(3), e);
+        }
+        done += 64;
+    }
+    // SAFETY: `done <= len`; the tail is inside both ranges. `_mm_sfence` has no
+    // preconditions: it orders the streaming stores above before later stores.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), len - done);
+        _mm_sfence();
+    }
+}
+
+/// Targets without streaming stores copy normally.
+///
+/// # Safety
+/// As for the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn streaming_copy(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+}
+
 fn to_usize(len: u64) -> io::Result<usize> {
     usize::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "mapping larger than the address space"))
@@ -276,5 +345,19 @@ mod tests {
         let mut first = Vec::new();
         ro.copy_out(0, 10, &mut first).unwrap();
         assert_eq!(rw.checksum_own_bytes(0, 10), Some(xxhash_rust::xxh3::xxh3_64(&first)));
+    }
+
+    #[test]
+    fn streaming_copies_land_whole_at_any_alignment_and_length() {
+        let (_f, rw, ro) = file_with(&[0u8; 8192]);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+        for (start, len) in [(0u64, 3000usize), (1, 2999), (15, 64), (17, 63), (4000, 1), (4096, 0), (5000, 129)] {
+            rw.copy_in_streaming(start, &data[..len]).unwrap();
+            let mut out = Vec::new();
+            ro.copy_out(start, len as u64, &mut out).unwrap();
+            assert_eq!(out, &data[..len], "start {start}, length {len}");
+        }
+        assert!(rw.copy_in_streaming(8000, &data[..200]).is_none(), "past the end");
+        assert!(ro.copy_in_streaming(0, &data[..1]).is_none(), "a read-only mapping is never written");
     }
 }

@@ -26,6 +26,13 @@ use crate::fsutil;
 use crate::layout::{self, Encoding, Geometry};
 use crate::segment::{Segment, COPY_CHUNK};
 
+/// Payload offset from which [`SlotWriter::write_all`] uses streaming stores: one
+/// core's L2 cache (2 MiB here). Bytes beyond it cannot stay in cache for the reader,
+/// and plain stores would read each destination line first. Measured on the 2-core
+/// dev machine: hash + copy of 25 MB at 0.95 of memcpy with them, 0.65 without; a
+/// write then read of 2.9 MB in 0.67 ms against 0.77 ms.
+pub const STREAMING_FROM: u64 = 2 << 20;
+
 /// The shape of a channel to create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelConfig {
@@ -388,8 +395,9 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
     }
 
     /// Appends `bytes` to the payload, in pieces of [`COPY_CHUNK`] bytes: each piece is
-    /// hashed right after it is copied, while it is still in cache, instead of the hash
-    /// reading the whole payload again after the copy (from memory, for large ones).
+    /// hashed and then copied while it is in cache, instead of the hash reading the
+    /// whole payload again after the copy (from memory, for large ones). Payload bytes
+    /// past [`STREAMING_FROM`] go in with streaming stores.
     ///
     /// # Errors
     /// [`WriteError::TooLarge`] if the payload would pass the slot capacity; the
@@ -402,10 +410,18 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
             return Err(too_large());
         }
         let mut offset = self.channel.geometry.payload_offset_of(self.slot) + self.written;
+        let mut position = self.written;
         for piece in bytes.chunks(COPY_CHUNK) {
-            self.channel.segment.copy_in(offset, piece).ok_or_else(too_large)?;
             self.hasher.update(piece);
+            let segment = &self.channel.segment;
+            let copied = if position >= STREAMING_FROM {
+                segment.copy_in_streaming(offset, piece)
+            } else {
+                segment.copy_in(offset, piece)
+            };
+            copied.ok_or_else(too_large)?;
             offset += piece.len() as u64;
+            position += piece.len() as u64;
         }
         self.written = end;
         Ok(())

@@ -6,6 +6,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 use shmbridge::layout::{self, Encoding};
+use shmbridge::writer::STREAMING_FROM;
 use shmbridge::{ChannelConfig, ChannelReader, ChannelWriter, OpenError, ReadError, SlotWriter, WriteError};
 
 fn config(slots: u32, capacity: u64) -> ChannelConfig {
@@ -84,6 +85,29 @@ fn an_abandoned_write_publishes_nothing() {
     assert_eq!(reader.read_slot(0, Some(2), &mut out), Err(ReadError::Empty { slot: 0 }));
     writer.write_bytes(0, 4, Encoding::Raw, b"new").unwrap();
     assert_eq!(reader.read_slot(0, Some(4), &mut out).unwrap().sequence, 6);
+}
+
+#[test]
+fn payloads_past_the_streaming_offset_read_back_whole() {
+    let dir = private_dir();
+    let len = STREAMING_FROM as usize * 2 + 12_345;
+    let writer = ChannelWriter::create(dir.path(), "users", config(2, len as u64 + 4096)).unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+    let reader = ChannelReader::open(writer.path()).unwrap();
+    let mut out = Vec::new();
+
+    let receipt = writer.write_bytes(0, 1, Encoding::Raw, &data).unwrap();
+    assert_eq!(reader.read_slot(0, Some(1), &mut out).unwrap().checksum, receipt.checksum);
+    assert!(out == data, "one write_bytes call");
+
+    // Uneven pieces whose boundaries fall on both sides of the streaming offset.
+    let mut open = SlotWriter::begin(&writer, 1, 2, Encoding::Raw).unwrap();
+    for piece in data.chunks(STREAMING_FROM as usize - 7) {
+        open.write_all(piece).unwrap();
+    }
+    open.commit().unwrap();
+    reader.read_slot(1, Some(2), &mut out).unwrap();
+    assert!(out == data, "many write_all calls");
 }
 
 #[test]
