@@ -144,6 +144,9 @@ def test_both_metrics_pages_count_the_requests(stack: Stack) -> None:
     assert gateway['gateway_errors_total{kind="not_found"}'] == 1
     assert gateway['gateway_signal_duration_seconds_count{signal="http"}'] == 1
     assert gateway['gateway_signal_duration_seconds_count{signal="uds"}'] == 1
+    # The one Unix-socket answer was either polled for or waited for asleep.
+    waits = [gateway[f'gateway_signal_answer_waits_total{{wait="{w}"}}'] for w in ("spin", "park")]
+    assert sorted(waits) == [0, 1]
     assert gateway["gateway_slots_in_use"] == 0
     assert gateway["gateway_slot_waiters"] == 0
     assert gateway["gateway_slots"] > 0

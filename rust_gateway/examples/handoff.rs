@@ -294,7 +294,7 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let blocking = StdUnixStream::connect(&producer.socket).expect("connecting to the producer's socket");
-    let pool = UdsPool::new(producer.socket.clone());
+    let pool = UdsPool::new(producer.socket.clone(), settings.signal_spin());
     let mut bench = Bench {
         reader: Arc::new(reader),
         settings: Arc::new(settings),

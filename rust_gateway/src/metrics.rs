@@ -9,8 +9,9 @@
 //!   response;
 //! - [`record_signal`], at the shared-memory path's signal timing point.
 //!
-//! Gauges that describe state (the slot pool, the snapshot) are read when `/metrics`
-//! is rendered, so they cost nothing per request.
+//! Gauges that describe state (the slot pool, the snapshot), and the signal's
+//! answer-wait counts, are read when `/metrics` is rendered, so they cost nothing
+//! per request.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +27,7 @@ pub const REQUEST_DURATION: &str = "gateway_http_request_duration_seconds";
 pub const RESPONSE_BYTES: &str = "gateway_http_response_bytes_total";
 pub const ERRORS: &str = "gateway_errors_total";
 pub const SIGNAL_DURATION: &str = "gateway_signal_duration_seconds";
+pub const SIGNAL_ANSWER_WAITS: &str = "gateway_signal_answer_waits_total";
 pub const SLOTS: &str = "gateway_slots";
 pub const SLOTS_IN_USE: &str = "gateway_slots_in_use";
 pub const SLOT_WAITERS: &str = "gateway_slot_waiters";
@@ -67,6 +69,10 @@ fn describe() {
     describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Response body bytes, before any compression");
     describe_counter!(ERRORS, "Error responses, by kind (the `error` field)");
     describe_histogram!(SIGNAL_DURATION, Unit::Seconds, "Round trip of the signal asking the producer for a write");
+    describe_counter!(
+        SIGNAL_ANSWER_WAITS,
+        "Unix-socket signal answers, by how the gateway waited: `spin` (polled, --signal-spin-us) or `park`"
+    );
     describe_gauge!(SLOTS, "Shared-memory slots the gateway hands out");
     describe_gauge!(SLOTS_IN_USE, "Slots leased or in quarantine");
     describe_gauge!(SLOT_WAITERS, "Requests waiting for a free slot");
@@ -104,6 +110,9 @@ pub fn render(state: &AppState) -> Option<String> {
         gauge!(SLOTS_IN_USE).set(as_f64(pool.in_use() as u64));
         gauge!(SLOT_WAITERS).set(as_f64(pool.waiters() as u64));
     }
+    let (spin, park) = state.uds.answer_waits();
+    counter!(SIGNAL_ANSWER_WAITS, "wait" => "spin").absolute(spin);
+    counter!(SIGNAL_ANSWER_WAITS, "wait" => "park").absolute(park);
     if let Some(snapshot) = state.snapshots.current() {
         gauge!(SNAPSHOT_GENERATION).set(as_f64(snapshot.generation));
         let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());

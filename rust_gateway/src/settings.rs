@@ -93,6 +93,13 @@ pub struct Settings {
     #[arg(long, env = "SHMBRIDGE_SIGNAL", value_enum, default_value_t = SignalMode::Auto)]
     pub signal: SignalMode,
 
+    /// How long a lone shared-memory request polls the signal socket for the producer's
+    /// answer before it sleeps, in microseconds (0: never poll). Saves waking an idle CPU,
+    /// which is slow on virtual machines; only when no other signal is in flight.
+    #[arg(long, env = "SHMBRIDGE_SIGNAL_SPIN_US", default_value_t = 100, value_name = "US",
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub signal_spin_us: u64,
+
     /// Log line format (logs go to stderr).
     #[arg(long, env = "SHMBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -115,6 +122,11 @@ impl Settings {
     #[must_use]
     pub fn producer_timeout(&self) -> Duration {
         Duration::from_millis(self.producer_timeout_ms)
+    }
+
+    #[must_use]
+    pub fn signal_spin(&self) -> Duration {
+        Duration::from_micros(self.signal_spin_us)
     }
 
     #[must_use]

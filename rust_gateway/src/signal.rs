@@ -17,7 +17,9 @@
 use std::io;
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use shmbridge::signal::{FrameError, Op, Request, Response, ResponseHead, Status, REQUEST_LEN, RESPONSE_HEAD_LEN};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -113,6 +115,13 @@ pub struct UdsPool {
     path: PathBuf,
     // A std lock held for a push or a pop, never across `.await`.
     idle: Mutex<Vec<UnixStream>>,
+    /// How long a lone exchange polls for its answer before it parks (see [`spin_for_answer`]).
+    spin: Duration,
+    /// Exchanges in progress: only a lone one spins.
+    in_flight: AtomicUsize,
+    /// Answers found while spinning, and answers waited for on the reactor.
+    caught_spinning: AtomicU64,
+    parked: AtomicU64,
 }
 
 /// How one request/response exchange on a connection failed.
@@ -129,8 +138,23 @@ enum TripError {
 
 impl UdsPool {
     #[must_use]
-    pub fn new(path: PathBuf) -> Self {
-        Self { path, idle: Mutex::new(Vec::new()) }
+    /// A pool for the socket at `path`; a lone exchange polls for its answer for up
+    /// to `spin` before it waits on the reactor (`Duration::ZERO`: never).
+    pub fn new(path: PathBuf, spin: Duration) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            spin,
+            in_flight: AtomicUsize::new(0),
+            caught_spinning: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
+        }
+    }
+
+    /// Answers read while spinning and answers waited for on the reactor, so far.
+    #[must_use]
+    pub fn answer_waits(&self) -> (u64, u64) {
+        (self.caught_spinning.load(Ordering::Relaxed), self.parked.load(Ordering::Relaxed))
     }
 
     #[must_use]
@@ -176,9 +200,11 @@ impl UdsPool {
     }
 
     async fn exchange(&self, frame: &[u8; REQUEST_LEN]) -> Result<Response, CallFailure> {
+        let in_flight = InFlight::enter(&self.in_flight);
+        let spin = if in_flight.alone() { self.spin } else { Duration::ZERO };
         let mut first_sent = false;
         if let Some(mut stream) = self.take_idle() {
-            match round_trip(&mut stream, frame).await {
+            match self.round_trip(&mut stream, frame, spin).await {
                 Ok(response) => {
                     self.put_back(stream);
                     return Ok(response);
@@ -196,7 +222,7 @@ impl UdsPool {
             // Nothing reached a producer on this connection; the stale one may have.
             may_still_write: first_sent,
         })?;
-        match round_trip(&mut stream, frame).await {
+        match self.round_trip(&mut stream, frame, spin).await {
             Ok(response) => {
                 self.put_back(stream);
                 Ok(response)
@@ -247,6 +273,36 @@ impl UdsPool {
         }
     }
 
+    /// Writes one request frame and reads one response frame.
+    async fn round_trip(
+        &self,
+        stream: &mut UnixStream,
+        frame: &[u8; REQUEST_LEN],
+        spin: Duration,
+    ) -> Result<Response, TripError> {
+        stream.write_all(frame).await.map_err(|error| TripError::NoAnswer { sent: false, error })?;
+        let mut head = [0u8; RESPONSE_HEAD_LEN];
+        let no_answer = |error| TripError::NoAnswer { sent: true, error };
+        let first = if let Some(read) = spin_for_answer(stream, &mut head, spin).map_err(no_answer)? {
+            self.caught_spinning.fetch_add(1, Ordering::Relaxed);
+            read
+        } else {
+            self.parked.fetch_add(1, Ordering::Relaxed);
+            stream.read(&mut head).await.map_err(no_answer)?
+        };
+        if first == 0 {
+            let error =
+                io::Error::new(io::ErrorKind::UnexpectedEof, "the producer closed the connection without answering");
+            return Err(TripError::NoAnswer { sent: true, error });
+        }
+        stream.read_exact(&mut head[first..]).await.map_err(TripError::Broken)?;
+        let head = ResponseHead::decode(&head).map_err(TripError::BadFrame)?;
+        let mut message = vec![0u8; head.message_len];
+        stream.read_exact(&mut message).await.map_err(TripError::Broken)?;
+        let message = head.message(&message).map_err(TripError::BadFrame)?;
+        Ok(Response::from_head(&head, message))
+    }
+
     /// The producer's answer as a [`Written`], or the error it stands for.
     fn check(&self, response: Response, request: &Request, settings: &Settings) -> Result<Written, CallFailure> {
         let Request { slot, request_id, .. } = *request;
@@ -291,22 +347,54 @@ impl UdsPool {
     }
 }
 
-/// Writes one request frame and reads one response frame.
-async fn round_trip(stream: &mut UnixStream, frame: &[u8; REQUEST_LEN]) -> Result<Response, TripError> {
-    stream.write_all(frame).await.map_err(|error| TripError::NoAnswer { sent: false, error })?;
-    let mut head = [0u8; RESPONSE_HEAD_LEN];
-    let first = stream.read(&mut head).await.map_err(|error| TripError::NoAnswer { sent: true, error })?;
-    if first == 0 {
-        let error =
-            io::Error::new(io::ErrorKind::UnexpectedEof, "the producer closed the connection without answering");
-        return Err(TripError::NoAnswer { sent: true, error });
+/// Counts an exchange in progress while alive.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    before: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let before = counter.fetch_add(1, Ordering::Relaxed);
+        Self { counter, before }
     }
-    stream.read_exact(&mut head[first..]).await.map_err(TripError::Broken)?;
-    let head = ResponseHead::decode(&head).map_err(TripError::BadFrame)?;
-    let mut message = vec![0u8; head.message_len];
-    stream.read_exact(&mut message).await.map_err(TripError::Broken)?;
-    let message = head.message(&message).map_err(TripError::BadFrame)?;
-    Ok(Response::from_head(&head, message))
+
+    fn alone(&self) -> bool {
+        self.before == 0
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Polls the socket without blocking for up to `spin`, for the first bytes of the answer.
+///
+/// Waiting on the reactor lets this thread's CPU go idle, and on a virtual machine
+/// waking an idle CPU costs tens of microseconds, more than a small write takes the
+/// producer. A lone request therefore keeps its thread busy for a bounded time; under
+/// load (`UdsPool::in_flight` above one) nothing spins and CPU goes to other requests.
+/// The reads go straight to the socket, past tokio's readiness cache, which only the
+/// reactor updates; tokio copes with the readiness left stale (its next read would
+/// block, which clears it).
+fn spin_for_answer(stream: &UnixStream, head: &mut [u8], spin: Duration) -> io::Result<Option<usize>> {
+    if spin.is_zero() {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + spin;
+    loop {
+        match rustix::net::recv(stream, &mut *head, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((read, _)) => return Ok(Some(read)),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::hint::spin_loop();
+    }
 }
 
 #[cfg(test)]
@@ -358,18 +446,37 @@ mod tests {
         .encode()
     }
 
-    #[tokio::test]
-    async fn a_round_trip_reuses_its_connection() {
+    /// Long enough that a lone exchange always finds the fake producer's answer while
+    /// spinning (it answers in microseconds, from another worker thread).
+    const LONG_SPIN: Duration = Duration::from_secs(5);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_trip_reuses_its_connection_with_or_without_spinning() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sock");
         let server = fake_producer(&path, |r| Some(ok(r))).await;
-        let pool = UdsPool::new(path);
-        for id in 1..=3 {
-            let written = pool.write_users(&settings(1234), 5, 1, id).await.unwrap();
-            assert_eq!((written.epoch, written.slot, written.request_id, written.sequence), (9, 1, id, 2));
-            assert_eq!(written.length, 1234, "the budget is sent in the frame");
-            assert_eq!(pool.idle(), 1);
-        }
+        for (spin, waits) in [(Duration::ZERO, (0, 3)), (LONG_SPIN, (3, 0))] {
+            let pool = UdsPool::new(path.clone(), spin);
+            for id in 1..=3 {
+                let written = pool.write_users(&settings(1234), 5, 1, id).await.unwrap();
+                assert_eq!((written.epoch, written.slot, written.request_id, written.sequence), (9, 1, id, 2));
+                assert_eq!(written.length, 1234, "the budget is sent in the frame");
+                assert_eq!(pool.idle(), 1);
+            }
+            assert_eq!(pool.answer_waits(), waits, "spin {spin:?}");
+        } // each pool closes its connection, so the one-at-a-time fake takes the next
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_lone_exchange_spins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let server = fake_producer(&path, |r| Some(ok(r))).await;
+        let pool = UdsPool::new(path, LONG_SPIN);
+        let _other = InFlight::enter(&pool.in_flight);
+        pool.write_users(&settings(1000), 1, 0, 1).await.unwrap();
+        assert_eq!(pool.answer_waits(), (0, 1), "another exchange was in flight");
         server.abort();
     }
 
@@ -382,7 +489,7 @@ mod tests {
             Some(Response::error(status, 9, Some(r), "why").encode())
         })
         .await;
-        let pool = UdsPool::new(path);
+        let pool = UdsPool::new(path, Duration::ZERO);
         for (code, kind, status) in [
             (1, "producer_error", 502),
             (2, "payload_too_large", 507),
@@ -400,14 +507,14 @@ mod tests {
     #[tokio::test]
     async fn a_missing_socket_is_unavailable_and_a_silent_one_times_out() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = UdsPool::new(dir.path().join("none.sock"));
+        let pool = UdsPool::new(dir.path().join("none.sock"), Duration::ZERO);
         let failure = pool.write_users(&settings(1000), 2, 0, 1).await.unwrap_err();
         assert_eq!(failure.error.kind(), "producer_unavailable");
         assert!(!failure.may_still_write);
 
         let path = dir.path().join("slow.sock");
         let _listener = UnixListener::bind(&path).unwrap(); // accepts (backlog), never answers
-        let failure = UdsPool::new(path).write_users(&settings(50), 2, 0, 1).await.unwrap_err();
+        let failure = UdsPool::new(path, Duration::ZERO).write_users(&settings(50), 2, 0, 1).await.unwrap_err();
         assert_eq!(failure.error.kind(), "producer_timeout");
         assert!(failure.error.to_string().contains("50 ms"));
         assert!(failure.may_still_write);
@@ -424,7 +531,7 @@ mod tests {
             _ => None,
         })
         .await;
-        let pool = UdsPool::new(path);
+        let pool = UdsPool::new(path, Duration::ZERO);
         for count in 0..=2 {
             let failure = pool.write_users(&settings(1000), count, 0, 5).await.unwrap_err();
             assert_eq!(failure.error.kind(), "producer_error", "count {count}: {}", failure.error);
@@ -435,22 +542,24 @@ mod tests {
         server.abort();
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_closed_while_idle_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sock");
-        let server = fake_producer(&path, |r| Some(ok(r))).await;
-        let pool = UdsPool::new(path.clone());
-        pool.write_users(&settings(1000), 1, 0, 1).await.unwrap();
-        // The producer restarts: every old connection is closed.
-        server.abort();
-        let _ = server.await;
-        std::fs::remove_file(&path).unwrap();
-        let server = fake_producer(&path, |r| Some(ok(r))).await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let written = pool.write_users(&settings(1000), 1, 0, 2).await.unwrap();
-        assert_eq!(written.request_id, 2);
-        server.abort();
+        for spin in [Duration::ZERO, LONG_SPIN] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.sock");
+            let server = fake_producer(&path, |r| Some(ok(r))).await;
+            let pool = UdsPool::new(path.clone(), spin);
+            pool.write_users(&settings(1000), 1, 0, 1).await.unwrap();
+            // The producer restarts: every old connection is closed.
+            server.abort();
+            let _ = server.await;
+            std::fs::remove_file(&path).unwrap();
+            let server = fake_producer(&path, |r| Some(ok(r))).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let written = pool.write_users(&settings(1000), 1, 0, 2).await.unwrap();
+            assert_eq!(written.request_id, 2, "spin {spin:?}");
+            server.abort();
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl AppState {
         crate::metrics::handle();
         let producer = producer::build_client(&settings)?;
         let channel = Arc::new(ChannelManager::new(settings.channel_path()));
-        let uds = Arc::new(UdsPool::new(settings.socket_path()));
+        let uds = Arc::new(UdsPool::new(settings.socket_path(), settings.signal_spin()));
         Ok(Self {
             settings: Arc::new(settings),
             producer,
