@@ -58,6 +58,38 @@ const KEYS: [&[u8]; 10] = [
     b"\"job_title\":",
     b"\"bio\":",
 ];
+/// [`KEYS`] as 16-byte little-endian words, and masks of their lengths, for matching a
+/// key with one compare instead of a `memcmp` call (a tenth of the gateway's time).
+const KEY_WORDS: [(u128, u128); 10] = key_words();
+
+const fn key_words() -> [(u128, u128); 10] {
+    let mut out = [(0, 0); 10];
+    let mut i = 0;
+    while i < KEYS.len() {
+        let key = KEYS[i];
+        assert!(key.len() < 16, "a key and its colon fit one word");
+        let mut word = 0u128;
+        let mut j = 0;
+        while j < key.len() {
+            word |= (key[j] as u128) << (8 * j);
+            j += 1;
+        }
+        out[i] = (word, (1u128 << (8 * key.len())) - 1);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `rest` starts with the expected key of field `index` (quotes and colon).
+#[inline]
+fn starts_with_key(rest: &[u8], index: usize) -> bool {
+    match (rest.first_chunk::<16>(), KEY_WORDS.get(index)) {
+        (Some(chunk), Some(&(word, mask))) => u128::from_le_bytes(*chunk) & mask == word,
+        (None, Some(_)) => KEYS.get(index).is_some_and(|key| rest.starts_with(key)),
+        (_, None) => false,
+    }
+}
+
 const ID: usize = 0;
 const AGE: usize = 4;
 const ALL_FIELDS: u16 = (1 << FIELDS.len()) - 1;
@@ -194,9 +226,8 @@ impl Scanner<'_> {
             let mut fields = 0;
             loop {
                 let rest = self.b.get(self.pos..).unwrap_or_default();
-                let expected = KEYS.get(fields).filter(|key| rest.starts_with(key));
-                let field = if let Some(key) = expected {
-                    self.pos += key.len();
+                let field = if starts_with_key(rest, fields) {
+                    self.pos += KEYS[fields].len();
                     Some(fields)
                 } else {
                     let field = self.key().map_err(in_user)?;
