@@ -334,7 +334,9 @@ class ProducerState:
         self.publish_snapshot()
         if settings.signal_socket:
             try:
-                self.signal_socket = self.channel.serve_uds(self.signal_write)
+                self.signal_socket = self.channel.serve_uds(
+                    self.signal_write, spin_us=settings.signal_spin_us
+                )
             except (shm.ShmError, OSError, ValueError) as exc:
                 self.close_channel()
                 raise StartupError(

@@ -32,6 +32,7 @@ class Settings:
     write_delay_ms: int = 0
     cache_payload: bool = False
     signal_socket: bool = True
+    signal_spin_us: int = 100
     snapshot: bool = True
 
 
@@ -189,6 +190,15 @@ SPECS: tuple[_Spec, ...] = (
         "also take write requests on the Unix socket <shm-dir>/<channel>.sock "
         "(the gateway's fastest signal)",
         is_bool=True,
+    ),
+    _Spec(
+        "signal_spin_us",
+        "--signal-spin-us",
+        "SHMBRIDGE_SIGNAL_SPIN_US",
+        _int_in(0, 1000),
+        "after answering on the signal socket, poll for the next request this many "
+        "microseconds before sleeping, when no other request is running (0: never)",
+        metavar="US",
     ),
     _Spec(
         "snapshot",

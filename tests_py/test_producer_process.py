@@ -103,6 +103,7 @@ def test_help_mentions_every_env_var() -> None:
         "SHMBRIDGE_TEST_WRITE_DELAY_MS",
         "SHMBRIDGE_CACHE_PAYLOAD",
         "SHMBRIDGE_SIGNAL_SOCKET",
+        "SHMBRIDGE_SIGNAL_SPIN_US",
         "SHMBRIDGE_SNAPSHOT",
     ):
         assert env in done.stdout

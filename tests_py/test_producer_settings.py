@@ -20,6 +20,7 @@ ALL_ENV = {
     "SHMBRIDGE_TEST_WRITE_DELAY_MS": "250",
     "SHMBRIDGE_CACHE_PAYLOAD": "1",
     "SHMBRIDGE_SIGNAL_SOCKET": "0",
+    "SHMBRIDGE_SIGNAL_SPIN_US": "0",
     "SHMBRIDGE_SNAPSHOT": "off",
 }
 
@@ -39,6 +40,7 @@ def test_defaults() -> None:
         write_delay_ms=0,
         cache_payload=False,
         signal_socket=True,
+        signal_spin_us=100,
         snapshot=True,
     )
 
@@ -61,6 +63,7 @@ def test_every_setting_from_env() -> None:
         write_delay_ms=250,
         cache_payload=True,
         signal_socket=False,
+        signal_spin_us=0,
         snapshot=False,
     )
 
@@ -86,6 +89,8 @@ def test_flags_win_over_env() -> None:
         "5",
         "--no-cache-payload",
         "--signal-socket",
+        "--signal-spin-us",
+        "250",
         "--snapshot",
     ]
     assert parse_settings(argv, ALL_ENV) == Settings(
@@ -100,6 +105,7 @@ def test_flags_win_over_env() -> None:
         write_delay_ms=5,
         cache_payload=False,
         signal_socket=True,
+        signal_spin_us=250,
         snapshot=True,
     )
     assert parse_settings(["--cache-payload"], {}).cache_payload is True
@@ -132,6 +138,8 @@ def test_slot_capacity_forms(raw: str, expected: int) -> None:
         ([], {"SHMBRIDGE_TEST_WRITE_DELAY_MS": "-1"}, "SHMBRIDGE_TEST_WRITE_DELAY_MS"),
         ([], {"SHMBRIDGE_CACHE_PAYLOAD": "maybe"}, "SHMBRIDGE_CACHE_PAYLOAD"),
         ([], {"SHMBRIDGE_SIGNAL_SOCKET": "maybe"}, "SHMBRIDGE_SIGNAL_SOCKET"),
+        (["--signal-spin-us", "1001"], {}, "--signal-spin-us"),
+        ([], {"SHMBRIDGE_SIGNAL_SPIN_US": "-5"}, "SHMBRIDGE_SIGNAL_SPIN_US"),
         ([], {"SHMBRIDGE_SNAPSHOT": "2"}, "SHMBRIDGE_SNAPSHOT"),
         (["--channel", "../etc"], {}, "--channel"),
         (["--host", ""], {}, "--host"),

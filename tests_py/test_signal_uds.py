@@ -52,8 +52,11 @@ def expected(count: int) -> bytes:
     return shmbridge.dumps([{"id": i + 1} for i in range(count)])
 
 
-def test_round_trip_on_one_connection(channel: shmbridge.Channel, shm_dir: Path) -> None:
-    path = channel.serve_uds(writer(channel))
+@pytest.mark.parametrize("spin_us", [0, 1000])
+def test_round_trip_on_one_connection(
+    channel: shmbridge.Channel, shm_dir: Path, spin_us: int
+) -> None:
+    path = channel.serve_uds(writer(channel), spin_us=spin_us)
     assert path == str(shm_dir / "test.sock")
     assert channel.uds_path == path
     reader = shmbridge.Reader(channel.path)
@@ -325,6 +328,22 @@ def test_a_custom_path_must_be_in_a_private_directory(
     open_dir.chmod(0o777)
     with pytest.raises(shmbridge.ShmError, match="world-writable"):
         channel.serve_uds(writer(channel), open_dir / "x.sock")
+
+
+def test_the_spin_must_be_0_to_1000_microseconds(channel: shmbridge.Channel) -> None:
+    for bad in (-1, 1001, 10**30):
+        with pytest.raises((ValueError, OverflowError), match=r"spin_us|too large"):
+            channel.serve_uds(writer(channel), spin_us=bad)
+    assert channel.uds_path is None
+
+
+def test_stop_ends_a_connection_polling_for_its_next_request(channel: shmbridge.Channel) -> None:
+    path = channel.serve_uds(writer(channel), spin_us=1000)
+    with SignalClient(path) as client:
+        for request_id in (1, 2, 3):  # each answer is followed by a poll
+            assert client.write_users(0, request_id, 1).status == OK
+        channel.stop_uds()
+        assert client.at_eof()
 
 
 def test_the_handler_must_be_callable(channel: shmbridge.Channel) -> None:
