@@ -443,6 +443,9 @@ def test_objects_read_directly_are_written_like_orjson() -> None:
         [Slots(i).__dict__ for i in range(3)],
         [non_ascii, non_ascii, no_utf8_cache, "plain", "日本語" * 20],
         [[], [[]], list(range(1000))],
+        # Long enough for the walk to prefetch the dicts ahead: dicts of every kind
+        # (combined, split, with holes, empty) and other values, mixed.
+        [build_users(3)[1], Slots(7).__dict__, 1, "x", with_holes, {}, emptied, [1]] * 5000,
     ]
     for value in values:
         assert shmbridge.dumps(value) == orjson.dumps(value)

@@ -1,6 +1,7 @@
 //! The JSON serializer's fast paths through the C API: a pause of the cyclic GC,
 //! dict and list items as borrowed references, str text and small ints read
-//! straight from the objects.
+//! straight from the objects, and prefetches ahead of a walk through a long list
+//! of dicts.
 //!
 //! Every reference-count change or C-API call per value is time the serializer
 //! spends outside its own code; these helpers read CPython's objects directly
@@ -131,9 +132,8 @@ pub struct DictItems<'a, 'py> {
 }
 
 enum Walk {
-    /// The entry table read directly: `entries` points to the key of entry 0,
-    /// whose value follows; entries are `stride` pointers apart.
-    Entries { entries: *const *mut ffi::PyObject, stride: usize, index: usize, count: usize },
+    /// The entry table read directly.
+    Entries { table: Table, index: usize },
     /// Through `PyDict_Next`.
     Api { position: ffi::Py_ssize_t },
 }
@@ -148,32 +148,80 @@ impl<'a, 'py> DictItems<'a, 'py> {
     pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts) -> Self {
         let mut walk = Walk::Api { position: 0 };
         if layouts.dict_311 {
-            let op = dict.as_ptr().cast::<ffi::PyDictObject>();
-            // SAFETY: `dict` is a live dict (or subclass) and the GIL is held, so
-            // `op` points to a `PyDictObject` (its public, non-limited layout).
-            // `layouts.dict_311` says this is CPython 3.11 with its keys object
-            // layout, checked against PyDict_Next: a combined table (`ma_values`
-            // NULL) of kind GENERAL or UNICODE holds `dk_nentries` entries after
-            // the header and its index table, each either empty (value NULL) or a
-            // key and a value owned by the dict. By the contract of `new` the dict
-            // (and so its keys object) is not modified while the entries are read.
-            unsafe {
-                let keys = (*op).ma_keys.cast::<DictKeys311>();
-                if (*op).ma_values.is_null() && !keys.is_null() {
-                    let kind = (*keys).dk_kind;
-                    let count = usize::try_from((*keys).dk_nentries).unwrap_or(0);
-                    let table = keys.add(1).cast::<u8>().add(1usize << (*keys).dk_log2_index_bytes);
-                    let table = table.cast::<*mut ffi::PyObject>();
-                    if kind == DICT_KEYS_UNICODE {
-                        walk = Walk::Entries { entries: table, stride: 2, index: 0, count };
-                    } else if kind == DICT_KEYS_GENERAL {
-                        // Skip each entry's hash.
-                        walk = Walk::Entries { entries: table.add(1), stride: 3, index: 0, count };
-                    }
-                }
+            // SAFETY: `dict` is a live dict (or subclass), the GIL is held, and
+            // `layouts.dict_311` says the layout is CPython 3.11's.
+            if let Some(table) = unsafe { entry_table(dict.as_ptr()) } {
+                walk = Walk::Entries { table, index: 0 };
             }
         }
         Self { dict, walk }
+    }
+}
+
+/// Where a combined dict's entries are (CPython 3.11 layout).
+#[derive(Clone, Copy)]
+struct Table {
+    /// The keys object (header, index table, entries), for prefetching.
+    start: *const u8,
+    /// The key of entry 0; its value is the next pointer.
+    entries: *const *mut ffi::PyObject,
+    /// Pointers from one entry to the next.
+    stride: usize,
+    /// Entries in use or deleted (`dk_nentries`).
+    count: usize,
+}
+
+impl Table {
+    /// The end of the entries (one past the last).
+    fn end(&self) -> *const u8 {
+        self.entries.wrapping_add(self.count * self.stride).cast()
+    }
+}
+
+/// The entry table of the dict `op`, if it is a combined table (not a split one,
+/// whose values live apart: those go through `PyDict_Next`).
+///
+/// # Safety
+/// `op` is a live dict (or dict subclass) object, the GIL is held, and this is
+/// CPython 3.11 with its dict layout ([`Layouts`]' `dict_311`).
+#[inline(always)]
+unsafe fn entry_table(op: *mut ffi::PyObject) -> Option<Table> {
+    let op = op.cast::<ffi::PyDictObject>();
+    // SAFETY: by the contract, `op` points to a live `PyDictObject` (its public,
+    // non-limited layout), and its keys object has CPython 3.11's layout, checked
+    // against PyDict_Next: a combined table (`ma_values` NULL) of kind GENERAL or
+    // UNICODE holds `dk_nentries` entries after the header and its index table of
+    // `1 << dk_log2_index_bytes` bytes.
+    unsafe {
+        let keys = (*op).ma_keys.cast::<DictKeys311>();
+        if !(*op).ma_values.is_null() || keys.is_null() {
+            return None;
+        }
+        let count = usize::try_from((*keys).dk_nentries).unwrap_or(0);
+        let table = keys.add(1).cast::<u8>().add(1usize << (*keys).dk_log2_index_bytes);
+        let table = table.cast::<*mut ffi::PyObject>();
+        let start = keys.cast::<u8>();
+        match (*keys).dk_kind {
+            DICT_KEYS_UNICODE => Some(Table { start, entries: table, stride: 2, count }),
+            // Skip each entry's hash.
+            DICT_KEYS_GENERAL => Some(Table { start, entries: table.add(1), stride: 3, count }),
+            _ => None,
+        }
+    }
+}
+
+/// The key and value of entry `index` of `table` (NULL for a deleted entry).
+///
+/// # Safety
+/// `table` was found by [`entry_table`] for a dict that is still alive and has
+/// not been modified since, and `index < table.count`.
+#[inline(always)]
+unsafe fn entry(table: &Table, index: usize) -> (*mut ffi::PyObject, *mut ffi::PyObject) {
+    // SAFETY: `index < count`, so the entry is inside the table, whose key and
+    // value pointers are laid out as `entry_table` found them.
+    unsafe {
+        let entry = table.entries.add(index * table.stride);
+        (*entry, *entry.add(1))
     }
 }
 
@@ -184,15 +232,11 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
     fn next(&mut self) -> Option<Self::Item> {
         let py = self.dict.py();
         match &mut self.walk {
-            Walk::Entries { entries, stride, index, count } => {
-                while *index < *count {
-                    // SAFETY: `index < count` (the table's `dk_nentries`), so the
-                    // entry is inside the table that `new` found; its key and value
-                    // pointers are read as CPython 3.11 lays them out (see `new`).
-                    let (key, value) = unsafe {
-                        let entry = entries.add(*index * *stride);
-                        (*entry, *entry.add(1))
-                    };
+            Walk::Entries { table, index } => {
+                while *index < table.count {
+                    // SAFETY: `index < count`; the table is the dict's, which by the
+                    // contract of `new` is alive and unmodified.
+                    let (key, value) = unsafe { entry(table, *index) };
                     *index += 1;
                     if !value.is_null() && !key.is_null() {
                         // SAFETY: a used entry's key and value are strong references
@@ -342,16 +386,38 @@ pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
 }
 
 /// A list's items as borrowed references (no reference counting).
+///
+/// In a long list of dicts (CPython 3.11 layout only), each step also asks the
+/// CPU to start loading what the dicts a few items on will need: a list built
+/// item by item is far bigger than the caches, and a walk that only loads what
+/// it needs now waits on memory at every object.
 pub struct ListItems<'a, 'py> {
     py: Python<'py>,
     items: std::slice::Iter<'a, *mut ffi::PyObject>,
+    /// Prefetch ahead (see above).
+    ahead: bool,
 }
+
+/// Lists shorter than this are walked without prefetching. Measured with the
+/// producer's users (about 700 bytes of objects each) on this 2-core machine
+/// (32 MiB L3): at 1,000 and 10,000 users, whose objects stay in the caches
+/// between calls, prefetching cost 5-7 %; at 100,000 it saved 10-13 %.
+const PREFETCH_MIN_LEN: usize = 32 * 1024;
+/// How many items ahead each kind of prefetch runs: the dict objects, their
+/// entry tables, and the objects the entries point to. Each stage reads only
+/// what the one before it has (probably) brought in.
+const AHEAD_OBJECT: usize = 6;
+const AHEAD_TABLE: usize = 4;
+const AHEAD_VALUES: usize = 2;
+/// At most this many cache lines of an entry table, and values, per dict.
+const PREFETCH_TABLE_LINES: usize = 8;
+const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
     /// # Safety
     /// As for [`DictItems::new`]: no Python code may run while the iterator or
     /// an item it returned is in use (nothing may modify `list`).
-    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>) -> Self {
+    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
         let op = list.as_ptr();
         // SAFETY: `list` is a live list (or list subclass) and the GIL is held, so
         // `op` points to a `PyListObject` whose `ob_item` holds `ob_size` item
@@ -367,8 +433,70 @@ impl<'a, 'py> ListItems<'a, 'py> {
                 std::slice::from_raw_parts(items, len)
             }
         };
-        Self { py: list.py(), items: items.iter() }
+        let ahead = layouts.dict_311 && items.len() >= PREFETCH_MIN_LEN;
+        Self { py: list.py(), items: items.iter(), ahead }
     }
+
+    /// The prefetches of one step (see the type's docs).
+    #[inline(always)]
+    fn prefetch_ahead(&self) {
+        let rest = self.items.as_slice();
+        if let Some(&obj) = rest.get(AHEAD_OBJECT) {
+            prefetch(obj.cast_const().cast());
+        }
+        if let Some(table) = rest.get(AHEAD_TABLE).and_then(|&obj| self.dict_table(obj)) {
+            let end = table.end();
+            let mut line = table.start;
+            for _ in 0..PREFETCH_TABLE_LINES {
+                if line >= end {
+                    break;
+                }
+                prefetch(line);
+                line = line.wrapping_add(64);
+            }
+        }
+        if let Some(table) = rest.get(AHEAD_VALUES).and_then(|&obj| self.dict_table(obj)) {
+            for index in 0..table.count.min(PREFETCH_VALUES) {
+                // SAFETY: `index < count`; the dict is an item of the list, alive and,
+                // by the contract of `new`, not modified.
+                let (_, value) = unsafe { entry(&table, index) };
+                // The header and what follows (a str's state and first bytes).
+                let value = value.cast_const().cast::<u8>();
+                prefetch(value);
+                prefetch(value.wrapping_add(64));
+            }
+        }
+    }
+
+    /// The entry table of `obj`, an item of the list, if it is an exact dict.
+    #[inline(always)]
+    fn dict_table(&self, obj: *mut ffi::PyObject) -> Option<Table> {
+        // SAFETY: `obj` is an item of the list: a live object (see `next`), whose
+        // type pointer may be read. If that is exactly `dict`, it is a live dict,
+        // the GIL is held, and `self.ahead` is set only with CPython 3.11's dict
+        // layout (`Layouts`), which is `entry_table`'s contract.
+        unsafe {
+            if ffi::Py_TYPE(obj) != std::ptr::addr_of_mut!(ffi::PyDict_Type) {
+                return None;
+            }
+            entry_table(obj)
+        }
+    }
+}
+
+/// Asks the CPU to start loading the cache line at `address` (a hint: it reads
+/// nothing the program sees and cannot fault, whatever the address).
+#[inline(always)]
+fn prefetch(address: *const u8) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: the build enables SSE (the cfg above; part of every x86-64), so the
+    // intrinsic is available; a prefetch has no architectural effect and never
+    // faults, so any address is allowed.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(address.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = address;
 }
 
 impl<'a, 'py> Iterator for ListItems<'a, 'py> {
@@ -376,6 +504,9 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if self.ahead {
+            self.prefetch_ahead();
+        }
         let &item = self.items.next()?;
         // SAFETY: a list's items are non-null strong references owned by the list,
         // which lives for 'a and, by the contract of `new`, is not modified meanwhile.

@@ -462,7 +462,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b'[')?;
         // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, and no
         // Python code runs, so the list is not modified while its items are used.
-        let items = unsafe { borrowed::ListItems::new(list) };
+        let items = unsafe { borrowed::ListItems::new(list, self.layouts) };
         for (index, item) in items.enumerate() {
             // Room for a comma and a cached value (`item` relies on it).
             self.reserve(CACHED_COPY + 1)?;
