@@ -401,3 +401,55 @@ def test_dict_changed_by_nothing_while_serializing_keeps_gc_state() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class Slots:
+    """An instance whose ``__dict__`` is a split-table dict (keys shared by the class)."""
+
+    def __init__(self, n: int) -> None:
+        self.a = n
+        self.b = str(n)
+
+
+def test_objects_read_directly_are_written_like_orjson() -> None:
+    """The values the serializer reads straight from CPython's objects (dict entry
+    tables, int digits, str data and UTF-8 caches, list items) in their edge cases."""
+    ints = [
+        sign * magnitude
+        for base in (0, 1, 2**30, 2**60, 2**63)
+        for magnitude in (base - 1, base, base + 1)
+        if magnitude >= 0
+        for sign in (1, -1)
+    ]
+    ints = [i for i in ints if -(2**63) <= i < 2**64]
+    with_holes = {f"k{i}": i for i in range(20)}
+    for i in range(0, 20, 3):
+        del with_holes[f"k{i}"]
+    emptied: dict[str, int] = {"a": 1}
+    del emptied["a"]
+    big = {f"key {i}": i for i in range(70_000)}  # 4-byte index table
+    for i in range(0, 70_000, 7):
+        del big[f"key {i}"]
+    non_ascii = "é" * 10
+    no_utf8_cache = "".join(["ü", "x" * 50])  # its UTF-8 is made on first use
+    values: list[Any] = [
+        ints,
+        {str(i): i for i in ints},
+        with_holes,
+        emptied,
+        {"x": 1, "y": [1, 2]} | {"z": 3},
+        {f"k{i}": i for i in range(300)},  # 2-byte index table
+        big,
+        [Slots(i).__dict__ for i in range(3)],
+        [non_ascii, non_ascii, no_utf8_cache, "plain", "日本語" * 20],
+        [[], [[]], list(range(1000))],
+        # Long enough for the walk to prefetch the dicts ahead: dicts of every kind
+        # (combined, split, with holes, empty) and other values, mixed.
+        [build_users(3)[1], Slots(7).__dict__, 1, "x", with_holes, {}, emptied, [1]] * 5000,
+    ]
+    for value in values:
+        assert shmbridge.dumps(value) == orjson.dumps(value)
+    # Keys other than str (a general entry table): written like json.dumps.
+    general = {1: "one", "two": 2, 3.5: None}
+    del general["two"]
+    assert json.loads(shmbridge.dumps(general)) == json.loads(json.dumps(general))

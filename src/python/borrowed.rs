@@ -1,17 +1,23 @@
 //! The JSON serializer's fast paths through the C API: a pause of the cyclic GC,
-//! dict items as borrowed references, and ints read without raising.
+//! dict and list items as borrowed references, str text and small ints read
+//! straight from the objects, and prefetches ahead of a walk through a long list
+//! of dicts.
 //!
-//! Under the stable ABI every reference-count change is a function call into
-//! libpython; walking a dict through pyo3's safe iterator costs six calls per
-//! item on top of `PyDict_Next`, about a third of the serializer's time. These
-//! helpers avoid them. They are sound only while no Python code runs, which
-//! [`GcPause`] and the serializer's rules guarantee (see `json.rs`).
+//! Every reference-count change or C-API call per value is time the serializer
+//! spends outside its own code; these helpers read CPython's objects directly
+//! where the (non-limited) API describes their layout, and where it does not
+//! (a dict's entry table, an int's digits) only after [`Layouts::get`] has
+//! checked, once per process, that this interpreter is CPython 3.11 with the
+//! layout they expect; elsewhere they fall back to the C API. They are sound
+//! only while no Python code runs, which [`GcPause`] and the serializer's rules
+//! guarantee (see `json.rs`).
 
 use std::marker::PhantomData;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyDictMethods, PyInt, PyList, PyString};
 
 /// Pauses the cyclic garbage collector while alive (restoring its previous
 /// state on drop), so that no allocation can trigger a collection and with it
@@ -42,10 +48,94 @@ impl Drop for GcPause {
     }
 }
 
+/// Which object layouts outside the C API's description this interpreter has,
+/// checked once per process (see [`Layouts::get`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Layouts {
+    /// Dicts: CPython 3.11's keys object and entry table ([`DictKeys311`]).
+    dict_311: bool,
+    /// Ints: CPython 3.11's 30-bit digits after the size ([`Long311`]).
+    int_311: bool,
+}
+
+static LAYOUTS: PyOnceLock<Layouts> = PyOnceLock::new();
+
+impl Layouts {
+    /// No direct reads: the C API throughout.
+    pub const NONE: Self = Self { dict_311: false, int_311: false };
+
+    /// The layouts of this interpreter: on CPython 3.11, each one confirmed by
+    /// reading a few objects made for the purpose and comparing with the C API;
+    /// elsewhere none (the C API is used). The first call checks, under the GIL;
+    /// make it before borrowing anything that relies on the GIL being held.
+    pub fn get(py: Python<'_>) -> Self {
+        *LAYOUTS.get_or_init(py, || {
+            let version = py.version_info();
+            if (version.major, version.minor) != (3, 11) {
+                return Self::NONE;
+            }
+            Self { dict_311: dict_layout_holds(py).unwrap_or(false), int_311: int_layout_holds(py).unwrap_or(false) }
+        })
+    }
+}
+
+/// The header of CPython 3.11's dict keys object (`struct _dictkeysobject` in
+/// `Include/internal/pycore_dict.h`); the index table (`1 << dk_log2_index_bytes`
+/// bytes) follows it, then `dk_nentries` entries: `(key, value)` pointers for
+/// `DICT_KEYS_UNICODE`, `(hash, key, value)` for `DICT_KEYS_GENERAL`.
+#[repr(C)]
+struct DictKeys311 {
+    dk_refcnt: ffi::Py_ssize_t,
+    dk_log2_size: u8,
+    dk_log2_index_bytes: u8,
+    dk_kind: u8,
+    dk_version: u32,
+    dk_usable: ffi::Py_ssize_t,
+    dk_nentries: ffi::Py_ssize_t,
+}
+
+const DICT_KEYS_GENERAL: u8 = 0;
+const DICT_KEYS_UNICODE: u8 = 1;
+
+/// Whether [`DictItems`]' direct walk finds what `PyDict_Next` finds, in a dict
+/// of str keys with a deleted entry and in one of mixed keys.
+fn dict_layout_holds(py: Python<'_>) -> PyResult<bool> {
+    let unicode = PyDict::new(py);
+    for (key, value) in [("a", 1), ("bb", 2), ("c", 3), ("dd", 4)] {
+        unicode.set_item(key, value)?;
+    }
+    unicode.del_item("bb")?;
+    let general = PyDict::new(py);
+    general.set_item(1, "one")?;
+    general.set_item("two", 2)?;
+    general.set_item(3, "three")?;
+    let layouts = Layouts { dict_311: true, int_311: false };
+    for dict in [unicode, general] {
+        let dict = dict.as_borrowed();
+        // SAFETY: only these two private dicts are walked, and nothing runs
+        // between the calls that could modify them. The layout is CPython 3.11's
+        // (checked by the caller), so the direct walk reads within the entry table.
+        let (direct, api) = unsafe { (DictItems::new(dict, layouts), DictItems::new(dict, Layouts::NONE)) };
+        let direct: Vec<_> = direct.map(|(k, v)| (k.as_ptr(), v.as_ptr())).collect();
+        let api: Vec<_> = api.map(|(k, v)| (k.as_ptr(), v.as_ptr())).collect();
+        if direct != api || api.len() != dict.len() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// A dict's items as borrowed references (no reference counting).
 pub struct DictItems<'a, 'py> {
     dict: Borrowed<'a, 'py, PyDict>,
-    position: ffi::Py_ssize_t,
+    walk: Walk,
+}
+
+enum Walk {
+    /// The entry table read directly.
+    Entries { table: Table, index: usize },
+    /// Through `PyDict_Next`.
+    Api { position: ffi::Py_ssize_t },
 }
 
 impl<'a, 'py> DictItems<'a, 'py> {
@@ -54,8 +144,84 @@ impl<'a, 'py> DictItems<'a, 'py> {
     /// run (nothing may modify `dict` or free its keys and values): the caller
     /// holds the GIL without releasing it, runs no Python code, and keeps a
     /// [`GcPause`] alive.
-    pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>) -> Self {
-        Self { dict, position: 0 }
+    #[inline]
+    pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts) -> Self {
+        let mut walk = Walk::Api { position: 0 };
+        if layouts.dict_311 {
+            // SAFETY: `dict` is a live dict (or subclass), the GIL is held, and
+            // `layouts.dict_311` says the layout is CPython 3.11's.
+            if let Some(table) = unsafe { entry_table(dict.as_ptr()) } {
+                walk = Walk::Entries { table, index: 0 };
+            }
+        }
+        Self { dict, walk }
+    }
+}
+
+/// Where a combined dict's entries are (CPython 3.11 layout).
+#[derive(Clone, Copy)]
+struct Table {
+    /// The keys object (header, index table, entries), for prefetching.
+    start: *const u8,
+    /// The key of entry 0; its value is the next pointer.
+    entries: *const *mut ffi::PyObject,
+    /// Pointers from one entry to the next.
+    stride: usize,
+    /// Entries in use or deleted (`dk_nentries`).
+    count: usize,
+}
+
+impl Table {
+    /// The end of the entries (one past the last).
+    fn end(&self) -> *const u8 {
+        self.entries.wrapping_add(self.count * self.stride).cast()
+    }
+}
+
+/// The entry table of the dict `op`, if it is a combined table (not a split one,
+/// whose values live apart: those go through `PyDict_Next`).
+///
+/// # Safety
+/// `op` is a live dict (or dict subclass) object, the GIL is held, and this is
+/// CPython 3.11 with its dict layout ([`Layouts`]' `dict_311`).
+#[inline(always)]
+unsafe fn entry_table(op: *mut ffi::PyObject) -> Option<Table> {
+    let op = op.cast::<ffi::PyDictObject>();
+    // SAFETY: by the contract, `op` points to a live `PyDictObject` (its public,
+    // non-limited layout), and its keys object has CPython 3.11's layout, checked
+    // against PyDict_Next: a combined table (`ma_values` NULL) of kind GENERAL or
+    // UNICODE holds `dk_nentries` entries after the header and its index table of
+    // `1 << dk_log2_index_bytes` bytes.
+    unsafe {
+        let keys = (*op).ma_keys.cast::<DictKeys311>();
+        if !(*op).ma_values.is_null() || keys.is_null() {
+            return None;
+        }
+        let count = usize::try_from((*keys).dk_nentries).unwrap_or(0);
+        let table = keys.add(1).cast::<u8>().add(1usize << (*keys).dk_log2_index_bytes);
+        let table = table.cast::<*mut ffi::PyObject>();
+        let start = keys.cast::<u8>();
+        match (*keys).dk_kind {
+            DICT_KEYS_UNICODE => Some(Table { start, entries: table, stride: 2, count }),
+            // Skip each entry's hash.
+            DICT_KEYS_GENERAL => Some(Table { start, entries: table.add(1), stride: 3, count }),
+            _ => None,
+        }
+    }
+}
+
+/// The key and value of entry `index` of `table` (NULL for a deleted entry).
+///
+/// # Safety
+/// `table` was found by [`entry_table`] for a dict that is still alive and has
+/// not been modified since, and `index < table.count`.
+#[inline(always)]
+unsafe fn entry(table: &Table, index: usize) -> (*mut ffi::PyObject, *mut ffi::PyObject) {
+    // SAFETY: `index < count`, so the entry is inside the table, whose key and
+    // value pointers are laid out as `entry_table` found them.
+    unsafe {
+        let entry = table.entries.add(index * table.stride);
+        (*entry, *entry.add(1))
     }
 }
 
@@ -64,27 +230,93 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let mut key: *mut ffi::PyObject = std::ptr::null_mut();
-        let mut value: *mut ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: `self.dict` is a live dict (borrowed for 'a) and the GIL is held
-        // ('py). PyDict_Next reads the dict's entry table at `position`, bounds-
-        // checked by CPython, and never fails or raises.
-        let found = unsafe { ffi::PyDict_Next(self.dict.as_ptr(), &mut self.position, &mut key, &mut value) };
-        if found == 0 {
-            return None;
-        }
         let py = self.dict.py();
-        // SAFETY: PyDict_Next returned non-null borrowed references owned by the
-        // dict. They stay valid for 'a because the dict lives that long and, by
-        // the contract of `new`, is not modified meanwhile.
-        Some(unsafe { (Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)) })
+        match &mut self.walk {
+            Walk::Entries { table, index } => {
+                while *index < table.count {
+                    // SAFETY: `index < count`; the table is the dict's, which by the
+                    // contract of `new` is alive and unmodified.
+                    let (key, value) = unsafe { entry(table, *index) };
+                    *index += 1;
+                    if !value.is_null() && !key.is_null() {
+                        // SAFETY: a used entry's key and value are strong references
+                        // owned by the dict, which lives for 'a and, by the contract
+                        // of `new`, is not modified meanwhile.
+                        return Some(unsafe { (Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)) });
+                    }
+                }
+                None
+            }
+            Walk::Api { position } => {
+                let mut key: *mut ffi::PyObject = std::ptr::null_mut();
+                let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+                // SAFETY: `self.dict` is a live dict (borrowed for 'a) and the GIL is
+                // held ('py). PyDict_Next reads the dict's entry table at `position`,
+                // bounds-checked by CPython, and never fails or raises.
+                let found = unsafe { ffi::PyDict_Next(self.dict.as_ptr(), position, &mut key, &mut value) };
+                if found == 0 {
+                    return None;
+                }
+                // SAFETY: PyDict_Next returned non-null borrowed references owned by
+                // the dict. They stay valid for 'a because the dict lives that long
+                // and, by the contract of `new`, is not modified meanwhile.
+                Some(unsafe { (Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)) })
+            }
+        }
     }
+}
+
+/// CPython 3.11's int (`struct _longobject` in `Include/cpython/longintrepr.h`):
+/// the size, whose sign is the int's and whose magnitude is the number of
+/// digits, then the digits, 30 bits each, least significant first.
+#[repr(C)]
+struct Long311 {
+    ob_base: ffi::PyVarObject,
+    ob_digit: [u32; 1],
+}
+
+/// Whether [`small_int`]'s direct read gives what `PyLong_AsLongAndOverflow` gives.
+fn int_layout_holds(py: Python<'_>) -> PyResult<bool> {
+    let layouts = Layouts { dict_311: false, int_311: true };
+    for v in
+        [0i64, 1, -1, 7, 1 << 29, (1 << 30) - 1, 1 << 30, -(1 << 30), (1 << 60) - 1, -(1 << 60) + 1, 1 << 60, i64::MIN]
+    {
+        let int = v.into_pyobject(py)?;
+        let int = int.as_any().as_borrowed();
+        if small_int(int, layouts) != Some(v) || small_int(int, Layouts::NONE) != Some(v) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The value of a Python int (or int subclass) that fits an `i64`, read without
 /// raising (and so without allocating an exception object); `None` otherwise.
 #[inline]
-pub fn small_int(obj: Borrowed<'_, '_, PyAny>) -> Option<i64> {
+pub fn small_int(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<i64> {
+    use pyo3::PyTypeInfo;
+    if layouts.int_311 && obj.get_type_ptr() == PyInt::type_object_raw(obj.py()) {
+        // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed` proves
+        // both), and `layouts.int_311` says this is CPython 3.11 with 30-bit digits
+        // (checked against PyLong_AsLongAndOverflow): the object is a `Long311`
+        // with `|ob_size|` digits, so `ob_digit[0]` exists when the size is not 0
+        // and `ob_digit[1]` when its magnitude is 2. Ints are immutable.
+        let direct = unsafe {
+            let long = obj.as_ptr().cast::<Long311>();
+            let size = (*long).ob_base.ob_size;
+            let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
+            match size.unsigned_abs() {
+                0 => Some(0),
+                1 => Some(i64::from(*digits)),
+                2 => Some(i64::from(*digits) | (i64::from(*digits.add(1)) << 30)),
+                _ => None,
+            }
+            .map(|magnitude| if size < 0 { -magnitude } else { magnitude })
+        };
+        if direct.is_some() {
+            return direct;
+        }
+    }
     let mut overflow: std::ffi::c_int = 0;
     // SAFETY: `obj` is a live object and the GIL is held (`Borrowed` proves both).
     // For an int, PyLong_AsLongAndOverflow reports overflow through `overflow`
@@ -103,43 +335,168 @@ pub fn small_int(obj: Borrowed<'_, '_, PyAny>) -> Option<i64> {
     Some(i64::from(value))
 }
 
-/// The UTF-8 text of a str as CPython keeps it in the object (for an ASCII str,
-/// its own data; otherwise encoded once and cached), with one call and no copy.
+/// The UTF-8 text of a str as CPython keeps it in the object, with no copy:
+/// read straight from the object when it is there (an ASCII str's own data, or
+/// the UTF-8 cache of a non-ASCII one), else through one call that encodes it
+/// once and caches it in the object.
 ///
 /// # Errors
 /// The str cannot be encoded (a lone surrogate): the `UnicodeEncodeError` raised.
-#[inline]
+#[inline(always)]
 pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
-    let mut size: ffi::Py_ssize_t = 0;
-    // SAFETY: `s` is a live str and the GIL is held (`Borrowed` proves both).
-    let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
-    if data.is_null() {
-        return Err(PyErr::fetch(s.py()));
-    }
-    // Never negative on success; an empty slice if it ever were.
+    let op = s.as_ptr();
+    // SAFETY: `s` is a live str (or str subclass) and the GIL is held (`Borrowed`
+    // proves both), so `op` points to at least a `PyASCIIObject`, whose `state`
+    // bit field and `length` these reads take, as `PyUnicode_IS_COMPACT` and
+    // friends do. A compact ASCII str keeps its `length` bytes of ASCII (valid
+    // UTF-8) right after the header; any other compact str is a
+    // `PyCompactUnicodeObject`, whose `utf8` (`utf8_length` bytes) is either NULL
+    // or its UTF-8 text. The bytes belong to the object, which is immutable and
+    // lives for 'a.
+    let direct = unsafe {
+        let ascii = op.cast::<ffi::PyASCIIObject>();
+        if (*ascii).compact() == 0 {
+            None
+        } else if (*ascii).ascii() != 0 {
+            Some((ascii.add(1).cast::<u8>().cast_const(), (*ascii).length))
+        } else {
+            let compact = op.cast::<ffi::PyCompactUnicodeObject>();
+            let utf8 = (*compact).utf8;
+            (!utf8.is_null()).then(|| (utf8.cast::<u8>().cast_const(), (*compact).utf8_length))
+        }
+    };
+    let (data, size) = match direct {
+        Some((data, size)) => (data, size),
+        None => {
+            let mut size: ffi::Py_ssize_t = 0;
+            // SAFETY: `s` is a live str and the GIL is held (`Borrowed` proves both).
+            let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(op, &mut size) };
+            if data.is_null() {
+                return Err(PyErr::fetch(s.py()));
+            }
+            (data.cast::<u8>(), size)
+        }
+    };
+    // Never negative; an empty slice if it ever were.
     let len = usize::try_from(size).unwrap_or(0);
-    // SAFETY: on success CPython returns `size` bytes of UTF-8 owned by the str
-    // object, valid (and unchanged: str is immutable) while the object lives,
-    // which the borrow 'a guarantees.
-    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+    // SAFETY: `data` points to `len` bytes of UTF-8 owned by the str object (see
+    // above; on success PyUnicode_AsUTF8AndSize returns its cached UTF-8), valid
+    // and unchanged (str is immutable) while the object lives, which 'a guarantees.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
 /// A list's items as borrowed references (no reference counting).
+///
+/// In a long list of dicts (CPython 3.11 layout only), each step also asks the
+/// CPU to start loading what the dicts a few items on will need: a list built
+/// item by item is far bigger than the caches, and a walk that only loads what
+/// it needs now waits on memory at every object.
 pub struct ListItems<'a, 'py> {
-    list: Borrowed<'a, 'py, PyList>,
-    index: ffi::Py_ssize_t,
-    len: ffi::Py_ssize_t,
+    py: Python<'py>,
+    items: std::slice::Iter<'a, *mut ffi::PyObject>,
+    /// Prefetch ahead (see above).
+    ahead: bool,
 }
+
+/// Lists shorter than this are walked without prefetching. Measured with the
+/// producer's users (about 700 bytes of objects each) on this 2-core machine
+/// (32 MiB L3): at 1,000 and 10,000 users, whose objects stay in the caches
+/// between calls, prefetching cost 5-7 %; at 100,000 it saved 10-13 %.
+const PREFETCH_MIN_LEN: usize = 32 * 1024;
+/// How many items ahead each kind of prefetch runs: the dict objects, their
+/// entry tables, and the objects the entries point to. Each stage reads only
+/// what the one before it has (probably) brought in.
+const AHEAD_OBJECT: usize = 6;
+const AHEAD_TABLE: usize = 4;
+const AHEAD_VALUES: usize = 2;
+/// At most this many cache lines of an entry table, and values, per dict.
+const PREFETCH_TABLE_LINES: usize = 8;
+const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
     /// # Safety
     /// As for [`DictItems::new`]: no Python code may run while the iterator or
     /// an item it returned is in use (nothing may modify `list`).
-    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>) -> Self {
-        // SAFETY: `list` is a live list and the GIL is held; PyList_Size cannot fail for a list.
-        let len = unsafe { ffi::PyList_Size(list.as_ptr()) };
-        Self { list, index: 0, len }
+    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
+        let op = list.as_ptr();
+        // SAFETY: `list` is a live list (or list subclass) and the GIL is held, so
+        // `op` points to a `PyListObject` whose `ob_item` holds `ob_size` item
+        // pointers (PyList_GET_SIZE and PyList_GET_ITEM read the same fields).
+        // By the contract of `new` the list is not modified (not resized, its
+        // array not reallocated) while the slice, which borrows it for 'a, is used.
+        let items: &'a [*mut ffi::PyObject] = unsafe {
+            let len = usize::try_from(ffi::PyList_GET_SIZE(op)).unwrap_or(0);
+            let items = (*op.cast::<ffi::PyListObject>()).ob_item;
+            if len == 0 || items.is_null() {
+                &[]
+            } else {
+                std::slice::from_raw_parts(items, len)
+            }
+        };
+        let ahead = layouts.dict_311 && items.len() >= PREFETCH_MIN_LEN;
+        Self { py: list.py(), items: items.iter(), ahead }
     }
+
+    /// The prefetches of one step (see the type's docs).
+    #[inline(always)]
+    fn prefetch_ahead(&self) {
+        let rest = self.items.as_slice();
+        if let Some(&obj) = rest.get(AHEAD_OBJECT) {
+            prefetch(obj.cast_const().cast());
+        }
+        if let Some(table) = rest.get(AHEAD_TABLE).and_then(|&obj| self.dict_table(obj)) {
+            let end = table.end();
+            let mut line = table.start;
+            for _ in 0..PREFETCH_TABLE_LINES {
+                if line >= end {
+                    break;
+                }
+                prefetch(line);
+                line = line.wrapping_add(64);
+            }
+        }
+        if let Some(table) = rest.get(AHEAD_VALUES).and_then(|&obj| self.dict_table(obj)) {
+            for index in 0..table.count.min(PREFETCH_VALUES) {
+                // SAFETY: `index < count`; the dict is an item of the list, alive and,
+                // by the contract of `new`, not modified.
+                let (_, value) = unsafe { entry(&table, index) };
+                // The header and what follows (a str's state and first bytes).
+                let value = value.cast_const().cast::<u8>();
+                prefetch(value);
+                prefetch(value.wrapping_add(64));
+            }
+        }
+    }
+
+    /// The entry table of `obj`, an item of the list, if it is an exact dict.
+    #[inline(always)]
+    fn dict_table(&self, obj: *mut ffi::PyObject) -> Option<Table> {
+        // SAFETY: `obj` is an item of the list: a live object (see `next`), whose
+        // type pointer may be read. If that is exactly `dict`, it is a live dict,
+        // the GIL is held, and `self.ahead` is set only with CPython 3.11's dict
+        // layout (`Layouts`), which is `entry_table`'s contract.
+        unsafe {
+            if ffi::Py_TYPE(obj) != std::ptr::addr_of_mut!(ffi::PyDict_Type) {
+                return None;
+            }
+            entry_table(obj)
+        }
+    }
+}
+
+/// Asks the CPU to start loading the cache line at `address` (a hint: it reads
+/// nothing the program sees and cannot fault, whatever the address).
+#[inline(always)]
+fn prefetch(address: *const u8) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: the build enables SSE (the cfg above; part of every x86-64), so the
+    // intrinsic is available; a prefetch has no architectural effect and never
+    // faults, so any address is allowed.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(address.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = address;
 }
 
 impl<'a, 'py> Iterator for ListItems<'a, 'py> {
@@ -147,22 +504,12 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.index >= self.len {
-            return None;
+        if self.ahead {
+            self.prefetch_ahead();
         }
-        // SAFETY: `self.list` is a live list and the GIL is held. PyList_GetItem
-        // bounds-checks the index against the list's current size and returns a
-        // borrowed reference, or NULL (with IndexError set) if out of range.
-        let item = unsafe { ffi::PyList_GetItem(self.list.as_ptr(), self.index) };
-        self.index += 1;
-        if item.is_null() {
-            // Unreachable while the list is unchanged; stop cleanly if it was.
-            drop(PyErr::take(self.list.py()));
-            self.index = self.len;
-            return None;
-        }
-        // SAFETY: a non-null borrowed reference owned by the list, which lives for
-        // 'a and, by the contract of `new`, is not modified meanwhile.
-        Some(unsafe { Borrowed::from_ptr(self.list.py(), item) })
+        let &item = self.items.next()?;
+        // SAFETY: a list's items are non-null strong references owned by the list,
+        // which lives for 'a and, by the contract of `new`, is not modified meanwhile.
+        Some(unsafe { Borrowed::from_ptr(self.py, item) })
     }
 }

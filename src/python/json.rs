@@ -144,12 +144,15 @@ pub fn serialize<S: Sink>(obj: &Bound<'_, PyAny>, sink: &mut S) -> Result<(), Se
         values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
         seen: Box::new([0; CACHE_SLOTS]),
     });
+    // Before the pause: the first call checks the layouts (see `Layouts::get`).
+    let layouts = borrowed::Layouts::get(py);
     let gc = borrowed::GcPause::new(py);
     let mut ser = Serializer {
         buf: scratch.buf,
         pos: 0,
         sink,
         types: Types::new(py),
+        layouts,
         keys: TextCache::new(scratch.keys),
         values: TextCache::new(scratch.values),
         seen: SeenOnce { addresses: scratch.seen },
@@ -325,6 +328,8 @@ struct Serializer<'s, 'g, 'py, S: Sink> {
     pos: usize,
     sink: &'s mut S,
     types: Types,
+    /// Which object layouts may be read directly.
+    layouts: borrowed::Layouts,
     keys: TextCache<'py>,
     values: TextCache<'py>,
     seen: SeenOnce,
@@ -439,7 +444,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // SAFETY: `self._gc` proves the cyclic GC is paused, the GIL is held and
         // the serializer runs no Python code (see the module docs), so `dict` is
         // not modified and its items stay alive while these references are used.
-        let items = unsafe { borrowed::DictItems::new(dict) };
+        let items = unsafe { borrowed::DictItems::new(dict, self.layouts) };
         for (key, value) in items {
             // Room for a cached key and a cached value (`key` and `item` rely on it).
             self.reserve(2 * CACHED_COPY)?;
@@ -457,7 +462,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b'[')?;
         // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, and no
         // Python code runs, so the list is not modified while its items are used.
-        let items = unsafe { borrowed::ListItems::new(list) };
+        let items = unsafe { borrowed::ListItems::new(list, self.layouts) };
         for (index, item) in items.enumerate() {
             // Room for a comma and a cached value (`item` relies on it).
             self.reserve(CACHED_COPY + 1)?;
@@ -555,7 +560,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     #[inline(always)]
     fn int(&mut self, obj: Borrowed<'_, 'py, PyAny>, subclass: bool) -> Result<(), SerializeError> {
-        if let Some(v) = borrowed::small_int(obj) {
+        if let Some(v) = borrowed::small_int(obj, self.layouts) {
             self.reserve(24)?;
             self.pos = write_i64(&mut self.buf, self.pos, v);
             return Ok(());
@@ -915,7 +920,7 @@ fn key_text(key: &Bound<'_, PyAny>) -> String {
 /// Decimal text of any Python int, as `int.__repr__` gives it (so an `IntEnum`
 /// writes its value, as `json.dumps` does).
 fn int_text(obj: &Bound<'_, PyAny>, subclass: bool) -> Result<String, SerializeError> {
-    if let Some(v) = borrowed::small_int(obj.as_borrowed()) {
+    if let Some(v) = borrowed::small_int(obj.as_borrowed(), borrowed::Layouts::NONE) {
         return Ok(itoa::Buffer::new().format(v).to_owned());
     }
     if let Ok(v) = obj.extract::<u64>() {
