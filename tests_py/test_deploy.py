@@ -772,7 +772,7 @@ def test_producer_dockerfile(producer_settings: dict[str, Setting]) -> None:
     stages = dockerfile_stages(PRODUCER_DOCKERFILE)
     runtime = stages[-1]
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    floor = re.fullmatch(r">=\s*3\.(\d+)", project["project"]["requires-python"])
+    floor = re.fullmatch(r">=\s*3\.(\d+)(,\s*<\s*3\.\d+)?", project["project"]["requires-python"])
     assert floor
     assert re.fullmatch(rf"python:3\.{floor.group(1)}-slim(-\w+)?", runtime.base), runtime.base
     assert json.loads(last(runtime, "CMD")) == ["python", "-m", "py_producer"]
