@@ -61,10 +61,12 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 class Services:
     """A producer and a gateway for one mode, stopped on exit."""
 
-    def __init__(self, mode: str, shm_dir: Path, max_count: int) -> None:
+    def __init__(self, mode: str, shm_dir: Path, max_count: int, spin_us: int | None) -> None:
         self.pport, self.gport = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHMBRIDGE_")}
         common = ["--shm-dir", str(shm_dir)]
+        if spin_us is not None:
+            common += ["--signal-spin-us", str(spin_us)]
         self.producer = subprocess.Popen(
             [
                 str(PY),
@@ -327,6 +329,12 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--modes", default="fresh,transport")
     parser.add_argument("--out", default=str(REPO / "results"))
+    parser.add_argument(
+        "--signal-spin-us",
+        type=int,
+        default=None,
+        help="both services' --signal-spin-us (default: theirs, 100)",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     wanted = [int(c) for c in args.concurrency.split(",")]
@@ -338,6 +346,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {os.uname().machine}; noisy: compare ratios",
         "runs": args.runs,
         "duration_secs": args.duration,
+        "signal_spin_us": args.signal_spin_us,
         "modes": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -359,7 +368,7 @@ def main() -> None:
             shm_dir = Path(tmp) / f"shm-{mode}"
             shm_dir.mkdir(mode=0o700)
             samples: dict[str, list[dict[str, Any]]] = {}
-            with Services(mode, shm_dir, max(counts)) as svc:
+            with Services(mode, shm_dir, max(counts), args.signal_spin_us) as svc:
                 base = f"http://127.0.0.1:{svc.gport}"
                 total = (
                     args.runs * sum(len(concurrencies_for(c, wanted)) for c in counts) * len(paths)
