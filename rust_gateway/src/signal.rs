@@ -283,7 +283,7 @@ impl UdsPool {
         stream.write_all(frame).await.map_err(|error| TripError::NoAnswer { sent: false, error })?;
         let mut head = [0u8; RESPONSE_HEAD_LEN];
         let no_answer = |error| TripError::NoAnswer { sent: true, error };
-        let first = if let Some(read) = spin_for_answer(stream, &mut head, spin).map_err(no_answer)? {
+        let first = if let Some(read) = spin_for_answer(stream, &mut head, spin, &self.in_flight).map_err(no_answer)? {
             self.caught_spinning.fetch_add(1, Ordering::Relaxed);
             read
         } else {
@@ -375,13 +375,19 @@ impl Drop for InFlight<'_> {
 /// Waiting on the reactor lets this thread's CPU go idle, and on a virtual machine
 /// waking an idle CPU costs tens of microseconds, more than a small write takes the
 /// producer. A lone request therefore keeps its thread busy for a bounded time; under
-/// load (`UdsPool::in_flight` above one) nothing spins and CPU goes to other requests.
+/// load (`UdsPool::in_flight` above one, checked on every turn) nothing spins and CPU
+/// goes to other requests.
 /// Each turn yields the CPU, so a producer thread queued on this CPU runs at once
 /// (a busy machine; a pure spin measured worse there) while an idle CPU stays awake.
 /// The reads go straight to the socket, past tokio's readiness cache, which only the
 /// reactor updates; tokio copes with the readiness left stale (its next read would
 /// block, which clears it).
-fn spin_for_answer(stream: &UnixStream, head: &mut [u8], spin: Duration) -> io::Result<Option<usize>> {
+fn spin_for_answer(
+    stream: &UnixStream,
+    head: &mut [u8],
+    spin: Duration,
+    in_flight: &AtomicUsize,
+) -> io::Result<Option<usize>> {
     if spin.is_zero() {
         return Ok(None);
     }
@@ -392,7 +398,8 @@ fn spin_for_answer(stream: &UnixStream, head: &mut [u8], spin: Duration) -> io::
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
             Err(errno) => return Err(errno.into()),
         }
-        if Instant::now() >= deadline {
+        // Another request started: the CPU is wanted elsewhere.
+        if in_flight.load(Ordering::Relaxed) > 1 || Instant::now() >= deadline {
             return Ok(None);
         }
         std::thread::yield_now();

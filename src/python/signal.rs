@@ -108,6 +108,8 @@ struct Shared {
     spin: Duration,
     /// Requests between their frame and their answer, over all connections.
     busy: AtomicUsize,
+    /// Whether a connection is polling now: one at a time.
+    polling: AtomicBool,
 }
 
 impl Shared {
@@ -178,6 +180,7 @@ impl UdsListener {
             next_connection: AtomicU64::new(1),
             spin,
             busy: AtomicUsize::new(0),
+            polling: AtomicBool::new(false),
         });
         let mut running = lock(&RUNNING);
         running.retain(|weak| weak.strong_count() > 0);
@@ -311,9 +314,7 @@ fn serve_connection(stream: &UnixStream, shared: &Shared) {
         let (read, received) = match first.take() {
             Some(read) => read,
             None => py.detach(|| {
-                if shared.busy.load(Ordering::Relaxed) == 0 {
-                    wait_for_next_request(stream, shared.spin);
-                }
+                wait_for_next_request(stream, shared);
                 (read_frame(stream, &mut frame), Instant::now())
             }),
         };
@@ -349,31 +350,36 @@ fn serve_connection(stream: &UnixStream, shared: &Shared) {
     }
 }
 
-/// Polls `stream` without blocking, for up to `spin`, until it has bytes (or end of
-/// stream, or an error) to read.
+/// Polls `stream` without blocking, for up to `shared.spin`, until it has bytes (or
+/// end of stream, or an error) to read.
 ///
 /// A blocked read lets this CPU go idle, and on a virtual machine waking an idle CPU
-/// costs tens of microseconds: at low load, more than the round trip itself. The
-/// caller polls only when no request is being handled, so under load nothing spins;
-/// each turn yields the CPU to any thread waiting for it. A socket shut down by
-/// `close_connections` reads as end of stream, which ends the wait at once.
-fn wait_for_next_request(stream: &UnixStream, spin: Duration) {
-    if spin.is_zero() {
+/// costs tens of microseconds: at low load, more than the round trip itself. Only at
+/// low load does a connection poll: one at a time, when no request is being handled,
+/// and it stops as soon as one is. Each turn yields the CPU to any thread waiting for
+/// it. A socket shut down by `close_connections` reads as end of stream, which ends
+/// the wait at once.
+fn wait_for_next_request(stream: &UnixStream, shared: &Shared) {
+    let idle = || shared.busy.load(Ordering::Relaxed) == 0;
+    if shared.spin.is_zero()
+        || !idle()
+        || shared.polling.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+    {
         return;
     }
-    let deadline = Instant::now() + spin;
+    let deadline = Instant::now() + shared.spin;
     let mut probe = [0u8; 1];
     let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-    loop {
-        match rustix::net::recv(stream.as_fd(), &mut probe, flags) {
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-            _ => return,
-        }
-        if Instant::now() >= deadline {
-            return;
+    // Nothing to read yet (anything else, data, end of stream or an error, ends it).
+    while let Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) =
+        rustix::net::recv(stream.as_fd(), &mut probe, flags)
+    {
+        if !idle() || Instant::now() >= deadline {
+            break;
         }
         std::thread::yield_now();
     }
+    shared.polling.store(false, Ordering::Release);
 }
 
 enum Frame {
