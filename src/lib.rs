@@ -12,6 +12,7 @@
 pub mod error;
 pub mod fsutil;
 pub mod layout;
+pub mod poll;
 pub mod reader;
 pub mod segment;
 pub mod signal;

@@ -46,6 +46,7 @@ use super::channel::{lock, Receipt};
 use super::errors::{PayloadTooLarge, SlotBusy};
 use crate::error::CreateError;
 use crate::fsutil::{self, FileIdentity};
+use crate::poll::PollGate;
 use crate::signal::{Op, Request, Response, Status, REQUEST_LEN};
 
 /// Pending connections the kernel queues before `accept`.
@@ -110,6 +111,8 @@ struct Shared {
     busy: AtomicUsize,
     /// Whether a connection is polling now: one at a time.
     polling: AtomicBool,
+    /// Backs polling off while polls run out (slow requests, a busy machine).
+    poll_gate: PollGate,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl UdsListener {
             spin,
             busy: AtomicUsize::new(0),
             polling: AtomicBool::new(false),
+            poll_gate: PollGate::new(),
         });
         let mut running = lock(&RUNNING);
         running.retain(|weak| weak.strong_count() > 0);
@@ -356,13 +360,14 @@ fn serve_connection(stream: &UnixStream, shared: &Shared) {
 /// A blocked read lets this CPU go idle, and on a virtual machine waking an idle CPU
 /// costs tens of microseconds: at low load, more than the round trip itself. Only at
 /// low load does a connection poll: one at a time, when no request is being handled,
-/// and it stops as soon as one is. Each turn yields the CPU to any thread waiting for
+/// and it stops as soon as one is; [`PollGate`] backs off while polls run out. Each turn yields the CPU to any thread waiting for
 /// it. A socket shut down by `close_connections` reads as end of stream, which ends
 /// the wait at once.
 fn wait_for_next_request(stream: &UnixStream, shared: &Shared) {
     let idle = || shared.busy.load(Ordering::Relaxed) == 0;
     if shared.spin.is_zero()
         || !idle()
+        || !shared.poll_gate.should_poll()
         || shared.polling.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
     {
         return;
@@ -371,14 +376,17 @@ fn wait_for_next_request(stream: &UnixStream, shared: &Shared) {
     let mut probe = [0u8; 1];
     let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
     // Nothing to read yet (anything else, data, end of stream or an error, ends it).
-    while let Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) =
-        rustix::net::recv(stream.as_fd(), &mut probe, flags)
-    {
+    let caught = loop {
+        match rustix::net::recv(stream.as_fd(), &mut probe, flags) {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            _ => break true,
+        }
         if !idle() || Instant::now() >= deadline {
-            break;
+            break false;
         }
         std::thread::yield_now();
-    }
+    };
+    shared.poll_gate.record(caught);
     shared.polling.store(false, Ordering::Release);
 }
 
