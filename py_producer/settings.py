@@ -32,7 +32,7 @@ class Settings:
     write_delay_ms: int = 0
     cache_payload: bool = False
     signal_socket: bool = True
-    signal_spin_us: int = 100
+    signal_spin_us: int = 250
     snapshot: bool = True
 
 

@@ -333,7 +333,7 @@ def main() -> None:
         "--signal-spin-us",
         type=int,
         default=None,
-        help="both services' --signal-spin-us (default: theirs, 100)",
+        help="both services' --signal-spin-us (default: theirs, 250)",
     )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]

@@ -40,7 +40,7 @@ def test_defaults() -> None:
         write_delay_ms=0,
         cache_payload=False,
         signal_socket=True,
-        signal_spin_us=100,
+        signal_spin_us=250,
         snapshot=True,
     )
 

@@ -95,8 +95,9 @@ pub struct Settings {
 
     /// How long a lone shared-memory request polls the signal socket for the producer's
     /// answer before it sleeps, in microseconds (0: never poll). Saves waking an idle CPU,
-    /// which is slow on virtual machines; only when no other signal is in flight.
-    #[arg(long, env = "SHMBRIDGE_SIGNAL_SPIN_US", default_value_t = 100, value_name = "US",
+    /// which is slow on virtual machines; only when no other signal is in flight and the
+    /// last answer came within this time.
+    #[arg(long, env = "SHMBRIDGE_SIGNAL_SPIN_US", default_value_t = 250, value_name = "US",
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub signal_spin_us: u64,
 

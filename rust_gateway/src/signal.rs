@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shmbridge::poll::PollGate;
+use shmbridge::poll::WaitPredictor;
 use shmbridge::signal::{FrameError, Op, Request, Response, ResponseHead, Status, REQUEST_LEN, RESPONSE_HEAD_LEN};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
@@ -120,8 +120,8 @@ pub struct UdsPool {
     spin: Duration,
     /// Exchanges in progress: only a lone one spins.
     in_flight: AtomicUsize,
-    /// Backs spinning off while spins run out (large payloads, a busy machine).
-    poll_gate: PollGate,
+    /// The latest wait for an answer: spin only when it fit the budget.
+    answer_wait: WaitPredictor,
     /// Answers found while spinning, and answers waited for on the reactor.
     caught_spinning: AtomicU64,
     parked: AtomicU64,
@@ -149,7 +149,7 @@ impl UdsPool {
             idle: Mutex::new(Vec::new()),
             spin,
             in_flight: AtomicUsize::new(0),
-            poll_gate: PollGate::new(),
+            answer_wait: WaitPredictor::new(),
             caught_spinning: AtomicU64::new(0),
             parked: AtomicU64::new(0),
         }
@@ -205,11 +205,7 @@ impl UdsPool {
 
     async fn exchange(&self, frame: &[u8; REQUEST_LEN]) -> Result<Response, CallFailure> {
         let in_flight = InFlight::enter(&self.in_flight);
-        let spin = if in_flight.alone() && !self.spin.is_zero() && self.poll_gate.should_poll() {
-            self.spin
-        } else {
-            Duration::ZERO
-        };
+        let spin = if in_flight.alone() && self.answer_wait.fits(self.spin) { self.spin } else { Duration::ZERO };
         let mut first_sent = false;
         if let Some(mut stream) = self.take_idle() {
             match self.round_trip(&mut stream, frame, spin).await {
@@ -291,10 +287,8 @@ impl UdsPool {
         stream.write_all(frame).await.map_err(|error| TripError::NoAnswer { sent: false, error })?;
         let mut head = [0u8; RESPONSE_HEAD_LEN];
         let no_answer = |error| TripError::NoAnswer { sent: true, error };
+        let waiting = Instant::now();
         let caught = spin_for_answer(stream, &mut head, spin, &self.in_flight).map_err(no_answer)?;
-        if !spin.is_zero() {
-            self.poll_gate.record(caught.is_some());
-        }
         let first = if let Some(read) = caught {
             self.caught_spinning.fetch_add(1, Ordering::Relaxed);
             read
@@ -302,6 +296,7 @@ impl UdsPool {
             self.parked.fetch_add(1, Ordering::Relaxed);
             stream.read(&mut head).await.map_err(no_answer)?
         };
+        self.answer_wait.record(waiting.elapsed());
         if first == 0 {
             let error =
                 io::Error::new(io::ErrorKind::UnexpectedEof, "the producer closed the connection without answering");
@@ -388,7 +383,8 @@ impl Drop for InFlight<'_> {
 /// waking an idle CPU costs tens of microseconds, more than a small write takes the
 /// producer. A lone request therefore keeps its thread busy for a bounded time; under
 /// load (`UdsPool::in_flight` above one, checked on every turn) nothing spins and CPU
-/// goes to other requests, and `PollGate` backs off while spins run out.
+/// goes to other requests; nor when the last answer took longer than the budget
+/// (`UdsPool::answer_wait`: large payloads never spin).
 /// Each turn yields the CPU, so a producer thread queued on this CPU runs at once
 /// (a busy machine; a pure spin measured worse there) while an idle CPU stays awake.
 /// The reads go straight to the socket, past tokio's readiness cache, which only the

@@ -46,7 +46,7 @@ use super::channel::{lock, Receipt};
 use super::errors::{PayloadTooLarge, SlotBusy};
 use crate::error::CreateError;
 use crate::fsutil::{self, FileIdentity};
-use crate::poll::PollGate;
+use crate::poll::WaitPredictor;
 use crate::signal::{Op, Request, Response, Status, REQUEST_LEN};
 
 /// Pending connections the kernel queues before `accept`.
@@ -111,8 +111,8 @@ struct Shared {
     busy: AtomicUsize,
     /// Whether a connection is polling now: one at a time.
     polling: AtomicBool,
-    /// Backs polling off while polls run out (slow requests, a busy machine).
-    poll_gate: PollGate,
+    /// The connection that read the latest request: only it may poll (one client).
+    latest_request_on: AtomicU64,
 }
 
 impl Shared {
@@ -184,7 +184,7 @@ impl UdsListener {
             spin,
             busy: AtomicUsize::new(0),
             polling: AtomicBool::new(false),
-            poll_gate: PollGate::new(),
+            latest_request_on: AtomicU64::new(0),
         });
         let mut running = lock(&RUNNING);
         running.retain(|weak| weak.strong_count() > 0);
@@ -289,7 +289,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>) {
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     let thread_shared = Arc::clone(shared);
     let spawned = std::thread::Builder::new().name("shmbridge-uds-conn".into()).spawn(move || {
-        serve_connection(&stream, &thread_shared);
+        serve_connection(&stream, id, &thread_shared);
         lock(&thread_shared.connections).remove(&id);
     });
     match spawned {
@@ -306,7 +306,7 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>) {
 /// Serves request after request until the peer closes, a frame is bad, or the
 /// listener stops; attached to the interpreter throughout, the GIL released but for
 /// the handler calls.
-fn serve_connection(stream: &UnixStream, shared: &Shared) {
+fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
     let mut frame = [0u8; REQUEST_LEN];
     // A budget starts when its frame is read, before any wait for the GIL: the first
     // frame is read before attaching, the others while detached.
@@ -314,12 +314,20 @@ fn serve_connection(stream: &UnixStream, shared: &Shared) {
     if matches!(first, Some((Ok(Frame::Closed) | Err(_), _))) {
         return;
     }
+    // The gap between an answer and the next request on this connection.
+    let gap = WaitPredictor::new();
+    let mut answered = Instant::now();
     let served = Python::try_attach(|py| loop {
         let (read, received) = match first.take() {
             Some(read) => read,
             None => py.detach(|| {
-                wait_for_next_request(stream, shared);
-                (read_frame(stream, &mut frame), Instant::now())
+                if gap.fits(shared.spin) {
+                    wait_for_next_request(stream, id, shared);
+                }
+                let read = read_frame(stream, &mut frame);
+                let received = Instant::now();
+                gap.record(received - answered);
+                (read, received)
             }),
         };
         match read {
@@ -336,12 +344,14 @@ fn serve_connection(stream: &UnixStream, shared: &Shared) {
             return;
         }
         shared.busy.fetch_add(1, Ordering::Relaxed);
+        shared.latest_request_on.store(id, Ordering::Relaxed);
         let (response, keep_open) = match Request::decode(&frame) {
             Ok(request) => (handle(py, &request, received, shared), true),
             Err(err) => (Response::error(Status::BadRequest, shared.epoch, None, &err.to_string()), false),
         };
         let answer = response.encode();
         let sent = py.detach(|| send_all(stream, &answer));
+        answered = Instant::now();
         shared.busy.fetch_sub(1, Ordering::Relaxed);
         if sent.is_err() || !keep_open {
             return;
@@ -355,38 +365,33 @@ fn serve_connection(stream: &UnixStream, shared: &Shared) {
 }
 
 /// Polls `stream` without blocking, for up to `shared.spin`, until it has bytes (or
-/// end of stream, or an error) to read.
+/// end of stream, or an error) to read. The caller checked the connection's gap.
 ///
 /// A blocked read lets this CPU go idle, and on a virtual machine waking an idle CPU
 /// costs tens of microseconds: at low load, more than the round trip itself. Only at
-/// low load does a connection poll: one at a time, when no request is being handled,
-/// and it stops as soon as one is; [`PollGate`] backs off while polls run out. Each turn yields the CPU to any thread waiting for
-/// it. A socket shut down by `close_connections` reads as end of stream, which ends
-/// the wait at once.
-fn wait_for_next_request(stream: &UnixStream, shared: &Shared) {
-    let idle = || shared.busy.load(Ordering::Relaxed) == 0;
-    if shared.spin.is_zero()
-        || !idle()
-        || !shared.poll_gate.should_poll()
-        || shared.polling.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
-    {
+/// low load does a connection poll: when its last gap between an answer and the next
+/// request fit the budget (see [`WaitPredictor`]), when it carried the latest request
+/// (one client, like the gateway with one request in flight), one connection at a
+/// time, and while no request is being handled. Each turn yields the CPU to any
+/// thread waiting for it. A socket shut down by `close_connections` reads as end of
+/// stream, which ends the wait at once.
+fn wait_for_next_request(stream: &UnixStream, id: u64, shared: &Shared) {
+    let idle = || shared.busy.load(Ordering::Relaxed) == 0 && shared.latest_request_on.load(Ordering::Relaxed) == id;
+    if !idle() || shared.polling.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return;
     }
     let deadline = Instant::now() + shared.spin;
     let mut probe = [0u8; 1];
     let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
     // Nothing to read yet (anything else, data, end of stream or an error, ends it).
-    let caught = loop {
-        match rustix::net::recv(stream.as_fd(), &mut probe, flags) {
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-            _ => break true,
-        }
+    while let Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) =
+        rustix::net::recv(stream.as_fd(), &mut probe, flags)
+    {
         if !idle() || Instant::now() >= deadline {
-            break false;
+            break;
         }
         std::thread::yield_now();
-    };
-    shared.poll_gate.record(caught);
+    }
     shared.polling.store(false, Ordering::Release);
 }
 
