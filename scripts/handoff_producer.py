@@ -1,7 +1,8 @@
 """The Python side of the handoff microbench (rust_gateway/examples/handoff.rs).
 
 Creates a channel in a private temp directory under /dev/shm (memory-backed), serves its
-signal socket with the native listener (``Channel.serve_uds``), and answers each request
+signal socket with the native listener (``Channel.serve_uds``, polling as the producer
+does: ``--signal-spin-us``), and answers each request
 frame by writing a cached bytes object into the slot with ``write_bytes``. The frame's
 ``count`` field names the payload size in bytes (one of ``--sizes``), so one process
 serves every size. Prints one JSON line ``{"channel": ..., "socket": ...}`` once it
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 
@@ -31,6 +33,12 @@ def main() -> None:
         "--sizes", default="2,250000", help="payload sizes in bytes, comma-separated"
     )
     parser.add_argument("--slot-capacity", type=int, default=1 << 20)
+    parser.add_argument(
+        "--signal-spin-us",
+        type=int,
+        default=int(os.environ.get("SHMBRIDGE_SIGNAL_SPIN_US", "250")),
+        help="serve_uds(spin_us=...): as python -m py_producer (SHMBRIDGE_SIGNAL_SPIN_US, 250)",
+    )
     args = parser.parse_args()
     sizes = [int(part) for part in args.sizes.split(",") if part]
     payloads = {size: filler(size) for size in sizes}
@@ -48,7 +56,7 @@ def main() -> None:
                 raise ValueError(f"no cached payload of {count} bytes (sizes: {sizes})")
             return channel.write_bytes(slot, request_id, data)
 
-        socket_path = channel.serve_uds(handler)
+        socket_path = channel.serve_uds(handler, spin_us=args.signal_spin_us)
         print(json.dumps({"channel": channel.path, "socket": socket_path}), flush=True)
         # Blocks without the GIL until the Rust side closes our stdin.
         sys.stdin.buffer.read()
