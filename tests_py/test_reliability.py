@@ -613,8 +613,13 @@ def test_writes_into_a_slot_in_use_are_caught_by_the_request_id(
         assert_never_mixed(report)
         kinds = error_kinds(report)
         # What a foreign write can cause: a slot holding another request id (invalid
-        # payload), or the producer refusing the gateway's write to a busy slot.
-        assert set(kinds) <= {"502 invalid_payload", "502 producer_error"}, kinds
+        # payload), the producer refusing the gateway's write to a busy slot, or (rarely:
+        # once in CI) a read that gave up because foreign writes kept the slot changing
+        # through all its bounded retries (a channel error naming it).
+        allowed = {"502 invalid_payload", "502 producer_error", "502 channel_error"}
+        assert set(kinds) <= allowed, kinds
+        if "502 channel_error" in kinds:
+            assert "kept changing while it was read" in gateway.log_text()
         print(f"round {round_number}: {foreign} foreign writes, burst errors {kinds}")
         for kind, n in kinds.items():
             caught[kind] = caught.get(kind, 0) + n
