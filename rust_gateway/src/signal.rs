@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shmbridge::poll::WaitPredictor;
+use shmbridge::poll::{self, RecvMode, WaitPredictor};
 use shmbridge::signal::{FrameError, Op, Request, Response, ResponseHead, Status, REQUEST_LEN, RESPONSE_HEAD_LEN};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
@@ -140,9 +140,9 @@ enum TripError {
 }
 
 impl UdsPool {
-    #[must_use]
     /// A pool for the socket at `path`; a lone exchange polls for its answer for up
     /// to `spin` before it waits on the reactor (`Duration::ZERO`: never).
+    #[must_use]
     pub fn new(path: PathBuf, spin: Duration) -> Self {
         Self {
             path,
@@ -377,41 +377,25 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Polls the socket without blocking for up to `spin`, for the first bytes of the answer.
+/// Polls the socket for up to `spin` for the first bytes of the answer
+/// ([`poll::poll_recv`]).
 ///
 /// Waiting on the reactor lets this thread's CPU go idle, and on a virtual machine
 /// waking an idle CPU costs tens of microseconds, more than a small write takes the
-/// producer. A lone request therefore keeps its thread busy for a bounded time; under
-/// load (`UdsPool::in_flight` above one, checked on every turn) nothing spins and CPU
-/// goes to other requests; nor when the last answer took longer than the budget
-/// (`UdsPool::answer_wait`: large payloads never spin).
-/// Each turn yields the CPU, so a producer thread queued on this CPU runs at once
-/// (a busy machine; a pure spin measured worse there) while an idle CPU stays awake.
-/// The reads go straight to the socket, past tokio's readiness cache, which only the
-/// reactor updates; tokio copes with the readiness left stale (its next read would
-/// block, which clears it).
+/// producer. A lone request therefore keeps its thread busy for a bounded time. Under
+/// load (`UdsPool::in_flight` above one, checked on every turn) nothing spins and the
+/// CPU goes to other requests, nor does a request whose previous answer took longer
+/// than the budget (`UdsPool::answer_wait`: large payloads never spin). tokio copes
+/// with the readiness the direct reads leave stale (its next read would block, which
+/// clears it).
 fn spin_for_answer(
     stream: &UnixStream,
     head: &mut [u8],
     spin: Duration,
     in_flight: &AtomicUsize,
 ) -> io::Result<Option<usize>> {
-    if spin.is_zero() {
-        return Ok(None);
-    }
-    let deadline = Instant::now() + spin;
-    loop {
-        match rustix::net::recv(stream, &mut *head, rustix::net::RecvFlags::DONTWAIT) {
-            Ok((read, _)) => return Ok(Some(read)),
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-            Err(errno) => return Err(errno.into()),
-        }
-        // Another request started: the CPU is wanted elsewhere.
-        if in_flight.load(Ordering::Relaxed) > 1 || Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::yield_now();
-    }
+    // Another request started: the CPU is wanted elsewhere.
+    poll::poll_recv(stream, head, RecvMode::Consume, spin, || in_flight.load(Ordering::Relaxed) <= 1)
 }
 
 #[cfg(test)]

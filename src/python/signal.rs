@@ -46,7 +46,7 @@ use super::channel::{lock, Receipt};
 use super::errors::{PayloadTooLarge, SlotBusy};
 use crate::error::CreateError;
 use crate::fsutil::{self, FileIdentity};
-use crate::poll::WaitPredictor;
+use crate::poll::{self, RecvMode, WaitPredictor};
 use crate::signal::{Op, Request, Response, Status, REQUEST_LEN};
 
 /// Pending connections the kernel queues before `accept`.
@@ -364,7 +364,7 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
     }
 }
 
-/// Polls `stream` without blocking, for up to `shared.spin`, until it has bytes (or
+/// Polls `stream` ([`poll::poll_recv`]) for up to `shared.spin`, until it has bytes (or
 /// end of stream, or an error) to read. The caller checked the connection's gap.
 ///
 /// A blocked read lets this CPU go idle, and on a virtual machine waking an idle CPU
@@ -372,26 +372,16 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
 /// low load does a connection poll: when its last gap between an answer and the next
 /// request fit the budget (see [`WaitPredictor`]), when it carried the latest request
 /// (one client, like the gateway with one request in flight), one connection at a
-/// time, and while no request is being handled. Each turn yields the CPU to any
-/// thread waiting for it. A socket shut down by `close_connections` reads as end of
-/// stream, which ends the wait at once.
+/// time, and while no request is being handled. A socket shut down by
+/// `close_connections` reads as end of stream, which ends the wait at once.
 fn wait_for_next_request(stream: &UnixStream, id: u64, shared: &Shared) {
     let idle = || shared.busy.load(Ordering::Relaxed) == 0 && shared.latest_request_on.load(Ordering::Relaxed) == id;
     if !idle() || shared.polling.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return;
     }
-    let deadline = Instant::now() + shared.spin;
     let mut probe = [0u8; 1];
-    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
-    // Nothing to read yet (anything else, data, end of stream or an error, ends it).
-    while let Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) =
-        rustix::net::recv(stream.as_fd(), &mut probe, flags)
-    {
-        if !idle() || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::yield_now();
-    }
+    // Data, end of stream and an error all end the wait; `read_frame` reports them.
+    let _ = poll::poll_recv(stream, &mut probe, RecvMode::Peek, shared.spin, idle);
     shared.polling.store(false, Ordering::Release);
 }
 
