@@ -138,10 +138,7 @@ impl Segment {
     /// seqlock and discard their copy.
     #[must_use]
     pub fn copy_in(&self, offset: u64, src: &[u8]) -> Option<()> {
-        if !self.writable {
-            return None;
-        }
-        let dst = self.range(offset, src.len() as u64, 1)?;
+        let dst = self.writable_ptr(offset, src.len() as u64)?;
         // SAFETY: `dst..dst+src.len()` is inside a writable mapping (checked
         // above); `src` is private memory, so the ranges cannot overlap. No Rust
         // reference covers the destination; other processes only read it, with
@@ -160,10 +157,7 @@ impl Segment {
     /// stores, so the seqlock's Release store of the sequence still publishes them.
     #[must_use]
     pub fn copy_in_streaming(&self, offset: u64, src: &[u8]) -> Option<()> {
-        if !self.writable {
-            return None;
-        }
-        let dst = self.range(offset, src.len() as u64, 1)?;
+        let dst = self.writable_ptr(offset, src.len() as u64)?;
         // SAFETY: as in `copy_in`: the destination range is inside a writable mapping
         // and cannot overlap the private `src`.
         unsafe { streaming_copy(src.as_ptr(), dst, src.len()) };

@@ -409,18 +409,17 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
         if end > capacity {
             return Err(too_large());
         }
-        let mut offset = self.channel.geometry.payload_offset_of(self.slot) + self.written;
+        let payload = self.channel.geometry.payload_offset_of(self.slot);
         let mut position = self.written;
         for piece in bytes.chunks(COPY_CHUNK) {
             self.hasher.update(piece);
             let segment = &self.channel.segment;
             let copied = if position >= STREAMING_FROM {
-                segment.copy_in_streaming(offset, piece)
+                segment.copy_in_streaming(payload + position, piece)
             } else {
-                segment.copy_in(offset, piece)
+                segment.copy_in(payload + position, piece)
             };
             copied.ok_or_else(too_large)?;
-            offset += piece.len() as u64;
             position += piece.len() as u64;
         }
         self.written = end;
