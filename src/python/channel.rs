@@ -60,11 +60,11 @@ impl Receipt {
     }
 }
 
-// The signature of `Channel.__new__` spells the defaults as literals (so that
-// `__text_signature__` and the stubs show them); they are the core's defaults.
 /// Longest ``serve_uds(spin_us=...)``: a poll is worth it only for short waits.
 const MAX_SPIN_US: u64 = 1000;
 
+// The signature of `Channel.__new__` spells the defaults as literals (so that
+// `__text_signature__` and the stubs show them); they are the core's defaults.
 const _: () = assert!(DEFAULT_SLOT_COUNT == 16 && DEFAULT_SNAPSHOT_SLOTS == 4 && DEFAULT_SLOT_CAPACITY == 33_554_432);
 
 /// Live memoryviews over this channel's slots, counted so that `close()` can
