@@ -182,8 +182,8 @@ impl Segment {
         Some(xxhash_rust::xxh3::xxh3_64(bytes))
     }
 
-    /// Raw pointer to `len` writable bytes at `offset`, for handing a slot to
-    /// Python's buffer protocol. Using it is the caller's `unsafe` responsibility.
+    /// Raw pointer to `len` writable bytes at `offset`: the copies in above, and a slot
+    /// handed to Python's buffer protocol. Using it is the caller's `unsafe` responsibility.
     #[must_use]
     pub fn writable_ptr(&self, offset: u64, len: u64) -> Option<*mut u8> {
         if !self.writable {
