@@ -28,7 +28,7 @@
 //! All integers are little-endian. Every field a reader uses is validated by
 //! [`decode_header`] before any offset derived from it is touched.
 
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 pub const MAGIC: [u8; 8] = *b"SHMBRDG\0";
 pub const LAYOUT_VERSION: u32 = 1;
@@ -194,7 +194,7 @@ impl Geometry {
         put_u64(&mut out, OFF_PAYLOAD_OFFSET, self.payload_offset);
         put_u64(&mut out, OFF_FILE_SIZE, self.file_size);
         put_u64(&mut out, OFF_EPOCH, epoch);
-        let checksum = xxh3_64(&out[..HEADER_FIELDS_LEN]);
+        let checksum = XxHash3_64::oneshot(&out[..HEADER_FIELDS_LEN]);
         put_u64(&mut out, OFF_HEADER_CHECKSUM, checksum);
         out
     }
@@ -228,7 +228,7 @@ pub fn decode_header(bytes: &[u8; HEADER_READ_LEN]) -> Result<Header, HeaderProb
         return Err(HeaderProblem::UnsupportedVersion(version));
     }
     let stored = get_u64(bytes, OFF_HEADER_CHECKSUM);
-    let computed = xxh3_64(&bytes[..HEADER_FIELDS_LEN]);
+    let computed = XxHash3_64::oneshot(&bytes[..HEADER_FIELDS_LEN]);
     if stored != computed {
         return Err(HeaderProblem::Corrupt(format!(
             "header checksum {stored:#018x} does not match its fields ({computed:#018x})"
@@ -349,7 +349,7 @@ mod tests {
     fn fields_are_validated_even_with_a_matching_checksum() {
         let mut bytes = Geometry::new(3, 2, 4096).unwrap().encode_header(7);
         put_u64(&mut bytes, OFF_FILE_SIZE, 1);
-        let checksum = xxh3_64(&bytes[..HEADER_FIELDS_LEN]);
+        let checksum = XxHash3_64::oneshot(&bytes[..HEADER_FIELDS_LEN]);
         put_u64(&mut bytes, OFF_HEADER_CHECKSUM, checksum);
         assert!(matches!(decode_header(&bytes), Err(HeaderProblem::Corrupt(m)) if m.contains("file size")));
     }

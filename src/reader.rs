@@ -17,10 +17,11 @@
 //! whose header was overwritten after it was opened is refused, not read.
 
 use std::fs::File;
+use std::hash::Hasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
 
-use xxhash_rust::xxh3::Xxh3;
+use twox_hash::XxHash3_64;
 
 use crate::error::{OpenError, ReadError};
 use crate::fsutil;
@@ -280,12 +281,12 @@ impl ChannelReader {
         let encoding_raw = enc.load(Ordering::Relaxed);
         let length_ok = length <= self.geometry.slot_capacity;
         let wanted = expected_request_id.is_none_or(|id| id == request_id);
-        let mut hasher = Xxh3::new();
+        let mut hasher = XxHash3_64::new();
         if length_ok && wanted && s1 != 0 {
             // Hashed piece by piece as it is copied, while each piece is in cache; the
             // hash is trusted only if the seqlock check below passes.
             let offset = self.geometry.payload_offset_of(slot);
-            let copied = self.segment.copy_out_visiting(offset, length, out, |piece| hasher.update(piece));
+            let copied = self.segment.copy_out_visiting(offset, length, out, |piece| hasher.write(piece));
             if copied.is_none() {
                 return corrupt("payload outside the mapping");
             }
@@ -309,7 +310,7 @@ impl ChannelReader {
         if !length_ok {
             return corrupt(&format!("length {length} exceeds the slot capacity {}", self.geometry.slot_capacity));
         }
-        let computed = hasher.digest();
+        let computed = hasher.finish();
         if computed != checksum {
             return Attempt::Done(Err(ReadError::Checksum { slot, stored: checksum, computed }));
         }

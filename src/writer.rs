@@ -13,13 +13,14 @@
 //! in-process busy flag per slot excludes other threads of this one.
 
 use std::fs::File;
+use std::hash::Hasher as _;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use xxhash_rust::xxh3::Xxh3;
+use twox_hash::XxHash3_64;
 
 use crate::error::{CreateError, WriteError};
 use crate::fsutil;
@@ -302,7 +303,7 @@ pub struct SlotWriter<W: Deref<Target = ChannelWriter>> {
     encoding: Encoding,
     odd_sequence: u64,
     written: u64,
-    hasher: Xxh3,
+    hasher: XxHash3_64,
     /// Set when bytes were written through `payload_ptr`, so the checksum is
     /// computed over the slot at commit instead of from the stream.
     raw_length: Option<u64>,
@@ -372,7 +373,7 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
             encoding,
             odd_sequence,
             written: 0,
-            hasher: Xxh3::new(),
+            hasher: XxHash3_64::new(),
             raw_length: None,
             snapshot_generation: snapshot,
             finished: false,
@@ -412,7 +413,7 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
         let payload = self.channel.geometry.payload_offset_of(self.slot);
         let mut position = self.written;
         for piece in bytes.chunks(COPY_CHUNK) {
-            self.hasher.update(piece);
+            self.hasher.write(piece);
             let segment = &self.channel.segment;
             let copied = if position >= STREAMING_FROM {
                 segment.copy_in_streaming(payload + position, piece)
@@ -466,7 +467,7 @@ impl<W: Deref<Target = ChannelWriter>> SlotWriter<W> {
                 })?;
                 (length, checksum)
             }
-            None => (self.written, self.hasher.digest()),
+            None => (self.written, self.hasher.finish()),
         };
         self.store_meta(length, checksum, self.encoding, self.request_id);
         let sequence = self.odd_sequence.wrapping_add(1);

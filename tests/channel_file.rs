@@ -110,6 +110,29 @@ fn payloads_past_the_streaming_offset_read_back_whole() {
     assert!(out == data, "many write_all calls");
 }
 
+/// The file format names xxh3-64 (seed 0) for both checksums; other readers of the
+/// file compute it with their own xxh3. Checked against an independent implementation,
+/// at lengths around xxh3's short/long boundaries, the copy pieces and the streaming offset.
+#[test]
+fn checksums_are_the_standard_xxh3_64_of_the_bytes() {
+    let dir = private_dir();
+    let longest = STREAMING_FROM as usize + 70_000;
+    let writer = ChannelWriter::create(dir.path(), "users", config(1, longest as u64)).unwrap();
+    let data: Vec<u8> = (0..longest).map(|i| (i * 131 % 253) as u8).collect();
+    let piece = shmbridge::segment::COPY_CHUNK;
+    for len in [0, 1, 16, 17, 128, 129, 240, 241, 1024, 1025, piece - 1, piece, 3 * piece + 5, longest] {
+        let mut open = SlotWriter::begin(&writer, 0, len as u64 + 1, Encoding::Raw).unwrap();
+        for part in data[..len].chunks(1000) {
+            open.write_all(part).unwrap();
+        }
+        let receipt = open.commit().unwrap();
+        assert_eq!(receipt.checksum, xxhash_rust::xxh3::xxh3_64(&data[..len]), "payload of {len} bytes");
+    }
+    let file = fs::read(writer.path()).unwrap();
+    let stored = u64::from_le_bytes(file[layout::OFF_HEADER_CHECKSUM..][..8].try_into().unwrap());
+    assert_eq!(stored, xxhash_rust::xxh3::xxh3_64(&file[..layout::HEADER_FIELDS_LEN]), "header");
+}
+
 #[test]
 fn snapshots_follow_the_newest_publish_around_the_ring() {
     let dir = private_dir();
