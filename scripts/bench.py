@@ -61,7 +61,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 class Services:
     """A producer and a gateway for one mode, stopped on exit."""
 
-    def __init__(self, mode: str, shm_dir: Path, max_count: int, spin_us: int | None) -> None:
+    def __init__(
+        self, mode: str, shm_dir: Path, max_count: int, spin_us: int | None, gateway_args: list[str]
+    ) -> None:
         self.pport, self.gport = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHMBRIDGE_")}
         common = ["--shm-dir", str(shm_dir)]
@@ -98,6 +100,7 @@ class Services:
                 str(max_count),
                 *common,
                 *MODES[mode]["gateway"],
+                *gateway_args,
             ],
             cwd=REPO,
             env=env,
@@ -335,6 +338,12 @@ def main() -> None:
         default=None,
         help="both services' --signal-spin-us (default: theirs, 250)",
     )
+    parser.add_argument(
+        "--gateway-arg",
+        action="append",
+        default=[],
+        help="an extra gateway argument, e.g. --gateway-arg=--signal-max-in-flight=2 (repeatable)",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     wanted = [int(c) for c in args.concurrency.split(",")]
@@ -347,6 +356,7 @@ def main() -> None:
         "runs": args.runs,
         "duration_secs": args.duration,
         "signal_spin_us": args.signal_spin_us,
+        "gateway_args": args.gateway_arg,
         "modes": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -368,7 +378,7 @@ def main() -> None:
             shm_dir = Path(tmp) / f"shm-{mode}"
             shm_dir.mkdir(mode=0o700)
             samples: dict[str, list[dict[str, Any]]] = {}
-            with Services(mode, shm_dir, max(counts), args.signal_spin_us) as svc:
+            with Services(mode, shm_dir, max(counts), args.signal_spin_us, args.gateway_arg) as svc:
                 base = f"http://127.0.0.1:{svc.gport}"
                 total = (
                     args.runs * sum(len(concurrencies_for(c, wanted)) for c in counts) * len(paths)
