@@ -42,6 +42,8 @@ test-python:
 
 test-rust:
 	cargo test --workspace
+	# The bindings' own unit tests (the JSON writer's) need the `python` feature.
+	cargo test -p shmbridge --features python --lib
 
 lint:
 	cargo fmt --all --check
