@@ -406,6 +406,22 @@ mod tests {
     }
 
     #[test]
+    fn the_copy_for_cpus_without_avx2_lands_whole_too() {
+        // `copy_out` takes the AVX2 path from 256 bytes on where the CPU has it, so on
+        // such a CPU only this test runs the word-by-word copy over long ranges.
+        let src: Vec<u8> = (0..4096u32).map(|i| (i * 13 % 251) as u8).collect();
+        for start in [0usize, 1, 8, 13] {
+            for len in [0usize, 7, 8, 33, 300, 4000] {
+                let mut dst = vec![0u8; len];
+                // SAFETY: `start + len <= 4096` keeps the source range inside `src`,
+                // `dst` holds `len` bytes, and the two vectors cannot overlap.
+                unsafe { volatile_copy_words(src.as_ptr().add(start), dst.as_mut_ptr(), len) };
+                assert!(dst == src[start..start + len], "start {start}, length {len}");
+            }
+        }
+    }
+
+    #[test]
     fn volatile_copies_out_land_whole_at_any_alignment_and_length() {
         let data: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
         let (_f, _rw, ro) = file_with(&data);
