@@ -216,7 +216,7 @@ unsafe fn volatile_copy(src: *const u8, dst: *mut u8, len: usize) {
 }
 
 /// Copies a prefix of `len` bytes with aligned 32-byte volatile loads and returns
-/// its length; the rest (under 160 bytes) is left to the caller.
+/// its length; the rest (under 128 bytes) is left to the caller.
 ///
 /// # Safety
 /// As for [`volatile_copy`], and the CPU must support AVX2.
