@@ -342,7 +342,7 @@ def main() -> None:
         "--gateway-arg",
         action="append",
         default=[],
-        help="an extra gateway argument, e.g. --gateway-arg=--producer-timeout-ms=2000 (repeatable)",
+        help="an extra gateway flag, e.g. --gateway-arg=--producer-timeout-ms=2000 (repeatable)",
     )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
