@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
+/// Longest polling budget either service accepts, in microseconds (the gateway's and
+/// `serve_uds`'s `spin_us`): a poll is worth it only for short waits.
+pub const MAX_SPIN_US: u64 = 1000;
+
 /// What [`poll_recv`] does with the bytes it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecvMode {

@@ -98,7 +98,7 @@ pub struct Settings {
     /// which is slow on virtual machines; only when no other signal is in flight and the
     /// last answer came within this time.
     #[arg(long, env = "SHMBRIDGE_SIGNAL_SPIN_US", default_value_t = 250, value_name = "US",
-          value_parser = clap::value_parser!(u64).range(0..=1000))]
+          value_parser = clap::value_parser!(u64).range(0..=shmbridge::poll::MAX_SPIN_US))]
     pub signal_spin_us: u64,
 
     /// Log line format (logs go to stderr).

@@ -17,6 +17,7 @@ use super::signal::{self, UdsListener};
 use crate::error::WriteError;
 use crate::fsutil;
 use crate::layout::{Encoding, DEFAULT_SLOT_CAPACITY, DEFAULT_SLOT_COUNT, DEFAULT_SNAPSHOT_SLOTS};
+use crate::poll;
 use crate::writer::{self, ChannelConfig, ChannelWriter, SlotWriter};
 
 /// What a completed write published: where, for which request, and its checksum.
@@ -59,9 +60,6 @@ impl Receipt {
         )
     }
 }
-
-/// Longest ``serve_uds(spin_us=...)``: a poll is worth it only for short waits.
-const MAX_SPIN_US: u64 = 1000;
 
 // The signature of `Channel.__new__` spells the defaults as literals (so that
 // `__text_signature__` and the stubs show them); they are the core's defaults.
@@ -308,10 +306,11 @@ impl Channel {
             return Err(pyo3::exceptions::PyTypeError::new_err("serve_uds: handler must be callable"));
         }
         let spin = match u64::try_from(spin_us) {
-            Ok(micros) if micros <= MAX_SPIN_US => Duration::from_micros(micros),
+            Ok(micros) if micros <= poll::MAX_SPIN_US => Duration::from_micros(micros),
             _ => {
                 return Err(PyValueError::new_err(format!(
-                    "serve_uds: spin_us must be 0 to {MAX_SPIN_US} microseconds, not {spin_us}"
+                    "serve_uds: spin_us must be 0 to {} microseconds, not {spin_us}",
+                    poll::MAX_SPIN_US
                 )))
             }
         };
