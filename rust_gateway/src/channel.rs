@@ -6,16 +6,24 @@
 //! producer answers with a different epoch. The slot pool is sized from the channel's
 //! geometry: request slots `0..request_slots-1`, the last request slot being reserved
 //! by the producer for hand-made calls. The pool outlives the readers: it is rebuilt
-//! only when a reopened channel has a different number of request slots, so slots in
-//! quarantine stay out of use across a reopen, a failed open or a producer restart.
+//! only when a reopened channel has a different number of request slots.
+//!
+//! A slot whose write request failed while the producer may still act on it is kept in
+//! quarantine, for at most `--producer-timeout-ms` x 2, but only while the producer
+//! that could write late still can ([`SlotLease::quarantine_on_drop`]):
+//! - a channel file created after the quarantine began is in use: a late write from
+//!   any producer that could have received the request lands in an older file, never
+//!   in the one now read (a producer creates its file before it listens for requests);
+//! - or the file the request used is still the one on disk and its lock is free: its
+//!   producer is gone, and no other producer has started since.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shmbridge::ChannelReader;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::error::AppError;
 
@@ -128,6 +136,7 @@ impl ChannelManager {
             }
         };
         drop(pool);
+        slots.opened_epoch(reader.epoch());
         tracing::info!(
             path = %self.path.display(),
             epoch = reader.epoch(),
@@ -153,6 +162,9 @@ pub struct SlotPool {
     waiters: AtomicUsize,
     // Last in, first out: the most recently used slot is the warmest in the page cache.
     free: Mutex<Vec<u32>>,
+    /// The newest channel epoch opened with this pool: quarantines that began before
+    /// it end ([`SlotLease::quarantine_on_drop`]).
+    newest_epoch: watch::Sender<u64>,
 }
 
 impl SlotPool {
@@ -175,7 +187,19 @@ impl SlotPool {
             permits: Semaphore::new(size),
             waiters: AtomicUsize::new(0),
             free: Mutex::new(free),
+            newest_epoch: watch::Sender::new(0),
         })
+    }
+
+    /// A channel file with creation epoch `epoch` was opened for this pool.
+    pub fn opened_epoch(&self, epoch: u64) {
+        self.newest_epoch.send_if_modified(|newest| {
+            let newer = epoch > *newest;
+            if newer {
+                *newest = epoch;
+            }
+            newer
+        });
     }
 
     /// Request slots of the channel this pool was sized for.
@@ -258,14 +282,45 @@ impl Drop for Waiter<'_> {
 }
 
 /// One slot taken from a [`SlotPool`]. Dropping the lease gives the slot back, at once
-/// or, while quarantine is armed, only after the quarantine delay: the producer may
-/// still write into a slot whose call timed out or was abandoned (a client that went
-/// away cancels the request at any `.await`).
+/// or, while quarantine is armed, once the producer can no longer write into it: the
+/// producer may still write into a slot whose call timed out or was abandoned (a
+/// client that went away cancels the request at any `.await`).
 #[derive(Debug)]
 pub struct SlotLease {
     pool: Arc<SlotPool>,
     slot: u32,
-    quarantine: Option<Duration>,
+    quarantine: Option<Quarantine>,
+}
+
+/// What a quarantine waits for: the delay, or the end of the producer that could write.
+#[derive(Debug)]
+struct Quarantine {
+    delay: Duration,
+    /// The channel the request was made on (its file and lock).
+    reader: Arc<ChannelReader>,
+}
+
+/// How often a quarantined slot checks whether its producer is gone. Each check is a
+/// `stat` and a moment's shared lock; a starting producer retries a lock it finds taken
+/// for ~100 ms (`shmbridge::ChannelWriter::create`), far longer than a check holds it.
+const PRODUCER_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Why a quarantine ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuarantineEnd {
+    Delay,
+    NewerChannel,
+    ProducerGone,
+}
+
+impl QuarantineEnd {
+    fn name(self) -> &'static str {
+        match self {
+            QuarantineEnd::Delay => "delay over",
+            QuarantineEnd::NewerChannel => "a newer channel file is in use",
+            QuarantineEnd::ProducerGone => "the producer that could write is gone",
+        }
+    }
 }
 
 impl SlotLease {
@@ -275,9 +330,11 @@ impl SlotLease {
     }
 
     /// From now until [`release_now_on_drop`](Self::release_now_on_drop), dropping the
-    /// lease keeps the slot out of the pool for `delay`.
-    pub fn quarantine_on_drop(&mut self, delay: Duration) {
-        self.quarantine = Some(delay);
+    /// lease keeps the slot out of the pool for at most `delay`: it returns sooner once
+    /// the producer of `channel`, the one the request was sent to, can no longer write
+    /// (see the module's documentation).
+    pub fn quarantine_on_drop(&mut self, delay: Duration, channel: &OpenChannel) {
+        self.quarantine = Some(Quarantine { delay, reader: Arc::clone(&channel.reader) });
     }
 
     /// The producer is known not to write into the slot any more.
@@ -289,20 +346,54 @@ impl SlotLease {
 impl Drop for SlotLease {
     fn drop(&mut self) {
         let slot = self.slot;
-        match (self.quarantine, tokio::runtime::Handle::try_current()) {
-            (Some(delay), Ok(runtime)) => {
-                tracing::warn!(slot, delay_ms = millis(delay), "slot quarantined: a late write may still land in it");
+        match (self.quarantine.take(), tokio::runtime::Handle::try_current()) {
+            (Some(quarantine), Ok(runtime)) => {
+                tracing::warn!(
+                    slot,
+                    delay_ms = millis(quarantine.delay),
+                    "slot quarantined: a late write may still land in it"
+                );
+                // Taken now, after every send of the request: a file created later was
+                // never asked for this write.
+                let began = unix_nanos(SystemTime::now());
                 let pool = Arc::clone(&self.pool);
                 runtime.spawn(async move {
-                    tokio::time::sleep(delay).await;
+                    let end = wait_out(&pool, &quarantine, began).await;
                     pool.put_back(slot);
-                    tracing::info!(slot, "slot back from quarantine");
+                    tracing::info!(slot, reason = end.name(), "slot back from quarantine");
                 });
             }
             // No runtime (shutting down): nothing will use the pool again anyway.
             _ => self.pool.put_back(slot),
         }
     }
+}
+
+/// Waits until the quarantine that began at `began` (ns since the Unix epoch) may end.
+async fn wait_out(pool: &SlotPool, quarantine: &Quarantine, began: u64) -> QuarantineEnd {
+    let mut epochs = pool.newest_epoch.subscribe();
+    let delay = tokio::time::sleep(quarantine.delay);
+    tokio::pin!(delay);
+    let mut check = tokio::time::interval(PRODUCER_CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut delay => return QuarantineEnd::Delay,
+            // The sender lives in `pool`, which outlives this wait: no error to expect.
+            Ok(_) = epochs.wait_for(|&newest| newest > began) => return QuarantineEnd::NewerChannel,
+            _ = check.tick() => {
+                let reader = &quarantine.reader;
+                // Current and unlocked: its producer died and none has started since.
+                if reader.is_current() && !reader.producer_alive() {
+                    return QuarantineEnd::ProducerGone;
+                }
+            }
+        }
+    }
+}
+
+fn unix_nanos(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -338,26 +429,104 @@ mod tests {
         assert!(SlotPool::new(0).is_err());
     }
 
+    /// A live producer's channel (3 slots: a pool of 2) and a manager that opened it.
+    fn live_channel(dir: &Path) -> (shmbridge::ChannelWriter, ChannelManager, Arc<OpenChannel>) {
+        let config = shmbridge::ChannelConfig { slot_count: 3, snapshot_slots: 0, slot_capacity: 4096 };
+        let writer = shmbridge::ChannelWriter::create(dir, "users", config).unwrap();
+        let manager = ChannelManager::new(writer.path().to_owned());
+        let channel = manager.get().unwrap();
+        (writer, manager, channel)
+    }
+
+    /// A slot of `channel` dropped in quarantine for `delay`.
+    async fn quarantine_one(channel: &OpenChannel, delay: Duration) -> u32 {
+        let mut lease = channel.slots.acquire(Duration::ZERO).await.unwrap();
+        lease.quarantine_on_drop(delay, channel);
+        let slot = lease.slot();
+        drop(lease);
+        assert_eq!(channel.slots.available(), channel.slots.size() - 1);
+        slot
+    }
+
     #[tokio::test(start_paused = true)]
     async fn quarantined_slot_comes_back_after_the_delay() {
-        let pool = Arc::new(SlotPool::new(2).unwrap());
-        let mut lease = pool.acquire(Duration::ZERO).await.unwrap();
-        lease.quarantine_on_drop(Duration::from_secs(20));
-        drop(lease);
-        assert_eq!(pool.available(), 0);
-        // The paused clock jumps ahead to the quarantine's end while this waits.
-        let back = pool.acquire(Duration::from_secs(60)).await.unwrap();
-        assert_eq!(back.slot(), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, _manager, channel) = live_channel(dir.path());
+        let slot = quarantine_one(&channel, Duration::from_secs(20)).await;
+        let _other = channel.slots.acquire(Duration::ZERO).await.unwrap();
+        // The paused clock jumps ahead while this waits; the producer is alive all along.
+        let started = tokio::time::Instant::now();
+        let back = channel.slots.acquire(Duration::from_secs(60)).await.unwrap();
+        assert_eq!(back.slot(), slot);
+        assert!(started.elapsed() >= Duration::from_secs(20), "back after {:?}", started.elapsed());
     }
 
     #[tokio::test]
     async fn disarmed_quarantine_returns_at_once() {
-        let pool = Arc::new(SlotPool::new(2).unwrap());
-        let mut lease = pool.acquire(Duration::ZERO).await.unwrap();
-        lease.quarantine_on_drop(Duration::from_secs(20));
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, _manager, channel) = live_channel(dir.path());
+        let mut lease = channel.slots.acquire(Duration::ZERO).await.unwrap();
+        lease.quarantine_on_drop(Duration::from_secs(20), &channel);
         lease.release_now_on_drop();
         drop(lease);
-        assert_eq!(pool.available(), 1);
+        assert_eq!(channel.slots.available(), 2);
+    }
+
+    /// The slot comes back, on the paused clock, long before a quarantine of `QUARANTINE`.
+    async fn assert_back_early(channel: &OpenChannel) {
+        let started = tokio::time::Instant::now();
+        let mut leases = Vec::new();
+        for _ in 0..channel.slots.size() {
+            leases.push(channel.slots.acquire(QUARANTINE).await.unwrap());
+        }
+        assert!(started.elapsed() < QUARANTINE / 2, "back after {:?}", started.elapsed());
+    }
+
+    const QUARANTINE: Duration = Duration::from_secs(600);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_producer_ends_the_old_producers_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, manager, old) = live_channel(dir.path());
+        quarantine_one(&old, QUARANTINE).await;
+        // The producer restarts: a new file, a new epoch, opened by the next request.
+        drop(writer);
+        let config = shmbridge::ChannelConfig { slot_count: 3, snapshot_slots: 0, slot_capacity: 4096 };
+        let _writer = shmbridge::ChannelWriter::create(dir.path(), "users", config).unwrap();
+        let new = manager.get().unwrap();
+        assert!(Arc::ptr_eq(&old.slots, &new.slots), "the pool was kept");
+        assert_back_early(&new).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dead_producer_ends_its_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, _manager, channel) = live_channel(dir.path());
+        quarantine_one(&channel, QUARANTINE).await;
+        // What SIGKILL leaves: the same file on disk, its lock free. (A clean close
+        // removes the file, so it is moved away for the close and back.)
+        let path = writer.path().to_owned();
+        let aside = dir.path().join("aside");
+        std::fs::rename(&path, &aside).unwrap();
+        drop(writer);
+        std::fs::rename(&aside, &path).unwrap();
+        assert!(channel.reader.is_current() && !channel.reader.producer_alive());
+        assert_back_early(&channel).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_channel_opened_before_the_quarantine_does_not_end_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, _manager, channel) = live_channel(dir.path());
+        // A newer file was opened before this request's quarantine began: its producer
+        // may have received the request, so the slot waits out the delay.
+        channel.slots.opened_epoch(channel.reader.epoch() + 1);
+        let slot = quarantine_one(&channel, QUARANTINE).await;
+        let _other = channel.slots.acquire(Duration::ZERO).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let back = channel.slots.acquire(QUARANTINE * 2).await.unwrap();
+        assert_eq!(back.slot(), slot);
+        assert!(started.elapsed() >= QUARANTINE, "back after {:?}", started.elapsed());
     }
 
     #[test]
@@ -379,10 +548,7 @@ mod tests {
         let writer = shmbridge::ChannelWriter::create(dir.path(), "users", config).unwrap();
         let manager = ChannelManager::new(writer.path().to_owned());
         let first = manager.get().unwrap();
-        let mut lease = first.slots.acquire(Duration::ZERO).await.unwrap();
-        lease.quarantine_on_drop(Duration::from_secs(600));
-        drop(lease);
-        assert_eq!(first.slots.available(), 1);
+        quarantine_one(&first, Duration::from_secs(600)).await;
         // A read error drops the reader; a missing file fails the next open.
         manager.forget(&first);
         std::fs::rename(writer.path(), dir.path().join("away")).unwrap();

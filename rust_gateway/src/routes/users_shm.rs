@@ -78,7 +78,7 @@ async fn serve(state: &AppState, query: Option<&str>, signal: Signal, t: &mut Ti
 
     // From here until the producer answers, a dropped lease (error, timeout, or the
     // client going away) keeps the slot in quarantine: a late write may land in it.
-    lease.quarantine_on_drop(settings.quarantine());
+    lease.quarantine_on_drop(settings.quarantine(), &channel);
     let asked = Instant::now();
     let answer = match signal::request_write(state, signal, count, slot, request_id).await {
         Ok(answer) => answer,
