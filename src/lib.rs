@@ -23,7 +23,7 @@ mod python;
 
 pub use error::{CreateError, OpenError, ReadError, WriteError};
 pub use layout::{Encoding, Geometry, DEFAULT_SLOT_CAPACITY, DEFAULT_SLOT_COUNT, DEFAULT_SNAPSHOT_SLOTS};
-pub use reader::{ChannelReader, SlotMeta, Snapshot};
+pub use reader::{ChannelReader, SlotMeta, Snapshot, READ_RETRY_BUDGET};
 pub use writer::{ChannelConfig, ChannelWriter, Receipt, SlotWriter};
 
 /// File name of the channel `name` inside its directory.

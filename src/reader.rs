@@ -20,6 +20,7 @@ use std::fs::File;
 use std::hash::Hasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
 
 use twox_hash::XxHash3_64;
 
@@ -31,10 +32,43 @@ use crate::segment::Segment;
 /// The header's fields and checksum as 8-byte words, as they were when the file was opened.
 const HEADER_WORDS: usize = layout::HEADER_READ_LEN / 8;
 
-/// Attempts before a slot that keeps changing is reported as contended.
-const MAX_ATTEMPTS: u32 = 10_000;
+/// How long one read retries a slot that is being written (odd sequence) or changes
+/// under the copy, before it reports the slot as contended. A write that a reader can
+/// meet is short (the gateway reads a slot after its producer said the write is done;
+/// a snapshot ring slot is rewritten only after the ring wraps), so a slot still busy
+/// after this is stuck (a writer died mid-write) or hammered by a foreign writer.
+pub const READ_RETRY_BUDGET: Duration = Duration::from_millis(10);
+/// Attempts always made, whatever the clock says: one copy of a large payload alone
+/// can take milliseconds.
+const MIN_ATTEMPTS: u32 = 3;
 /// Attempts spent spinning before yielding the CPU between retries.
 const SPIN_ATTEMPTS: u32 = 64;
+
+/// The retries of one read, bounded by [`READ_RETRY_BUDGET`].
+struct Retries {
+    started: Instant,
+    attempts: u32,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Self { started: Instant::now(), attempts: 1 }
+    }
+
+    /// Waits a moment before the next attempt; false once the budget is spent.
+    fn again(&mut self) -> bool {
+        if self.attempts >= MIN_ATTEMPTS && self.started.elapsed() >= READ_RETRY_BUDGET {
+            return false;
+        }
+        if self.attempts < SPIN_ATTEMPTS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        self.attempts = self.attempts.saturating_add(1);
+        true
+    }
+}
 
 /// Metadata of a slot, from the same consistent read as its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,26 +218,38 @@ impl ChannelReader {
             return Err(ReadError::NoSuchSlot { slot, slot_count: self.geometry.slot_count });
         }
         self.check_file()?;
-        let mut attempts = 0;
+        self.read_retrying(slot, expected_request_id, out, &mut Retries::new())
+    }
+
+    /// [`read_slot`](Self::read_slot) after its checks, retrying within `retries`.
+    fn read_retrying(
+        &self,
+        slot: u32,
+        expected_request_id: Option<u64>,
+        out: &mut Vec<u8>,
+        retries: &mut Retries,
+    ) -> Result<SlotMeta, ReadError> {
         loop {
-            attempts += 1;
             match self.try_read_once(slot, expected_request_id, out) {
                 Attempt::Done(result) => return result,
-                Attempt::Retry if attempts >= MAX_ATTEMPTS => return Err(ReadError::Contended { slot, attempts }),
-                Attempt::Retry if attempts < SPIN_ATTEMPTS => std::hint::spin_loop(),
-                Attempt::Retry => std::thread::yield_now(),
+                Attempt::Retry if !retries.again() => {
+                    return Err(ReadError::Contended { slot, attempts: retries.attempts })
+                }
+                Attempt::Retry => {}
             }
         }
     }
 
     /// Copies the newest snapshot into `out`. A snapshot overwritten while being
-    /// read (the ring wrapped) is retried from the pointer.
+    /// read (the ring wrapped) is retried from the pointer, within the same
+    /// [`READ_RETRY_BUDGET`].
     ///
     /// # Errors
     /// No snapshot yet, a corrupt pointer, or a slot that failed its checks.
     pub fn read_snapshot(&self, out: &mut Vec<u8>) -> Result<Snapshot, ReadError> {
         self.check_file()?;
-        for _ in 0..MAX_ATTEMPTS {
+        let mut retries = Retries::new();
+        loop {
             let Some((generation, ring_index)) = self.snapshot_pointer() else {
                 return Err(ReadError::NoSnapshot);
             };
@@ -213,14 +259,17 @@ impl ChannelReader {
                 });
             }
             let slot = self.geometry.request_slots() + ring_index;
-            match self.read_slot(slot, Some(generation), out) {
+            match self.read_retrying(slot, Some(generation), out, &mut retries) {
                 Ok(meta) => return Ok(Snapshot { generation, meta }),
                 // Overwritten by a newer publish while we looked: follow the pointer again.
-                Err(ReadError::WrongRequest { found, .. }) if found > generation => {}
+                Err(ReadError::WrongRequest { found, .. }) if found > generation => {
+                    if !retries.again() {
+                        return Err(ReadError::Contended { slot, attempts: retries.attempts });
+                    }
+                }
                 Err(other) => return Err(other),
             }
         }
-        Err(ReadError::Contended { slot: self.geometry.request_slots(), attempts: MAX_ATTEMPTS })
     }
 
     /// The current snapshot generation without reading the payload, so a caller

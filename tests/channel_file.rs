@@ -286,3 +286,24 @@ fn corrupted_slot_metadata_and_payload_are_detected() {
     patch(&path, layout::OFF_SNAPSHOT_POINTER, &layout::pack_snapshot_pointer(1, 9).to_le_bytes());
     assert!(matches!(reader.read_snapshot(&mut out), Err(ReadError::CorruptSnapshotPointer { .. })));
 }
+
+#[test]
+fn a_slot_stuck_mid_write_is_reported_after_the_retry_budget() {
+    // What a writer killed between its odd and even stores leaves: an odd sequence forever.
+    let dir = private_dir();
+    let writer = ChannelWriter::create(dir.path(), "users", config(2, 4096)).unwrap();
+    writer.write_bytes(0, 5, Encoding::Json, b"[1]").unwrap();
+    let path = writer.path().to_owned();
+    let reader = ChannelReader::open(&path).unwrap();
+    patch(&path, reader.geometry().slot_header_offset(0) + layout::SLOT_OFF_SEQUENCE, &3u64.to_le_bytes());
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let err = reader.read_slot(0, Some(5), &mut out).unwrap_err();
+    let took = started.elapsed();
+    let ReadError::Contended { slot: 0, attempts } = err else { panic!("expected contention, got {err}") };
+    // The read gives up only once the budget is spent, never sooner; how much later
+    // depends on the scheduler, so it is printed, not asserted.
+    assert!(took >= shmbridge::READ_RETRY_BUDGET, "gave up after {took:?}");
+    println!("stuck slot: contended after {took:?} and {attempts} attempts");
+    assert!(err.to_string().contains("kept changing"), "{err}");
+}
