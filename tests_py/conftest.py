@@ -15,7 +15,30 @@ for path in (str(REPO_ROOT), str(TESTS_DIR)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from helpers import ProducerHandle, start_producer  # noqa: E402
+from helpers import SERVICE_LOGS, ProducerHandle, start_producer  # noqa: E402
+
+#: How much of the end of each service log a failed test shows.
+LOG_TAIL = 6000
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test shows the ends of the logs of the services it started."""
+    report = yield
+    if report.failed:
+        for path in SERVICE_LOGS:
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:
+                text = f"(unreadable: {exc})"
+            report.sections.append((f"service log {path.name}", text[-LOG_TAIL:]))
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _forget_service_logs() -> None:
+    """Each test shows only the logs of its own services."""
+    SERVICE_LOGS.clear()
 
 
 @pytest.fixture

@@ -21,7 +21,14 @@ from types import TracebackType
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, ProducerHandle, clean_env, start_producer, stop_process
+from helpers import (
+    REPO_ROOT,
+    SERVICE_LOGS,
+    ProducerHandle,
+    clean_env,
+    start_producer,
+    stop_process,
+)
 
 from py_producer import native
 
@@ -115,6 +122,8 @@ def start_gateway(
         *extra_args,
     ]
     log_path = tmp_path / "gateway.log"
+    if log_path not in SERVICE_LOGS:
+        SERVICE_LOGS.append(log_path)
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             args,

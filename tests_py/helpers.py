@@ -96,6 +96,11 @@ def _producer_args(settings: Mapping[str, Any]) -> list[str]:
     return args
 
 
+#: Log files of the services the running test started; conftest.py shows their ends
+#: when the test fails, so a failure explains itself.
+SERVICE_LOGS: list[Path] = []
+
+
 def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """os.environ without SHMBRIDGE_* variables (so the caller's shell cannot leak in)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SHMBRIDGE_")}
@@ -218,6 +223,7 @@ def start_producer(
             *extra_args,
         ]
         log_path = tmp_path / f"producer-{port}-{attempt}.log"
+        SERVICE_LOGS.append(log_path)
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
                 args,

@@ -37,7 +37,7 @@ import httpx
 import pytest
 import yaml
 from gateway_helpers import LISTENING, GatewayHandle, gateway_binary
-from helpers import REPO_ROOT, clean_env, free_port, run_producer, start_producer
+from helpers import REPO_ROOT, SERVICE_LOGS, clean_env, free_port, run_producer, start_producer
 
 DEPLOY = REPO_ROOT / "deploy"
 MANIFEST = DEPLOY / "kubernetes.yaml"
@@ -486,6 +486,7 @@ def _mapped(env: Mapping[str, str], mount: str, host_dir: Path) -> dict[str, str
 
 def _start_gateway_with_env(binary: Path, tmp_path: Path, env: Mapping[str, str]) -> GatewayHandle:
     log_path = tmp_path / "gateway.log"
+    SERVICE_LOGS.append(log_path)
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             [str(binary)],
