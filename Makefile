@@ -8,13 +8,15 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
-.PHONY: help venv develop gateway build run test test-python test-rust lint bench microbench clean
+.PHONY: help venv develop gateway build run test test-python test-rust lint bench microbench soak recovery clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
 	@echo "make test   build everything and run every test and check"
 	@echo "make bench  the benchmark (see README)"
 	@echo "make microbench  handoff, slot and Python writer microbenchmarks -> results/microbench.md"
+	@echo "make soak   every test SOAK_RUNS (10) times in a row with every core kept busy"
+	@echo "make recovery  20 producer SIGKILLs under load, shm recovery times -> results/recovery.md"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -71,6 +73,14 @@ microbench: develop
 	$(PY) scripts/microbench_report.py --handoff $(MICRO_TMP)/microbench-handoff.json \
 		--criterion-dir $(MICRO_TARGET)/criterion --python $(MICRO_TMP)/microbench-python.json \
 		--python-markdown $(MICRO_TMP)/microbench-python.md --out-md results/microbench.md --out-json results/microbench.json
+
+# Reliability: the suite again and again on a loaded machine (about 10 x 10 minutes),
+# and the producer killed under load (about 5 minutes). See docs/design.md, Failures.
+soak: build
+	scripts/soak.sh
+
+recovery: build
+	$(PY) scripts/kill_recovery.py $(RECOVERY_ARGS)
 
 clean:
 	cargo clean
