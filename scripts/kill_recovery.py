@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -88,7 +89,9 @@ class Producer:
         self.proc.wait(timeout=30)
 
 
-def start_gateway(producer_url: str, shm_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    producer_url: str, shm_dir: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [str(GATEWAY), "--port", "0", "--producer-url", producer_url, "--shm-dir",
@@ -143,8 +146,9 @@ def main() -> None:
         [str(PY), "-m", "py_producer.dump_users", "--count", str(MAX_COUNT), "--out", users_file],
         cwd=REPO, env=clean_env(), check=True,
     )  # fmt: skip
-    port = int(subprocess.check_output([str(PY), "-c", "import socket; s=socket.socket(); "
-                                        "s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"]))  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
     producer = Producer(port, shm_dir, work / "producer.log")
     wait_until("first producer start", producer.healthy, 120)
     gateway, url = start_gateway(producer.url, shm_dir, work / "gateway.log")

@@ -685,6 +685,29 @@ def gateway_metric(gateway: GatewayHandle, name: str) -> float:
     return 0.0
 
 
+def requests_killed_in_flight(
+    gateway: GatewayHandle, producer: ProducerHandle, url: str, n: int
+) -> list[httpx.Response]:
+    """``n`` concurrent GETs of ``url``, the producer SIGKILLed once they hold ``n``
+    slots (all the gateway's pool); their answers."""
+    answers: list[httpx.Response] = []
+    with httpx.Client(timeout=30) as client:
+        threads = [
+            threading.Thread(target=lambda: answers.append(client.get(url))) for _ in range(n)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while gateway_metric(gateway, "gateway_slots_in_use") < n:
+            assert time.monotonic() < deadline, f"the {n} requests never took the slots"
+            time.sleep(0.01)
+        producer.proc.kill()
+        producer.proc.wait(timeout=10)
+        for thread in threads:
+            thread.join(timeout=30)
+    return answers
+
+
 @pytest.mark.parametrize("signal_mode", ["http", "uds"])
 def test_a_killed_producers_quarantine_ends_with_it(services: Services, signal_mode: str) -> None:
     """Every slot of the pool is in quarantine when the producer is SIGKILLed: the new
@@ -706,22 +729,7 @@ def test_a_killed_producers_quarantine_ends_with_it(services: Services, signal_m
         )
         log_start = len(gateway.log_text())
         url = f"{gateway.url}/api/users-via-shm"
-        with httpx.Client(timeout=30) as client:
-            answers: list[httpx.Response] = []
-            threads = [
-                threading.Thread(target=lambda: answers.append(client.get(f"{url}?count=5")))
-                for _ in range(3)
-            ]
-            for thread in threads:
-                thread.start()
-            deadline = time.monotonic() + 30
-            while gateway_metric(gateway, "gateway_slots_in_use") < 3:
-                assert time.monotonic() < deadline, "the three requests never took the slots"
-                time.sleep(0.01)
-            producer.proc.kill()
-            producer.proc.wait(timeout=10)
-            for thread in threads:
-                thread.join(timeout=30)
+        answers = requests_killed_in_flight(gateway, producer, f"{url}?count=5", 3)
         assert [a.status_code for a in answers] == [502] * 3, [a.text for a in answers]
         quarantined = gateway.log_text()[log_start:].count("slot quarantined")
         if quarantined == 3:
