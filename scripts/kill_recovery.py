@@ -171,6 +171,7 @@ def main() -> None:
             producer = Producer(port, shm_dir, work / "producer.log")
             start_s = wait_until("producer restart", producer.healthy, 120)
             recovery_s = wait_until("shm after the restart", shm_serves, 60)
+            since_kill_s = time.monotonic() - killed
             under_load = load.poll() is None
             stdout, stderr = load.communicate(timeout=300)
             if load.returncode not in (0, 1):
@@ -186,7 +187,7 @@ def main() -> None:
                 "kill": number,
                 "restart_s": round(start_s, 3),
                 "recovery_ms": round(recovery_s * 1000, 1),
-                "since_kill_s": round(time.monotonic() - killed, 3),
+                "since_kill_s": round(since_kill_s, 3),
                 "ok": report["ok"],
                 "errors": report["errors"],
                 "mismatches": report["total_mismatches"],
@@ -226,13 +227,14 @@ def main() -> None:
         f"Median {summary['recovery_ms_median']} ms, worst {summary['recovery_ms_worst']} ms, "
         f"{summary['mismatches']} wrong bodies, {summary['failed_rounds']} failed rounds.",
         "",
-        "| kill | restart (s) | recovery (ms) | ok | errors | wrong bodies | problems |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| kill | restart (s) | recovery (ms) | kill to shm (s) | ok | errors | wrong bodies "
+        "| problems |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rounds:
         lines.append(
-            f"| {r['kill']} | {r['restart_s']} | {r['recovery_ms']} | {r['ok']} | "
-            f"{r['errors']} | {r['mismatches']} | {'; '.join(r['problems']) or '-'} |"
+            f"| {r['kill']} | {r['restart_s']} | {r['recovery_ms']} | {r['since_kill_s']} | "
+            f"{r['ok']} | {r['errors']} | {r['mismatches']} | {'; '.join(r['problems']) or '-'} |"
         )
     args.out_md.write_text("\n".join(lines) + "\n")
     print(json.dumps(summary))
