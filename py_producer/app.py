@@ -100,15 +100,15 @@ def int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | N
     return value
 
 
-def required_int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int:
-    value = int_param(params, name, lo, hi)
-    if value is None:
-        raise ApiError(
-            400,
-            "missing_parameter",
-            f"query parameter '{name}' is required: an integer in {lo}..{hi}",
-        )
-    return value
+#: Users served when a request names no ``count``: what the original service served
+#: (its curl lines and its load test ask without one). The gateway has the same default.
+DEFAULT_COUNT = 100
+
+
+def count_param(params: Mapping[str, str], users: int) -> int:
+    """The ``count`` query parameter in 0..users; absent, ``DEFAULT_COUNT`` (at most ``users``)."""
+    value = int_param(params, "count", 0, users)
+    return min(DEFAULT_COUNT, users) if value is None else value
 
 
 # --- state -------------------------------------------------------------------------------
@@ -434,7 +434,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/users", **docs.USERS_GET)
     async def get_users(request: Request) -> Response:
-        count = required_int_param(request.query_params, "count", 0, len(state.users))
+        count = count_param(request.query_params, len(state.users))
         return Response(state.payload(count), media_type="application/json")
 
     @app.post("/api/users", **docs.USERS_POST)
@@ -475,7 +475,7 @@ def create_app(settings: Settings) -> FastAPI:
                 f"shared memory is unavailable: {state.shm_unavailable or 'no channel'}",
             )
         params = request.query_params
-        count = required_int_param(params, "count", 0, len(state.users))
+        count = count_param(params, len(state.users))
         slot = int_param(params, "slot", 0, channel.slot_count - 1)
         request_id = int_param(params, "request_id", 1, MAX_REQUEST_ID)
         manual = slot is None

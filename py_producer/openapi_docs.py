@@ -56,8 +56,9 @@ def _query(name: str, description: str, *, required: bool, minimum: int) -> dict
 
 COUNT = _query(
     "count",
-    "how many users, from the first: 0..the number of users the producer holds",
-    required=True,
+    "how many users, from the first: 0..the number of users the producer holds; "
+    "absent: 100 (or all of them, if fewer), as the original service served",
+    required=False,
     minimum=0,
 )
 
@@ -97,7 +98,7 @@ USERS_GET: dict[str, Any] = {
     "openapi_extra": {"parameters": [COUNT]},
     "responses": {
         200: _json("the users, in id order", {"type": "array", "items": USER_SCHEMA}),
-        400: _error("count missing, not an integer, or out of range"),
+        400: _error("count not an integer, or out of range"),
     },
 }
 

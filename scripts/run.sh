@@ -42,6 +42,7 @@ shmbridge is up: producer on 127.0.0.1:$PRODUCER_PORT, gateway on 127.0.0.1:$GAT
 
   curl 'http://127.0.0.1:$GATEWAY_PORT/api/users-via-api?count=2'     # REST: gateway -> producer JSON over HTTP
   curl 'http://127.0.0.1:$GATEWAY_PORT/api/users-via-shm?count=2'     # shared memory: same bytes, via the channel file
+  curl 'http://127.0.0.1:$GATEWAY_PORT/api/users-via-api'             # no count: 100 users, as the original served
   curl 'http://127.0.0.1:$GATEWAY_PORT/api/users-via-snapshot?count=2' # the newest snapshot: no call to the producer
   curl 'http://127.0.0.1:$GATEWAY_PORT/api/users-via-shm?count=abc'   # a 400 with a JSON error
   curl 'http://127.0.0.1:$PRODUCER_PORT/api/users?count=2'            # the producer itself

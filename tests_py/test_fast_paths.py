@@ -116,13 +116,21 @@ def test_every_path_serves_the_same_expected_bytes(stack: Stack) -> None:
     assert log.count("snapshot indexed") == 1, log[-3000:]
 
 
+def test_no_count_serves_the_original_services_100_users(stack: Stack) -> None:
+    """The original's curl lines and load test ask without a count: 100 users."""
+    for path in PATHS:
+        for url in (f"{stack.gateway.url}{path}", f"{stack.gateway.url}{path}?"):
+            response = stack.client.get(url)
+            assert response.status_code == 200, (url, response.text[:300])
+            assert response.content == expected_users_json(100), url
+
+
 @pytest.mark.parametrize(
     ("query", "needle"),
     [
         ("count=-1", "without a sign"),
         ("count=abc", "got 'abc'"),
         (f"count={GATEWAY_MAX_COUNT + 1}", f"limit of {GATEWAY_MAX_COUNT}"),
-        ("", "is required"),
         ("count=1&page=2", "'page'"),
     ],
 )

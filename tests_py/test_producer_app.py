@@ -72,13 +72,23 @@ def test_zero_users_is_empty_list(client: TestClient) -> None:
         ("count=%201", "invalid_parameter"),
         (f"count={MAX_COUNT + 1}", "invalid_parameter"),
         ("count=99999999999999999999999", "invalid_parameter"),
-        ("", "missing_parameter"),
-        ("cnt=2", "missing_parameter"),
     ],
 )
 def test_bad_counts(client: TestClient, query: str, kind: str) -> None:
     response = client.get(f"/api/users?{query}")
     assert_error(response, 400, kind, "count")
+
+
+@pytest.mark.parametrize("query", ["", "?"])
+def test_no_count_is_the_original_services_100_users(client: TestClient, query: str) -> None:
+    response = client.get(f"/api/users{query}")
+    assert response.status_code == 200, response.text
+    assert response.content == expected_users_json(100)
+
+
+def test_no_count_is_all_the_users_when_there_are_fewer_than_100(tmp_path: Path) -> None:
+    with make_client(tmp_path, max_count=7) as client:
+        assert client.get("/api/users").content == expected_users_json(7)
 
 
 def test_too_large_names_the_limit(client: TestClient) -> None:

@@ -1,8 +1,10 @@
 //! The `count` query parameter, parsed by hand from the raw query string so that
 //! both endpoints refuse exactly the same inputs with the same sentences.
 //!
-//! Rules: exactly one `count`, no other parameter, a plain decimal integer (no sign,
+//! Rules: at most one `count`, no other parameter, a plain decimal integer (no sign,
 //! no spaces) from 0 to the `--max-count` limit. Keys and values are percent-decoded.
+//! No `count` at all means [`DEFAULT_COUNT`] users, as the original service served
+//! (its curl lines and load test ask without one).
 
 use std::fmt::Write as _;
 
@@ -11,10 +13,6 @@ use crate::settings::MAX_COUNT_SETTING;
 /// Why a query string was refused; `Display` is the sentence sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
-    #[error(
-        "the query parameter 'count' is required: an integer from 0 to {max} (the limit is set by {MAX_COUNT_SETTING})"
-    )]
-    Missing { max: u32 },
     #[error("the query parameter 'count' was given {times} times; give it once")]
     Repeated { times: usize },
     #[error("unknown query parameter{} {names}: only 'count' is accepted", if *.count == 1 { "" } else { "s" })]
@@ -37,11 +35,23 @@ pub enum QueryError {
 /// Longest piece of client input quoted back in an error sentence.
 const QUOTE_LIMIT: usize = 40;
 
-/// Parses the `count` out of a raw query string (`None`: the URL had no `?`).
+/// Users served when the query names no `count` (fewer if `--max-count` is lower).
+pub const DEFAULT_COUNT: u32 = 100;
+
+/// The `count` of a raw query string (`None`: the URL had no `?`), or
+/// [`DEFAULT_COUNT`] (at most `max`) when it names none.
 ///
 /// # Errors
 /// A [`QueryError`] naming the problem and the limit.
 pub fn parse_count(raw_query: Option<&str>, max: u32) -> Result<u32, QueryError> {
+    Ok(given_count(raw_query, max)?.unwrap_or(DEFAULT_COUNT.min(max)))
+}
+
+/// The `count` the query names, if it names one.
+///
+/// # Errors
+/// A [`QueryError`] naming the problem and the limit.
+pub fn given_count(raw_query: Option<&str>, max: u32) -> Result<Option<u32>, QueryError> {
     let mut counts: Vec<String> = Vec::with_capacity(1);
     let mut unknown: Vec<String> = Vec::new();
     for pair in raw_query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -62,8 +72,8 @@ pub fn parse_count(raw_query: Option<&str>, max: u32) -> Result<u32, QueryError>
         return Err(QueryError::Unknown { names, count: unknown.len() });
     }
     match counts.as_slice() {
-        [] => Err(QueryError::Missing { max }),
-        [value] => parse_value(value, max),
+        [] => Ok(None),
+        [value] => parse_value(value, max).map(Some),
         more => Err(QueryError::Repeated { times: more.len() }),
     }
 }
@@ -136,10 +146,15 @@ mod tests {
     }
 
     #[test]
-    fn refuses_missing_and_repeated() {
-        assert_eq!(parse_count(None, MAX), Err(QueryError::Missing { max: MAX }));
-        assert_eq!(count(""), Err(QueryError::Missing { max: MAX }));
+    fn no_count_is_the_default_and_two_are_refused() {
+        assert_eq!(parse_count(None, MAX), Ok(DEFAULT_COUNT));
+        assert_eq!(count(""), Ok(DEFAULT_COUNT));
+        assert_eq!(count("&&"), Ok(DEFAULT_COUNT));
+        assert_eq!(parse_count(None, 7), Ok(7), "never over --max-count");
+        assert_eq!(given_count(None, MAX), Ok(None));
+        assert_eq!(given_count(Some("count=0"), MAX), Ok(Some(0)));
         assert_eq!(count("count=1&count=1"), Err(QueryError::Repeated { times: 2 }));
+        assert!(count("foo=1").is_err(), "another parameter is still refused");
     }
 
     #[test]

@@ -39,6 +39,16 @@ async fn both_paths_serve_the_same_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_count_serves_the_original_services_100_users_on_both_paths() {
+    let (_dir, _producer, _state, app) = setup(4, &[]).await;
+    for url in [API, SHM, &format!("{API}?"), &format!("{SHM}?")] {
+        let answer = get(&app, url).await;
+        assert_eq!(answer.status, StatusCode::OK, "{url}: {}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(answer.body, users_json(100), "{url}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_see_each_others_data() {
     let (_dir, _producer, _state, app) = setup(4, &[]).await;
     let tasks: Vec<_> = (0..24u32)

@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use super::{elapsed_us, finish, Payload, Timings};
 use crate::error::AppError;
-use crate::query::{parse_count, QueryError};
+use crate::query::{given_count, QueryError, DEFAULT_COUNT};
 use crate::snapshot::{IndexedSnapshot, SnapshotBody};
 use crate::state::AppState;
 
@@ -41,8 +41,8 @@ pub async fn users_via_snapshot(State(state): State<AppState>, RawQuery(query): 
 
 async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result<Payload, AppError> {
     let settings = &state.settings;
-    let count = parse_count(query, settings.max_count)?;
-    t.count = Some(count);
+    let count = given_count(query, settings.max_count)?;
+    t.count = count;
 
     let read = Instant::now();
     let channel = state.channel.get()?;
@@ -73,8 +73,8 @@ pub async fn users_via_memory(State(state): State<AppState>, RawQuery(query): Ra
 }
 
 async fn serve_from_memory(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result<Payload, AppError> {
-    let count = parse_count(query, state.settings.max_count)?;
-    t.count = Some(count);
+    let count = given_count(query, state.settings.max_count)?;
+    t.count = count;
     let snapshot = match state.snapshots.current() {
         Some(snapshot) => snapshot,
         None => {
@@ -85,9 +85,11 @@ async fn serve_from_memory(state: &AppState, query: Option<&str>, t: &mut Timing
     first_users(&snapshot, count)
 }
 
-/// The first `count` users of `snapshot`, as its own bytes.
-fn first_users(snapshot: &IndexedSnapshot, count: u32) -> Result<Payload, AppError> {
+/// The first `count` users of `snapshot`, as its own bytes (no `count`: the first
+/// [`DEFAULT_COUNT`], or all of them if it holds fewer).
+fn first_users(snapshot: &IndexedSnapshot, count: Option<u32>) -> Result<Payload, AppError> {
     let users = snapshot.users();
+    let count = count.unwrap_or_else(|| DEFAULT_COUNT.min(u32::try_from(users).unwrap_or(u32::MAX)));
     match usize::try_from(count).ok().and_then(|n| snapshot.body(n)) {
         Some(SnapshotBody::Whole(body)) => Ok(body.into()),
         Some(SnapshotBody::Open(head)) => Ok(Payload::new(head, Bytes::from_static(b"]"))),
