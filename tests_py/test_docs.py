@@ -3,6 +3,8 @@
 - docs/configuration.md's two tables are checked against each service's ``--help``:
   every flag there is documented, every documented flag exists, and each one's
   environment variable and default agree.
+- docs/design.md's signal frame tables are checked against the byte map in
+  src/signal.rs.
 - Every ```python block in docs/python-api.md runs, each in a fresh
   namespace with a temporary working directory.
 """
@@ -21,6 +23,8 @@ from helpers import REPO_ROOT, clean_env, run_producer
 from py_producer import native
 
 CONFIGURATION = REPO_ROOT / "docs" / "configuration.md"
+DESIGN = REPO_ROOT / "docs" / "design.md"
+SIGNAL_RS = REPO_ROOT / "src" / "signal.rs"
 SNIPPET_FILES = [REPO_ROOT / "docs" / "python-api.md"]
 
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
@@ -174,6 +178,52 @@ def test_gateway_flags_are_documented() -> None:
             assert f"`{value}`" in docs[flag].text, (
                 f"gateway {flag}: the docs do not name its value `{value}`"
             )
+
+
+# --- the signal frames --------------------------------------------------------------
+
+
+Field = tuple[int, str, str]
+
+
+def frames_in_code() -> dict[str, list[Field]]:
+    """(offset, name, type) of each field in src/signal.rs's byte map comment."""
+    frames: dict[str, list[Field]] = {}
+    current: list[Field] | None = None
+    for line in SIGNAL_RS.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("//!"):
+            continue
+        text = line[3:].strip()
+        if text.startswith(("request,", "response,")):
+            current = frames.setdefault(text.split(",")[0], [])
+            continue
+        field = re.match(r"(\d+)\s+(\w+)\s+(\[[^\]]*\]|\w+)", text)
+        if field and current is not None:
+            current.append((int(field.group(1)), field.group(2), field.group(3)))
+        elif not text:
+            current = None
+    assert set(frames) == {"request", "response"}, f"cannot read src/signal.rs: {frames}"
+    return frames
+
+
+def frames_in_docs() -> dict[str, list[Field]]:
+    """(offset, name, type) of each row of design.md's frame tables."""
+    frames: dict[str, list[Field]] = {}
+    current: list[Field] | None = None
+    for line in DESIGN.read_text(encoding="utf-8").splitlines():
+        if line.startswith(("Request, ", "Response, ")):
+            current = frames.setdefault(line.split(",")[0].lower(), [])
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if current is not None and line.startswith("|") and cells[0].isdigit():
+            current.append((int(cells[0]), cells[1], cells[2]))
+        elif current is not None and current and not line.startswith("|"):
+            current = None
+    return frames
+
+
+def test_design_frame_tables_match_the_code() -> None:
+    assert frames_in_docs() == frames_in_code()
 
 
 # --- snippets --------------------------------------------------------------------------
