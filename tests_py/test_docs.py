@@ -25,6 +25,8 @@ from py_producer import native
 CONFIGURATION = REPO_ROOT / "docs" / "configuration.md"
 DESIGN = REPO_ROOT / "docs" / "design.md"
 SIGNAL_RS = REPO_ROOT / "src" / "signal.rs"
+BENCHMARK = REPO_ROOT / "docs" / "benchmark.md"
+BENCH_RESULTS = REPO_ROOT / "results" / "bench.md"
 SNIPPET_FILES = [REPO_ROOT / "docs" / "python-api.md"]
 
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
@@ -224,6 +226,23 @@ def frames_in_docs() -> dict[str, list[Field]]:
 
 def test_design_frame_tables_match_the_code() -> None:
     assert frames_in_docs() == frames_in_code()
+
+
+# --- the benchmark's table ------------------------------------------------------------
+
+
+def table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def test_benchmark_page_has_the_latest_results() -> None:
+    """docs/benchmark.md's full table is results/bench.md's, as the last run wrote it."""
+    page = BENCHMARK.read_text(encoding="utf-8")
+    assert "### The full table" in page, "docs/benchmark.md lost its '### The full table'"
+    section = page.split("### The full table", 1)[1].split("\n## ", 1)[0]
+    assert table_lines(section) == table_lines(BENCH_RESULTS.read_text(encoding="utf-8")), (
+        "docs/benchmark.md's full table differs from results/bench.md: copy the new tables"
+    )
 
 
 # --- snippets --------------------------------------------------------------------------
