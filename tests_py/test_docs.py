@@ -5,7 +5,7 @@
   environment variable and default agree.
 - docs/design.md's signal frame tables are checked against the byte map in
   src/signal.rs.
-- Every ```python block in docs/python-api.md runs, each in a fresh
+- Every ```python block in README.md and docs/python-api.md runs, each in a fresh
   namespace with a temporary working directory.
 """
 
@@ -27,7 +27,7 @@ DESIGN = REPO_ROOT / "docs" / "design.md"
 SIGNAL_RS = REPO_ROOT / "src" / "signal.rs"
 BENCHMARK = REPO_ROOT / "docs" / "benchmark.md"
 BENCH_RESULTS = REPO_ROOT / "results" / "bench.md"
-SNIPPET_FILES = [REPO_ROOT / "docs" / "python-api.md"]
+SNIPPET_FILES = [REPO_ROOT / "README.md", REPO_ROOT / "docs" / "python-api.md"]
 
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 ENV = re.compile(r"\b(?:SHMBRIDGE_[A-Z0-9_]+|RUST_LOG)\b")
