@@ -1,4 +1,4 @@
-"""A tiny client of the signal socket's frame protocol, written from the README's table.
+"""A tiny client of the signal socket's frame protocol (the frame tables: docs/design.md).
 
 Request, 32 bytes little-endian: magic ``SBRQ``, version u16 = 1, op u16 (1 = write
 users), slot u32, timeout_ms u32, request_id u64, count u64.

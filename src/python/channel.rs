@@ -288,7 +288,7 @@ impl Channel {
     /// listener keeps serving. A request whose budget (its frame's ``timeout_ms``)
     /// is spent is answered "timed out" without calling the handler, and inside the
     /// handler ``write_json``/``write_bytes``/``reserve`` raise TimeoutError once it
-    /// is spent: a write starts in time or never. The frame format is in the README.
+    /// is spent: a write starts in time or never. The frame format is in src/signal.rs.
     ///
     /// ``spin_us`` (0 to 1000, default 0): after answering, a connection polls for its
     /// next request for up to this many microseconds before it sleeps, when no other
