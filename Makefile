@@ -8,12 +8,14 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
-.PHONY: help venv develop gateway build run test test-python test-rust test-versions lint bench microbench clean
+.PHONY: help venv develop gateway build run test test-python test-rust test-versions lint bench microbench \
+	wheels test-wheels clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
 	@echo "make test   build everything and run every test and check"
 	@echo "make test-versions  the native module's tests on CPython 3.12, 3.13 and the abi3 build (part of make test)"
+	@echo "make wheels  manylinux2014 wheels for 3.11, 3.12, 3.13 and abi3, and an sdist, into dist/; checks them"
 	@echo "make bench  the benchmark (see README)"
 	@echo "make microbench  handoff, slot and Python writer microbenchmarks -> results/microbench.md"
 
@@ -79,6 +81,17 @@ microbench: develop
 		--criterion-dir $(MICRO_TARGET)/criterion --python $(MICRO_TMP)/microbench-python.json \
 		--python-markdown $(MICRO_TMP)/microbench-python.md --out-md results/microbench.md --out-json results/microbench.json
 
+# manylinux2014 (glibc 2.17) x86_64 wheels, one per CPython found (3.11, 3.12, 3.13) and
+# the abi3 one, and the sdist, in dist/; auditwheel shows each; then test-wheels.
+wheels: venv
+	scripts/build_wheels.sh
+	$(MAKE) test-wheels
+
+# Installs each wheel in dist/ into a fresh venv of each interpreter it serves, and the
+# sdist into one (a build from source), and does a round trip (tests_py/test_wheels.py).
+test-wheels: venv
+	$(PY) -m pytest -q -s -rs -m wheels tests_py/test_wheels.py
+
 clean:
 	cargo clean
-	rm -rf $(VENV) $(VENV)-3.* python/shmbridge/*.so
+	rm -rf $(VENV) $(VENV)-3.* dist python/shmbridge/*.so
