@@ -3,6 +3,10 @@
 //! support (the message a user of the sdist sees). Without it: nothing.
 
 fn main() {
+    // Without this line cargo would rerun the script, and rebuild the crate, whenever
+    // any file of the package changed (docs, tests_py, ...). pyo3's own configuration
+    // reaches it as a build dependency, which reruns it when that changes.
+    println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "python")]
     python::check_and_configure();
 }
