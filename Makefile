@@ -8,11 +8,14 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
-.PHONY: help venv develop gateway build run test test-python test-rust lint bench microbench soak recovery clean
+.PHONY: help venv develop gateway build run test test-python test-rust test-versions lint bench microbench \
+	wheels test-wheels soak recovery clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
 	@echo "make test   build everything and run every test and check"
+	@echo "make test-versions  the native module's tests on CPython 3.12, 3.13 and the abi3 build (part of make test)"
+	@echo "make wheels  manylinux2014 wheels for 3.11, 3.12, 3.13 and abi3, and an sdist, into dist/; checks them"
 	@echo "make bench  the benchmark (see README)"
 	@echo "make microbench  handoff, slot and Python writer microbenchmarks -> results/microbench.md"
 	@echo "make soak   every test SOAK_RUNS (10) times in a row with every core kept busy"
@@ -37,7 +40,7 @@ build: develop gateway
 run: build
 	scripts/run.sh
 
-test: build test-rust test-python lint
+test: build test-rust test-python test-versions lint
 
 test-python:
 	SHMBRIDGE_GATEWAY_BIN=$(abspath $(GATEWAY_BIN)) $(PY) -m pytest -q tests_py
@@ -47,10 +50,16 @@ test-rust:
 	# The bindings' own unit tests (the JSON writer's) need the `python` feature.
 	cargo test -p shmbridge --features python --lib
 
+# The native module's tests on the other supported interpreters (each one missing is
+# reported as SKIPPED), and the abi3 build's on all of them: scripts/test_versions.sh.
+test-versions: venv
+	scripts/test_versions.sh
+
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p shmbridge --all-targets --features python -- -D warnings
+	cargo clippy -p shmbridge --all-targets --features abi3 -- -D warnings
 	$(VENV)/bin/ruff check python py_producer tests_py scripts
 	$(VENV)/bin/ruff format --check python py_producer tests_py scripts
 	$(VENV)/bin/mypy python/shmbridge py_producer scripts
@@ -82,6 +91,17 @@ soak: build
 recovery: build
 	$(PY) scripts/kill_recovery.py $(RECOVERY_ARGS)
 
+# manylinux2014 (glibc 2.17) x86_64 wheels, one per CPython found (3.11, 3.12, 3.13) and
+# the abi3 one, and the sdist, in dist/; auditwheel shows each; then test-wheels.
+wheels: venv
+	scripts/build_wheels.sh
+	$(MAKE) test-wheels
+
+# Installs each wheel in dist/ into a fresh venv of each interpreter it serves, and the
+# sdist into one (a build from source), and does a round trip (tests_py/test_wheels.py).
+test-wheels: venv
+	$(PY) -m pytest -q -s -rs -m wheels tests_py/test_wheels.py
+
 clean:
 	cargo clean
-	rm -rf $(VENV) python/shmbridge/*.so
+	rm -rf $(VENV) $(VENV)-3.* dist python/shmbridge/*.so

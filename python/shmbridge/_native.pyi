@@ -62,6 +62,10 @@ class NotSerializable(ShmError, TypeError):
 def dumps(obj: object) -> bytes:
     """Compact JSON bytes of `obj`, the same bytes as ``orjson.dumps(obj)``."""
 
+def _direct_reads() -> list[str]:
+    """Objects the serializer reads directly here (``dict``, ``int-3.11`` or ``int-3.12``);
+    empty in the abi3 build, which uses the C API only."""
+
 @final
 class Receipt:
     """What a completed write published."""

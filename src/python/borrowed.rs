@@ -7,17 +7,28 @@
 //! spends outside its own code; these helpers read CPython's objects directly
 //! where the (non-limited) API describes their layout, and where it does not
 //! (a dict's entry table, an int's digits) only after [`Layouts::get`] has
-//! checked, once per process, that this interpreter is CPython 3.11 with the
-//! layout they expect; elsewhere they fall back to the C API. They are sound
-//! only while no Python code runs, which [`GcPause`] and the serializer's rules
-//! guarantee (see `json.rs`).
+//! checked, once per process, that this interpreter is CPython 3.11, 3.12 or
+//! 3.13 with the layout they expect; elsewhere they fall back to the C API.
+//! They are sound only while no Python code runs, which [`GcPause`] and the
+//! serializer's rules guarantee (see `json.rs`).
+//!
+//! Built for the stable ABI (`Py_LIMITED_API`, the cargo feature "abi3"), the
+//! same functions take the C API's path only: no object is read directly. A
+//! free-threaded build (`Py_GIL_DISABLED`) also reads no dict or int directly
+//! (its object headers and dict keys differ), and 3.14 and later read str
+//! objects through the C API (pyo3 no longer describes their layout there).
 
 use std::marker::PhantomData;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyDictMethods, PyInt, PyList, PyString};
+#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
+use pyo3::types::PyDictMethods;
+#[cfg(not(Py_LIMITED_API))]
+use pyo3::types::PyInt;
+use pyo3::types::{PyDict, PyList, PyString};
 
 /// Pauses the cyclic garbage collector while alive (restoring its previous
 /// state on drop), so that no allocation can trigger a collection and with it
@@ -52,37 +63,82 @@ impl Drop for GcPause {
 /// checked once per process (see [`Layouts::get`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Layouts {
-    /// Dicts: CPython 3.11's keys object and entry table ([`DictKeys311`]).
+    /// Dicts: the keys object and entry table of CPython 3.11 to 3.13 (with the
+    /// GIL), [`DictKeys311`].
     dict_311: bool,
-    /// Ints: CPython 3.11's 30-bit digits after the size ([`Long311`]).
-    int_311: bool,
+    /// Ints: which layout of 30-bit digits, if any, is read directly.
+    int: IntLayout,
 }
 
+/// An int's layout, as read by [`small_int`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IntLayout {
+    /// Through `PyLong_AsLongAndOverflow`.
+    Api,
+    /// CPython 3.11: the signed digit count in `ob_size` ([`Long311`]).
+    #[cfg_attr(any(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code, reason = "never read directly there"))]
+    Size311,
+    /// CPython 3.12 and 3.13: sign and digit count in `lv_tag` ([`Long312`]).
+    #[cfg_attr(any(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code, reason = "never read directly there"))]
+    Tag312,
+}
+
+#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
 static LAYOUTS: PyOnceLock<Layouts> = PyOnceLock::new();
 
 impl Layouts {
     /// No direct reads: the C API throughout.
-    pub const NONE: Self = Self { dict_311: false, int_311: false };
+    pub const NONE: Self = Self { dict_311: false, int: IntLayout::Api };
 
-    /// The layouts of this interpreter: on CPython 3.11, each one confirmed by
-    /// reading a few objects made for the purpose and comparing with the C API;
-    /// elsewhere none (the C API is used). The first call checks, under the GIL;
-    /// make it before borrowing anything that relies on the GIL being held.
+    /// The layouts of this interpreter: on CPython 3.11, 3.12 and 3.13, each one
+    /// confirmed by reading a few objects made for the purpose and comparing with
+    /// the C API; elsewhere, in the stable-ABI build and in a free-threaded one,
+    /// none (the C API is used). The first call checks, under the GIL; make it
+    /// before borrowing anything that relies on the GIL being held.
     pub fn get(py: Python<'_>) -> Self {
-        *LAYOUTS.get_or_init(py, || {
-            let version = py.version_info();
-            if (version.major, version.minor) != (3, 11) {
-                return Self::NONE;
-            }
-            Self { dict_311: dict_layout_holds(py).unwrap_or(false), int_311: int_layout_holds(py).unwrap_or(false) }
-        })
+        #[cfg(any(Py_LIMITED_API, Py_GIL_DISABLED))]
+        {
+            let _ = py;
+            Self::NONE
+        }
+        #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
+        {
+            *LAYOUTS.get_or_init(py, || {
+                let version = py.version_info();
+                let (dict, int) = match (version.major, version.minor) {
+                    (3, 11) => (true, IntLayout::Size311),
+                    (3, 12 | 13) => (true, IntLayout::Tag312),
+                    _ => return Self::NONE,
+                };
+                let dict_311 = dict && dict_layout_holds(py).unwrap_or(false);
+                let int = if int_layout_holds(py, int).unwrap_or(false) { int } else { IntLayout::Api };
+                Self { dict_311, int }
+            })
+        }
+    }
+
+    /// What [`Layouts::get`] found, for tests and diagnostics: `dict` if dicts are
+    /// read directly, and `int-3.11` or `int-3.12` if ints are.
+    pub fn describe(self) -> Vec<&'static str> {
+        let mut direct = Vec::new();
+        if self.dict_311 {
+            direct.push("dict");
+        }
+        match self.int {
+            IntLayout::Api => {}
+            IntLayout::Size311 => direct.push("int-3.11"),
+            IntLayout::Tag312 => direct.push("int-3.12"),
+        }
+        direct
     }
 }
 
 /// The header of CPython 3.11's dict keys object (`struct _dictkeysobject` in
 /// `Include/internal/pycore_dict.h`); the index table (`1 << dk_log2_index_bytes`
 /// bytes) follows it, then `dk_nentries` entries: `(key, value)` pointers for
-/// `DICT_KEYS_UNICODE`, `(hash, key, value)` for `DICT_KEYS_GENERAL`.
+/// `DICT_KEYS_UNICODE`, `(hash, key, value)` for `DICT_KEYS_GENERAL`. CPython
+/// 3.12 and 3.13 keep the same header (3.13 adds a mutex only when free-threaded).
+#[cfg(not(Py_LIMITED_API))]
 #[repr(C)]
 struct DictKeys311 {
     dk_refcnt: ffi::Py_ssize_t,
@@ -94,11 +150,14 @@ struct DictKeys311 {
     dk_nentries: ffi::Py_ssize_t,
 }
 
+#[cfg(not(Py_LIMITED_API))]
 const DICT_KEYS_GENERAL: u8 = 0;
+#[cfg(not(Py_LIMITED_API))]
 const DICT_KEYS_UNICODE: u8 = 1;
 
 /// Whether [`DictItems`]' direct walk finds what `PyDict_Next` finds, in a dict
 /// of str keys with a deleted entry and in one of mixed keys.
+#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
 fn dict_layout_holds(py: Python<'_>) -> PyResult<bool> {
     let unicode = PyDict::new(py);
     for (key, value) in [("a", 1), ("bb", 2), ("c", 3), ("dd", 4)] {
@@ -109,12 +168,13 @@ fn dict_layout_holds(py: Python<'_>) -> PyResult<bool> {
     general.set_item(1, "one")?;
     general.set_item("two", 2)?;
     general.set_item(3, "three")?;
-    let layouts = Layouts { dict_311: true, int_311: false };
+    let layouts = Layouts { dict_311: true, int: IntLayout::Api };
     for dict in [unicode, general] {
         let dict = dict.as_borrowed();
         // SAFETY: only these two private dicts are walked, and nothing runs
-        // between the calls that could modify them. The layout is CPython 3.11's
-        // (checked by the caller), so the direct walk reads within the entry table.
+        // between the calls that could modify them. The interpreter is CPython
+        // 3.11 to 3.13 with the GIL (checked by the caller), whose dict keys have
+        // one layout, so the direct walk reads within the entry table.
         let (direct, api) = unsafe { (DictItems::new(dict, layouts), DictItems::new(dict, Layouts::NONE)) };
         let direct: Vec<_> = direct.map(|(k, v)| (k.as_ptr(), v.as_ptr())).collect();
         let api: Vec<_> = api.map(|(k, v)| (k.as_ptr(), v.as_ptr())).collect();
@@ -133,6 +193,7 @@ pub struct DictItems<'a, 'py> {
 
 enum Walk {
     /// The entry table read directly.
+    #[cfg(not(Py_LIMITED_API))]
     Entries { table: Table, index: usize },
     /// Through `PyDict_Next`.
     Api { position: ffi::Py_ssize_t },
@@ -146,10 +207,14 @@ impl<'a, 'py> DictItems<'a, 'py> {
     /// [`GcPause`] alive.
     #[inline]
     pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts) -> Self {
+        #[cfg_attr(Py_LIMITED_API, allow(unused_mut, reason = "no direct walk there"))]
         let mut walk = Walk::Api { position: 0 };
+        #[cfg(Py_LIMITED_API)]
+        let _ = layouts;
+        #[cfg(not(Py_LIMITED_API))]
         if layouts.dict_311 {
             // SAFETY: `dict` is a live dict (or subclass), the GIL is held, and
-            // `layouts.dict_311` says the layout is CPython 3.11's.
+            // `layouts.dict_311` says the layout is CPython 3.11's (3.11 to 3.13).
             if let Some(table) = unsafe { entry_table(dict.as_ptr()) } {
                 walk = Walk::Entries { table, index: 0 };
             }
@@ -159,6 +224,7 @@ impl<'a, 'py> DictItems<'a, 'py> {
 }
 
 /// Where a combined dict's entries are (CPython 3.11 layout).
+#[cfg(not(Py_LIMITED_API))]
 #[derive(Clone, Copy)]
 struct Table {
     /// The keys object (header, index table, entries), for prefetching.
@@ -171,6 +237,7 @@ struct Table {
     count: usize,
 }
 
+#[cfg(not(Py_LIMITED_API))]
 impl Table {
     /// The end of the entries (one past the last).
     fn end(&self) -> *const u8 {
@@ -183,7 +250,8 @@ impl Table {
 ///
 /// # Safety
 /// `op` is a live dict (or dict subclass) object, the GIL is held, and this is
-/// CPython 3.11 with its dict layout ([`Layouts`]' `dict_311`).
+/// CPython 3.11 to 3.13 with that dict layout ([`Layouts`]' `dict_311`).
+#[cfg(not(Py_LIMITED_API))]
 #[inline(always)]
 unsafe fn entry_table(op: *mut ffi::PyObject) -> Option<Table> {
     let op = op.cast::<ffi::PyDictObject>();
@@ -215,6 +283,7 @@ unsafe fn entry_table(op: *mut ffi::PyObject) -> Option<Table> {
 /// # Safety
 /// `table` was found by [`entry_table`] for a dict that is still alive and has
 /// not been modified since, and `index < table.count`.
+#[cfg(not(Py_LIMITED_API))]
 #[inline(always)]
 unsafe fn entry(table: &Table, index: usize) -> (*mut ffi::PyObject, *mut ffi::PyObject) {
     // SAFETY: `index < count`, so the entry is inside the table, whose key and
@@ -232,6 +301,7 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
     fn next(&mut self) -> Option<Self::Item> {
         let py = self.dict.py();
         match &mut self.walk {
+            #[cfg(not(Py_LIMITED_API))]
             Walk::Entries { table, index } => {
                 while *index < table.count {
                     // SAFETY: `index < count`; the table is the dict's, which by the
@@ -269,18 +339,46 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
 /// CPython 3.11's int (`struct _longobject` in `Include/cpython/longintrepr.h`):
 /// the size, whose sign is the int's and whose magnitude is the number of
 /// digits, then the digits, 30 bits each, least significant first.
+#[cfg(not(Py_LIMITED_API))]
 #[repr(C)]
 struct Long311 {
     ob_base: ffi::PyVarObject,
     ob_digit: [u32; 1],
 }
 
-/// Whether [`small_int`]'s direct read gives what `PyLong_AsLongAndOverflow` gives.
-fn int_layout_holds(py: Python<'_>) -> PyResult<bool> {
-    let layouts = Layouts { dict_311: false, int_311: true };
-    for v in
-        [0i64, 1, -1, 7, 1 << 29, (1 << 30) - 1, 1 << 30, -(1 << 30), (1 << 60) - 1, -(1 << 60) + 1, 1 << 60, i64::MIN]
-    {
+/// CPython 3.12's and 3.13's int (`struct _longobject` and `_PyLongValue` in
+/// `Include/cpython/longintrepr.h`): a tag whose bits 3 and up are the number of
+/// digits and whose two low bits the sign (0 positive, 1 zero, 2 negative), then
+/// the digits as in 3.11.
+#[cfg(not(Py_LIMITED_API))]
+#[repr(C)]
+struct Long312 {
+    ob_base: ffi::PyObject,
+    lv_tag: usize,
+    ob_digit: [u32; 1],
+}
+
+/// Whether [`small_int`]'s direct read with `layout` gives what
+/// `PyLong_AsLongAndOverflow` gives, for ints of 0, 1 and 2 digits and more.
+#[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
+fn int_layout_holds(py: Python<'_>, layout: IntLayout) -> PyResult<bool> {
+    let layouts = Layouts { dict_311: false, int: layout };
+    for v in [
+        0i64,
+        1,
+        -1,
+        7,
+        -7,
+        1 << 29,
+        (1 << 30) - 1,
+        1 << 30,
+        -(1 << 30),
+        (1 << 60) - 1,
+        -(1 << 60) + 1,
+        1 << 60,
+        i64::MAX,
+        i64::MIN,
+    ] {
         let int = v.into_pyobject(py)?;
         let int = int.as_any().as_borrowed();
         if small_int(int, layouts) != Some(v) || small_int(int, Layouts::NONE) != Some(v) {
@@ -294,29 +392,38 @@ fn int_layout_holds(py: Python<'_>) -> PyResult<bool> {
 /// raising (and so without allocating an exception object); `None` otherwise.
 #[inline]
 pub fn small_int(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<i64> {
-    use pyo3::PyTypeInfo;
-    if layouts.int_311 && obj.get_type_ptr() == PyInt::type_object_raw(obj.py()) {
-        // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed` proves
-        // both), and `layouts.int_311` says this is CPython 3.11 with 30-bit digits
-        // (checked against PyLong_AsLongAndOverflow): the object is a `Long311`
-        // with `|ob_size|` digits, so `ob_digit[0]` exists when the size is not 0
-        // and `ob_digit[1]` when its magnitude is 2. Ints are immutable.
-        let direct = unsafe {
-            let long = obj.as_ptr().cast::<Long311>();
-            let size = (*long).ob_base.ob_size;
-            let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
-            match size.unsigned_abs() {
-                0 => Some(0),
-                1 => Some(i64::from(*digits)),
-                2 => Some(i64::from(*digits) | (i64::from(*digits.add(1)) << 30)),
-                _ => None,
+    #[cfg(not(Py_LIMITED_API))]
+    if layouts.int != IntLayout::Api && obj.get_type_ptr() == <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()) {
+        let direct = if layouts.int == IntLayout::Size311 {
+            // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed`
+            // proves both), and `IntLayout::Size311` says this is CPython 3.11 with
+            // 30-bit digits (checked against PyLong_AsLongAndOverflow): the object
+            // is a `Long311` with `|ob_size|` digits, so `ob_digit[0]` exists when
+            // the size is not 0 and `ob_digit[1]` when its magnitude is 2. Ints are
+            // immutable.
+            unsafe {
+                let long = obj.as_ptr().cast::<Long311>();
+                let size = (*long).ob_base.ob_size;
+                let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
+                digits_value(digits, size.unsigned_abs()).map(|magnitude| if size < 0 { -magnitude } else { magnitude })
             }
-            .map(|magnitude| if size < 0 { -magnitude } else { magnitude })
+        } else {
+            // SAFETY: as above, with `IntLayout::Tag312`: CPython 3.12 or 3.13 with
+            // the GIL (checked against PyLong_AsLongAndOverflow), whose int is a
+            // `Long312` with `lv_tag >> 3` digits (at least one allocated).
+            unsafe {
+                let long = obj.as_ptr().cast::<Long312>();
+                let tag = (*long).lv_tag;
+                let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
+                digits_value(digits, tag >> 3).map(|magnitude| if tag & 3 == 2 { -magnitude } else { magnitude })
+            }
         };
         if direct.is_some() {
             return direct;
         }
     }
+    #[cfg(Py_LIMITED_API)]
+    let _ = layouts;
     let mut overflow: std::ffi::c_int = 0;
     // SAFETY: `obj` is a live object and the GIL is held (`Borrowed` proves both).
     // For an int, PyLong_AsLongAndOverflow reports overflow through `overflow`
@@ -335,6 +442,25 @@ pub fn small_int(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<i64> 
     Some(i64::from(value))
 }
 
+/// The magnitude of an int of `count` 30-bit digits at `digits`, if at most two.
+///
+/// # Safety
+/// `digits` points to at least `count` digits of a live int (`ob_digit[1]` is
+/// read only when `count` is 2, `ob_digit[0]` only when it is 1 or 2).
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+unsafe fn digits_value(digits: *const u32, count: usize) -> Option<i64> {
+    // SAFETY: by the contract, each digit read is one of the int's `count`.
+    unsafe {
+        match count {
+            0 => Some(0),
+            1 => Some(i64::from(*digits)),
+            2 => Some(i64::from(*digits) | (i64::from(*digits.add(1)) << 30)),
+            _ => None,
+        }
+    }
+}
+
 /// The UTF-8 text of a str as CPython keeps it in the object, with no copy:
 /// read straight from the object when it is there (an ASCII str's own data, or
 /// the UTF-8 cache of a non-ASCII one), else through one call that encodes it
@@ -345,6 +471,9 @@ pub fn small_int(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<i64> 
 #[inline(always)]
 pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
     let op = s.as_ptr();
+    #[cfg(any(Py_LIMITED_API, Py_3_14))]
+    let direct: Option<(*const u8, ffi::Py_ssize_t)> = None;
+    #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
     // SAFETY: `s` is a live str (or str subclass) and the GIL is held (`Borrowed`
     // proves both), so `op` points to at least a `PyASCIIObject`, whose `state`
     // bit field and `length` these reads take, as `PyUnicode_IS_COMPACT` and
@@ -387,36 +516,64 @@ pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
 
 /// A list's items as borrowed references (no reference counting).
 ///
-/// In a long list of dicts (CPython 3.11 layout only), each step also asks the
-/// CPU to start loading what the dicts a few items on will need: a list built
-/// item by item is far bigger than the caches, and a walk that only loads what
-/// it needs now waits on memory at every object.
+/// In a long list of dicts (CPython 3.11 to 3.13 dict layout only), each step
+/// also asks the CPU to start loading what the dicts a few items on will need: a
+/// list built item by item is far bigger than the caches, and a walk that only
+/// loads what it needs now waits on memory at every object. In the stable-ABI
+/// build the items come one by one from `PyList_GetItem`.
 pub struct ListItems<'a, 'py> {
     py: Python<'py>,
+    #[cfg(not(Py_LIMITED_API))]
     items: std::slice::Iter<'a, *mut ffi::PyObject>,
     /// Prefetch ahead (see above).
+    #[cfg(not(Py_LIMITED_API))]
     ahead: bool,
+    #[cfg(Py_LIMITED_API)]
+    list: Borrowed<'a, 'py, PyList>,
+    /// The next item's index, and the list's length.
+    #[cfg(Py_LIMITED_API)]
+    index: ffi::Py_ssize_t,
+    #[cfg(Py_LIMITED_API)]
+    len: ffi::Py_ssize_t,
 }
 
 /// Lists shorter than this are walked without prefetching. Measured with the
 /// producer's users (about 700 bytes of objects each) on this 2-core machine
 /// (32 MiB L3): at 1,000 and 10,000 users, whose objects stay in the caches
 /// between calls, prefetching cost 5-7 %; at 100,000 it saved 10-13 %.
+#[cfg(not(Py_LIMITED_API))]
 const PREFETCH_MIN_LEN: usize = 32 * 1024;
 /// How many items ahead each kind of prefetch runs: the dict objects, their
 /// entry tables, and the objects the entries point to. Each stage reads only
 /// what the one before it has (probably) brought in.
+#[cfg(not(Py_LIMITED_API))]
 const AHEAD_OBJECT: usize = 6;
+#[cfg(not(Py_LIMITED_API))]
 const AHEAD_TABLE: usize = 4;
+#[cfg(not(Py_LIMITED_API))]
 const AHEAD_VALUES: usize = 2;
 /// At most this many cache lines of an entry table, and values, per dict.
+#[cfg(not(Py_LIMITED_API))]
 const PREFETCH_TABLE_LINES: usize = 8;
+#[cfg(not(Py_LIMITED_API))]
 const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
     /// # Safety
     /// As for [`DictItems::new`]: no Python code may run while the iterator or
     /// an item it returned is in use (nothing may modify `list`).
+    #[cfg(Py_LIMITED_API)]
+    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
+        use pyo3::types::PyListMethods;
+        let _ = layouts;
+        let len = ffi::Py_ssize_t::try_from(list.len()).unwrap_or(0);
+        Self { py: list.py(), list, index: 0, len }
+    }
+
+    /// # Safety
+    /// As for [`DictItems::new`]: no Python code may run while the iterator or
+    /// an item it returned is in use (nothing may modify `list`).
+    #[cfg(not(Py_LIMITED_API))]
     pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
         let op = list.as_ptr();
         // SAFETY: `list` is a live list (or list subclass) and the GIL is held, so
@@ -438,6 +595,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
     }
 
     /// The prefetches of one step (see the type's docs).
+    #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     fn prefetch_ahead(&self) {
         let rest = self.items.as_slice();
@@ -469,6 +627,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
     }
 
     /// The entry table of `obj`, an item of the list, if it is an exact dict.
+    #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     fn dict_table(&self, obj: *mut ffi::PyObject) -> Option<Table> {
         // SAFETY: `obj` is an item of the list: a live object (see `next`), whose
@@ -486,6 +645,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
 
 /// Asks the CPU to start loading the cache line at `address` (a hint: it reads
 /// nothing the program sees and cannot fault, whatever the address).
+#[cfg(not(Py_LIMITED_API))]
 #[inline(always)]
 fn prefetch(address: *const u8) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
@@ -502,6 +662,29 @@ fn prefetch(address: *const u8) {
 impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     type Item = Borrowed<'a, 'py, PyAny>;
 
+    #[cfg(Py_LIMITED_API)]
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.len {
+            return None;
+        }
+        // SAFETY: `self.list` is a live list (borrowed for 'a) and the GIL is held
+        // ('py); PyList_GetItem checks the index, and returns a borrowed reference
+        // or NULL with an IndexError set.
+        let item = unsafe { ffi::PyList_GetItem(self.list.as_ptr(), self.index) };
+        self.index += 1;
+        if item.is_null() {
+            // Not reached: the index is below the length, which by the contract of
+            // `new` does not change. End the walk without leaving the error set.
+            drop(PyErr::take(self.py));
+            return None;
+        }
+        // SAFETY: a list's items are non-null strong references owned by the list,
+        // which lives for 'a and, by the contract of `new`, is not modified meanwhile.
+        Some(unsafe { Borrowed::from_ptr(self.py, item) })
+    }
+
+    #[cfg(not(Py_LIMITED_API))]
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.ahead {

@@ -24,6 +24,14 @@ fn dumps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(obj.py(), &out))
 }
 
+/// Which objects the serializer reads directly on this interpreter (see
+/// `borrowed::Layouts`): `dict`, and `int-3.11` or `int-3.12`; empty in the
+/// stable-ABI build, which uses the C API only. For tests and bug reports.
+#[pyfunction]
+fn _direct_reads(py: Python<'_>) -> Vec<&'static str> {
+    borrowed::Layouts::get(py).describe()
+}
+
 /// The `atexit` hook: stops the signal listeners still running (see [`signal`]).
 #[pyfunction]
 fn _stop_signal_listeners(py: Python<'_>) {
@@ -31,14 +39,20 @@ fn _stop_signal_listeners(py: Python<'_>) {
 }
 
 /// Shared-memory channels between a Python producer and Rust (or Python) readers.
+///
+/// `gil_used = true`: the JSON serializer reads objects through borrowed
+/// references and relies on the GIL to keep them alive and unchanged, so a
+/// free-threaded interpreter turns the GIL back on when it imports the module.
 #[pymodule]
-#[pyo3(name = "_native")]
+#[pyo3(name = "_native", gil_used = true)]
 fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<channel::Channel>()?;
     module.add_class::<channel::Receipt>()?;
     module.add_class::<reservation::Reservation>()?;
     module.add_class::<reader::Reader>()?;
     module.add_function(wrap_pyfunction!(dumps, module)?)?;
+    // Not in `__all__`: a diagnostic, not part of the API `shmbridge` re-exports.
+    module.setattr("_direct_reads", wrap_pyfunction!(_direct_reads, module)?)?;
     let hook = wrap_pyfunction!(_stop_signal_listeners, module)?;
     module.py().import("atexit")?.call_method1("register", (hook,))?;
     errors::register(module)?;
