@@ -1,0 +1,117 @@
+//! A direct JSON serializer over Python's own types, writing into a slot.
+//!
+//! Output is byte-identical to `orjson.dumps(obj)` for the types both accept
+//! (compact separators, UTF-8 left as is, the same escapes and float text), and
+//! parses back to `json.loads(json.dumps(obj))` in general (big ints and non-str
+//! dict keys are accepted the way `json.dumps` accepts them; orjson refuses them).
+//!
+//! Values go through a 64 KiB staging buffer that is flushed into the slot with
+//! [`Sink::write_chunk`] (for a slot: `SlotWriter::write_all`, which checksums the
+//! stream and refuses to pass the capacity). The hot path creates no Python
+//! objects and touches no reference counts:
+//! - dicts are walked with borrowed references (see [`borrowed`]), which is sound
+//!   because no Python code runs while the serializer does: it holds the GIL
+//!   throughout, calls nothing that runs Python code, and pauses the cyclic GC
+//!   (the only way an allocation could run a finalizer) for the duration;
+//! - keys seen before, and short str values seen twice, are found by address in
+//!   small caches and copied whole.
+
+use std::cell::Cell;
+use std::ops::Deref;
+
+mod cache;
+mod error;
+mod escape;
+mod number;
+mod walk;
+
+use pyo3::prelude::*;
+
+use super::borrowed;
+use crate::error::WriteError;
+use crate::writer::{ChannelWriter, SlotWriter};
+
+use cache::{CacheSlots, CachedText, SeenOnce, TextCache, CACHE_SLOTS};
+pub use error::{describe, SerializeError};
+use walk::{Serializer, Types};
+
+/// Containers nested deeper than this are refused (this also stops cycles).
+/// orjson's limit too, so both accept exactly the same values.
+pub const MAX_DEPTH: u32 = 254;
+/// Bytes staged before a flush into the slot.
+pub const STAGING_CAPACITY: usize = 64 * 1024;
+
+/// Where serialized chunks go.
+pub trait Sink {
+    /// Appends `bytes` to the output.
+    ///
+    /// # Errors
+    /// The output is full ([`WriteError::TooLarge`]) or closed.
+    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError>;
+}
+
+impl<W: Deref<Target = ChannelWriter>> Sink for SlotWriter<W> {
+    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.write_all(bytes)
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Buffers reused across calls: the staging buffer and the caches' slots.
+struct Scratch {
+    buf: Vec<u8>,
+    keys: CacheSlots,
+    values: CacheSlots,
+    seen: Box<[usize; CACHE_SLOTS]>,
+}
+
+thread_local! {
+    /// One scratch per thread, taken while in use (so a nested call, should one
+    /// ever happen, simply allocates its own).
+    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+/// Serializes `obj` as JSON into `sink`.
+///
+/// # Errors
+/// A value without a JSON form (with its path), or the sink refusing a chunk.
+/// Part of the output may have reached the sink; the caller abandons it.
+pub fn serialize<S: Sink>(obj: &Bound<'_, PyAny>, sink: &mut S) -> Result<(), SerializeError> {
+    let py = obj.py();
+    let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
+        buf: vec![0; STAGING_CAPACITY],
+        keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        seen: Box::new([0; CACHE_SLOTS]),
+    });
+    // Before the pause: the first call checks the layouts (see `Layouts::get`).
+    let layouts = borrowed::Layouts::get(py);
+    let gc = borrowed::GcPause::new(py);
+    let mut ser = Serializer {
+        buf: scratch.buf,
+        pos: 0,
+        sink,
+        types: Types::new(py),
+        layouts,
+        keys: TextCache::new(scratch.keys),
+        values: TextCache::new(scratch.values),
+        seen: SeenOnce { addresses: scratch.seen },
+        _gc: &gc,
+    };
+    let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
+    let Serializer { buf, keys, values, seen, .. } = ser;
+    SCRATCH.set(Some(Scratch {
+        buf,
+        keys: keys.into_cleared_slots(),
+        values: values.into_cleared_slots(),
+        seen: seen.addresses,
+    }));
+    drop(gc);
+    result
+}

@@ -1,0 +1,391 @@
+//! The type walk: each Python value written as JSON into the staging buffer.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use super::borrowed;
+use super::cache::{SeenOnce, TextCache, CACHED_COPY};
+use super::error::{SerializeError, Step};
+use super::escape::escape_into;
+use super::number::{float_text, int_text, write_i64, FloatText};
+use super::{Sink, MAX_DEPTH};
+
+/// The exact types, compared by address before any `isinstance` check.
+pub(super) struct Types {
+    pub(super) str_: *mut pyo3::ffi::PyTypeObject,
+    pub(super) int: *mut pyo3::ffi::PyTypeObject,
+    pub(super) dict: *mut pyo3::ffi::PyTypeObject,
+    pub(super) list: *mut pyo3::ffi::PyTypeObject,
+    pub(super) float: *mut pyo3::ffi::PyTypeObject,
+    pub(super) bool_: *mut pyo3::ffi::PyTypeObject,
+    pub(super) tuple: *mut pyo3::ffi::PyTypeObject,
+}
+
+impl Types {
+    pub(super) fn new(py: Python<'_>) -> Self {
+        use pyo3::PyTypeInfo;
+        Self {
+            str_: PyString::type_object_raw(py),
+            int: PyInt::type_object_raw(py),
+            dict: PyDict::type_object_raw(py),
+            list: PyList::type_object_raw(py),
+            float: PyFloat::type_object_raw(py),
+            bool_: PyBool::type_object_raw(py),
+            tuple: PyTuple::type_object_raw(py),
+        }
+    }
+}
+/// Source bytes escaped per step; a step needs at most `6 * STEP + 16` bytes of room.
+pub(super) const STEP: usize = 4096;
+
+pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
+    /// Staging buffer of `STAGING_CAPACITY` bytes; `buf[..pos]` is pending output.
+    pub(super) buf: Vec<u8>,
+    pub(super) pos: usize,
+    pub(super) sink: &'s mut S,
+    pub(super) types: Types,
+    /// Which object layouts may be read directly.
+    pub(super) layouts: borrowed::Layouts,
+    pub(super) keys: TextCache<'py>,
+    pub(super) values: TextCache<'py>,
+    pub(super) seen: SeenOnce,
+    /// Proof that the cyclic GC is paused while borrowed references are in use.
+    pub(super) _gc: &'g borrowed::GcPause,
+}
+
+impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
+    pub(super) fn flush(&mut self) -> Result<(), SerializeError> {
+        if self.pos > 0 {
+            self.sink.write_chunk(&self.buf[..self.pos]).map_err(SerializeError::Sink)?;
+            self.pos = 0;
+        }
+        Ok(())
+    }
+
+    /// Makes room for `n` more bytes (`n` at most the staging capacity).
+    #[inline]
+    pub(super) fn reserve(&mut self, n: usize) -> Result<(), SerializeError> {
+        if self.buf.len() - self.pos < n {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn byte(&mut self, b: u8) -> Result<(), SerializeError> {
+        self.reserve(1)?;
+        self.buf[self.pos] = b;
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Copies `bytes` (short: at most a few dozen).
+    #[inline]
+    pub(super) fn small(&mut self, bytes: &[u8]) -> Result<(), SerializeError> {
+        self.reserve(bytes.len())?;
+        for &b in bytes {
+            self.buf[self.pos] = b;
+            self.pos += 1;
+        }
+        Ok(())
+    }
+
+    pub(super) fn value(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        let ty = obj.get_type_ptr();
+        let t = &self.types;
+        // Exact types first, most frequent first; these casts cannot fail.
+        if ty == t.str_ {
+            if let Ok(s) = obj.cast_exact::<PyString>() {
+                return self.string(s);
+            }
+        } else if ty == t.int {
+            return self.int(obj, false);
+        } else if ty == t.dict {
+            if let Ok(d) = obj.cast_exact::<PyDict>() {
+                return self.dict(d, depth);
+            }
+        } else if ty == t.list {
+            if let Ok(l) = obj.cast_exact::<PyList>() {
+                return self.list(l, depth);
+            }
+        } else if ty == t.float {
+            if let Ok(f) = obj.cast_exact::<PyFloat>() {
+                return self.float(f.value());
+            }
+        } else if ty == t.bool_ {
+            return self.small(if obj.is_truthy().unwrap_or(false) { b"true" } else { b"false" });
+        } else if obj.is_none() {
+            return self.small(b"null");
+        } else if ty == t.tuple {
+            if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+                return self.tuple(&tuple.to_owned(), depth);
+            }
+        }
+        self.subclass_value(&obj.to_owned(), depth)
+    }
+
+    /// Subclasses of the supported types (`OrderedDict`, `IntEnum`, `StrEnum`...).
+    #[cold]
+    pub(super) fn subclass_value(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        if let Ok(s) = obj.cast::<PyString>() {
+            self.string(s.as_borrowed())
+        } else if obj.is_instance_of::<PyInt>() {
+            self.int(obj.as_borrowed(), true)
+        } else if let Ok(f) = obj.cast::<PyFloat>() {
+            self.float(f.value())
+        } else if let Ok(d) = obj.cast::<PyDict>() {
+            self.dict(d.as_borrowed(), depth)
+        } else if let Ok(l) = obj.cast::<PyList>() {
+            self.list(l.as_borrowed(), depth)
+        } else if let Ok(t) = obj.cast::<PyTuple>() {
+            self.tuple(t, depth)
+        } else {
+            Err(SerializeError::value(format!("Type is not JSON serializable: {}", type_name(obj))))
+        }
+    }
+
+    pub(super) fn enter(depth: u32) -> Result<u32, SerializeError> {
+        if depth >= MAX_DEPTH {
+            return Err(SerializeError::value(format!(
+                "nesting deeper than {MAX_DEPTH} levels (a container that contains itself?)"
+            )));
+        }
+        Ok(depth + 1)
+    }
+
+    pub(super) fn dict(&mut self, dict: Borrowed<'_, 'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
+        let depth = Self::enter(depth)?;
+        self.byte(b'{')?;
+        let mut separator = false;
+        // SAFETY: `self._gc` proves the cyclic GC is paused, the GIL is held and
+        // the serializer runs no Python code (see the module docs), so `dict` is
+        // not modified and its items stay alive while these references are used.
+        let items = unsafe { borrowed::DictItems::new(dict, self.layouts) };
+        for (key, value) in items {
+            // Room for a cached key and a cached value (`key` and `item` rely on it).
+            self.reserve(2 * CACHED_COPY)?;
+            self.key(key, separator)?;
+            separator = true;
+            if let Err(err) = self.item(value, depth) {
+                return Err(err.at(Step::Key(key_text(&key))));
+            }
+        }
+        self.byte(b'}')
+    }
+
+    pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        let depth = Self::enter(depth)?;
+        self.byte(b'[')?;
+        // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, and no
+        // Python code runs, so the list is not modified while its items are used.
+        let items = unsafe { borrowed::ListItems::new(list, self.layouts) };
+        for (index, item) in items.enumerate() {
+            // Room for a comma and a cached value (`item` relies on it).
+            self.reserve(CACHED_COPY + 1)?;
+            if index > 0 {
+                self.buf[self.pos] = b',';
+                self.pos += 1;
+            }
+            self.item(item, depth).map_err(|err| err.at(Step::Index(index)))?;
+        }
+        self.byte(b']')
+    }
+
+    /// A container's item: the most frequent types inline, the rest through `value`.
+    /// The caller has reserved `CACHED_COPY` bytes.
+    #[inline(always)]
+    pub(super) fn item(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        let ty = obj.get_type_ptr();
+        if ty == self.types.str_ {
+            if let Ok(s) = obj.cast_exact::<PyString>() {
+                return self.item_string(s);
+            }
+        } else if ty == self.types.int {
+            return self.int(obj, false);
+        }
+        self.value(obj, depth)
+    }
+
+    pub(super) fn tuple(&mut self, tuple: &Bound<'py, PyTuple>, depth: u32) -> Result<(), SerializeError> {
+        let depth = Self::enter(depth)?;
+        self.byte(b'[')?;
+        for (index, item) in tuple.iter_borrowed().enumerate() {
+            if index > 0 {
+                self.byte(b',')?;
+            }
+            self.value(item, depth).map_err(|err| err.at(Step::Index(index)))?;
+        }
+        self.byte(b']')
+    }
+
+    /// A comma if `separator`, then a dict key and its colon: str as is (through
+    /// the key cache); int, float, bool and None as their JSON text in quotes,
+    /// like `json.dumps`; anything else is refused.
+    ///
+    /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
+    #[inline(always)]
+    pub(super) fn key(&mut self, key: Borrowed<'_, 'py, PyAny>, separator: bool) -> Result<(), SerializeError> {
+        // Only exact `str` keys are ever cached, so an address match is enough.
+        if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
+            let skip = usize::from(!separator);
+            // A fixed-size copy; the staging bytes past the key are scratch.
+            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
+            self.pos += entry.len - skip;
+            return Ok(());
+        }
+        if separator {
+            self.byte(b',')?;
+        }
+        self.new_key(key)?;
+        self.reserve(CACHED_COPY)
+    }
+
+    #[cold]
+    pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
+        if let Ok(s) = key.cast_exact::<PyString>() {
+            let utf8 = utf8_of(s)?;
+            self.keys.insert(s, utf8, b",\"", b"\":");
+            self.escaped(utf8)?;
+            return self.byte(b':');
+        }
+        if let Ok(s) = key.cast::<PyString>() {
+            self.escaped(utf8_of(s)?)?;
+            return self.byte(b':');
+        }
+        let text = if key.is_instance_of::<PyBool>() {
+            if key.is_truthy().unwrap_or(false) { "true" } else { "false" }.to_owned()
+        } else if key.is_none() {
+            "null".to_owned()
+        } else if key.is_instance_of::<PyInt>() {
+            int_text(&key, true)?
+        } else if let Ok(f) = key.cast::<PyFloat>() {
+            let mut text = FloatText::new();
+            float_text(f.value(), &mut text)?;
+            String::from_utf8_lossy(text.as_bytes()).into_owned()
+        } else {
+            return Err(SerializeError::value(format!(
+                "dict key must be str, int, float, bool or None, not {}",
+                type_name(&key)
+            ))
+            .at(Step::Key(format!("<{}>", type_name(&key)))));
+        };
+        self.byte(b'"')?;
+        self.small(text.as_bytes())?;
+        self.small(b"\":")
+    }
+
+    #[inline(always)]
+    pub(super) fn int(&mut self, obj: Borrowed<'_, 'py, PyAny>, subclass: bool) -> Result<(), SerializeError> {
+        if let Some(v) = borrowed::small_int(obj, self.layouts) {
+            self.reserve(24)?;
+            self.pos = write_i64(&mut self.buf, self.pos, v);
+            return Ok(());
+        }
+        self.big_int(&obj.to_owned(), subclass)
+    }
+
+    #[cold]
+    pub(super) fn big_int(&mut self, obj: &Bound<'py, PyAny>, subclass: bool) -> Result<(), SerializeError> {
+        let text = int_text(obj, subclass)?;
+        for step in text.as_bytes().chunks(STEP) {
+            self.reserve(step.len())?;
+            self.buf[self.pos..self.pos + step.len()].copy_from_slice(step);
+            self.pos += step.len();
+        }
+        Ok(())
+    }
+
+    pub(super) fn float(&mut self, value: f64) -> Result<(), SerializeError> {
+        let mut text = FloatText::new();
+        float_text(value, &mut text)?;
+        self.small(text.as_bytes())
+    }
+
+    /// A str inside a container: from the value cache if this object was seen
+    /// before, else written (and cached if seen for the second time).
+    /// The caller has reserved `CACHED_COPY` bytes.
+    #[inline(always)]
+    pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
+        let address = s.as_ptr() as usize;
+        if let Some(entry) = self.values.get(address) {
+            // A fixed-size copy; the staging bytes past the value are scratch.
+            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            self.pos += entry.len;
+            return Ok(());
+        }
+        let utf8 = utf8_of(s)?;
+        // Only a str short enough to be cached is remembered as seen.
+        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
+            self.values.insert(s, utf8, b"\"", b"\"");
+        }
+        self.escaped(utf8)
+    }
+
+    #[inline(always)]
+    pub(super) fn string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
+        let utf8 = utf8_of(s)?;
+        self.escaped(utf8)
+    }
+
+    /// Writes `"bytes"` with JSON escapes.
+    #[inline(always)]
+    pub(super) fn escaped(&mut self, bytes: &[u8]) -> Result<(), SerializeError> {
+        if bytes.len() > STEP {
+            return self.long_escaped(bytes);
+        }
+        self.reserve(6 * bytes.len() + 16)?;
+        let mut pos = self.pos;
+        self.buf[pos] = b'"';
+        pos = escape_into(&mut self.buf, pos + 1, bytes);
+        self.buf[pos] = b'"';
+        self.pos = pos + 1;
+        Ok(())
+    }
+
+    #[cold]
+    pub(super) fn long_escaped(&mut self, bytes: &[u8]) -> Result<(), SerializeError> {
+        self.byte(b'"')?;
+        for step in bytes.chunks(STEP) {
+            self.reserve(6 * step.len() + 16)?;
+            self.pos = escape_into(&mut self.buf, self.pos, step);
+        }
+        self.byte(b'"')
+    }
+}
+
+#[inline(always)]
+pub(super) fn utf8_of<'a>(s: Borrowed<'a, '_, PyString>) -> Result<&'a [u8], SerializeError> {
+    borrowed::str_utf8(s).map_err(|err| not_utf8(s.py(), &err))
+}
+
+#[cold]
+pub(super) fn not_utf8(py: Python<'_>, err: &PyErr) -> SerializeError {
+    SerializeError::value(format!("str cannot be encoded as UTF-8 ({})", err.value(py)))
+}
+
+pub(super) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map_or_else(|_| "<unknown type>".to_owned(), |n| n.to_string())
+}
+
+/// A dict key as it appears in an error path (no user code runs to get it).
+pub(super) fn key_text(key: &Bound<'_, PyAny>) -> String {
+    if let Ok(s) = key.cast::<PyString>() {
+        return s.to_string_lossy().into_owned();
+    }
+    if key.is_instance_of::<PyBool>() {
+        return if key.is_truthy().unwrap_or(false) { "true" } else { "false" }.to_owned();
+    }
+    if key.is_none() {
+        return "null".to_owned();
+    }
+    if key.is_instance_of::<PyInt>() {
+        return int_text(key, true).unwrap_or_else(|_| "<int>".to_owned());
+    }
+    if let Ok(f) = key.cast::<PyFloat>() {
+        let mut text = FloatText::new();
+        if float_text(f.value(), &mut text).is_ok() {
+            return String::from_utf8_lossy(text.as_bytes()).into_owned();
+        }
+    }
+    format!("<{}>", type_name(key))
+}
