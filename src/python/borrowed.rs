@@ -10,7 +10,10 @@
 //! checked, once per process, that this interpreter is CPython 3.11 with the
 //! layout they expect; elsewhere they fall back to the C API. They are sound
 //! only while no Python code runs, which [`GcPause`] and the serializer's rules
-//! guarantee (see `json.rs`).
+//! guarantee (see `json/mod.rs`): where the serializer runs Python code (a
+//! `default=` hook, an enum's value, a dataclass's fields) it holds strong
+//! references to what it keeps across that code, and reads the containers it is
+//! walking again afterwards (`refresh`).
 
 use std::marker::PhantomData;
 
@@ -140,10 +143,12 @@ enum Walk {
 
 impl<'a, 'py> DictItems<'a, 'py> {
     /// # Safety
-    /// While the iterator or any item it returned is in use, no Python code may
-    /// run (nothing may modify `dict` or free its keys and values): the caller
-    /// holds the GIL without releasing it, runs no Python code, and keeps a
-    /// [`GcPause`] alive.
+    /// The caller holds the GIL without releasing it and keeps a [`GcPause`]
+    /// alive. An item returned is valid until Python code next runs (which may
+    /// modify `dict` or free its keys and values): the caller either runs none
+    /// while it uses the item, or holds its own strong references to what it
+    /// keeps across such code. After any Python code has run, the caller calls
+    /// [`DictItems::refresh`] before the next `next`.
     #[inline]
     pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts) -> Self {
         let mut walk = Walk::Api { position: 0 };
@@ -155,6 +160,23 @@ impl<'a, 'py> DictItems<'a, 'py> {
             }
         }
         Self { dict, walk }
+    }
+
+    /// Finds the entry table again after Python code may have changed the dict
+    /// (resized it, or made its table anew), and goes on from the same position:
+    /// what was there before may have moved, but nothing is read out of bounds.
+    #[cold]
+    pub fn refresh(&mut self) {
+        if let Walk::Entries { index, .. } = self.walk {
+            // SAFETY: `self.dict` is alive for 'a (the borrow this iterator was
+            // made from), the GIL is held, and the `Entries` walk exists only
+            // when `new` was given CPython 3.11's dict layout.
+            self.walk = match unsafe { entry_table(self.dict.as_ptr()) } {
+                Some(table) => Walk::Entries { table, index },
+                // A position past the end simply ends PyDict_Next's walk.
+                None => Walk::Api { position: ffi::Py_ssize_t::try_from(index).unwrap_or(ffi::Py_ssize_t::MAX) },
+            };
+        }
     }
 }
 
@@ -392,8 +414,10 @@ pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
 /// item by item is far bigger than the caches, and a walk that only loads what
 /// it needs now waits on memory at every object.
 pub struct ListItems<'a, 'py> {
-    py: Python<'py>,
+    list: Borrowed<'a, 'py, PyList>,
     items: std::slice::Iter<'a, *mut ffi::PyObject>,
+    /// Items returned so far (where [`ListItems::refresh`] goes on from).
+    taken: usize,
     /// Prefetch ahead (see above).
     ahead: bool,
 }
@@ -415,16 +439,28 @@ const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
     /// # Safety
-    /// As for [`DictItems::new`]: no Python code may run while the iterator or
-    /// an item it returned is in use (nothing may modify `list`).
+    /// As for [`DictItems::new`]: an item is valid until Python code next runs,
+    /// and after any Python code has run the caller calls [`ListItems::refresh`]
+    /// before the next `next` (the list may have been resized meanwhile).
     pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
+        // SAFETY: the contract of `new` is `items`'.
+        let items = unsafe { Self::items(list) };
+        let ahead = layouts.dict_311 && items.len() >= PREFETCH_MIN_LEN;
+        Self { list, items: items.iter(), taken: 0, ahead }
+    }
+
+    /// The list's item array as it is now.
+    ///
+    /// # Safety
+    /// The slice is used only until Python code next runs (see `new`).
+    unsafe fn items(list: Borrowed<'a, 'py, PyList>) -> &'a [*mut ffi::PyObject] {
         let op = list.as_ptr();
         // SAFETY: `list` is a live list (or list subclass) and the GIL is held, so
         // `op` points to a `PyListObject` whose `ob_item` holds `ob_size` item
         // pointers (PyList_GET_SIZE and PyList_GET_ITEM read the same fields).
-        // By the contract of `new` the list is not modified (not resized, its
-        // array not reallocated) while the slice, which borrows it for 'a, is used.
-        let items: &'a [*mut ffi::PyObject] = unsafe {
+        // By the contract the list is not modified (not resized, its array not
+        // reallocated) while the slice, which borrows it for 'a, is used.
+        unsafe {
             let len = usize::try_from(ffi::PyList_GET_SIZE(op)).unwrap_or(0);
             let items = (*op.cast::<ffi::PyListObject>()).ob_item;
             if len == 0 || items.is_null() {
@@ -432,9 +468,17 @@ impl<'a, 'py> ListItems<'a, 'py> {
             } else {
                 std::slice::from_raw_parts(items, len)
             }
-        };
-        let ahead = layouts.dict_311 && items.len() >= PREFETCH_MIN_LEN;
-        Self { py: list.py(), items: items.iter(), ahead }
+        }
+    }
+
+    /// Reads the item array again after Python code may have changed the list,
+    /// and goes on from the same index (or ends, if the list is now shorter).
+    #[cold]
+    pub fn refresh(&mut self) {
+        // SAFETY: called, by the contract of `new`, after Python code ran and
+        // before the next item is used; the slice lives until code runs again.
+        let items = unsafe { Self::items(self.list) };
+        self.items = items.get(self.taken..).unwrap_or(&[]).iter();
     }
 
     /// The prefetches of one step (see the type's docs).
@@ -508,8 +552,18 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
             self.prefetch_ahead();
         }
         let &item = self.items.next()?;
+        self.taken += 1;
         // SAFETY: a list's items are non-null strong references owned by the list,
-        // which lives for 'a and, by the contract of `new`, is not modified meanwhile.
-        Some(unsafe { Borrowed::from_ptr(self.py, item) })
+        // which lives for 'a and, by the contract of `new`, is not modified meanwhile
+        // (or the array was read again by `refresh` since it was).
+        Some(unsafe { Borrowed::from_ptr(self.list.py(), item) })
     }
+}
+
+/// Whether `obj`'s type is `ty` or a subclass of it, by the type's MRO alone:
+/// unlike `isinstance`, this runs no Python code (no `__instancecheck__`).
+pub fn is_subtype(obj: Borrowed<'_, '_, PyAny>, ty: &Bound<'_, pyo3::types::PyType>) -> bool {
+    // SAFETY: both are live type objects (`Borrowed` and `Bound` prove it, and
+    // the GIL is held); PyType_IsSubtype only reads their MROs.
+    unsafe { ffi::PyType_IsSubtype(obj.get_type_ptr(), ty.as_type_ptr()) != 0 }
 }

@@ -63,8 +63,8 @@ pyo3::create_exception!(
 pyo3::create_exception!(shmbridge._native, ChannelClosed, ShmError, "The channel has been closed.");
 pyo3::create_exception!(shmbridge._native, ChannelInUse, ShmError, "A running producer holds the channel file's lock.");
 
-const NOT_SERIALIZABLE_DOC: &str = "A value has no JSON form (unsupported type, NaN or infinity, a non-str dict key, \
-     nesting too deep); the message names it and where it sits. Also a TypeError, like orjson's JSONEncodeError.";
+const NOT_SERIALIZABLE_DOC: &str = "A value has no JSON form (unsupported type, a non-str dict key, nesting too deep, a \
+     default= hook that failed); the message names it and where it sits. Also a TypeError, like orjson's JSONEncodeError.";
 
 static NOT_SERIALIZABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
@@ -184,6 +184,10 @@ pub fn serialize_error(py: Python<'_>, err: SerializeError) -> PyErr {
             PayloadTooLarge::new_err(format!("JSON output stopped at the slot limit: {err}"))
         }
         SerializeError::Sink(err) => err.into(),
-        SerializeError::Value { message, steps } => not_serializable(py, json::describe(&message, &steps)),
+        SerializeError::Value { message, steps, cause } => {
+            let err = not_serializable(py, json::describe(&message, &steps));
+            err.set_cause(py, cause);
+            err
+        }
     }
 }

@@ -14,13 +14,19 @@ pub enum Step {
 pub enum SerializeError {
     /// The sink refused a chunk (the slot is full, or the channel closed).
     Sink(WriteError),
-    /// A value has no JSON form. `steps` runs from the value outwards.
-    Value { message: String, steps: Vec<Step> },
+    /// A value has no JSON form. `steps` runs from the value outwards; `cause`
+    /// is the Python exception behind it, if one was raised (by `default=`...).
+    Value { message: String, steps: Vec<Step>, cause: Option<pyo3::PyErr> },
 }
 
 impl SerializeError {
     pub(super) fn value(message: String) -> Self {
-        SerializeError::Value { message, steps: Vec::new() }
+        SerializeError::Value { message, steps: Vec::new(), cause: None }
+    }
+
+    /// A value error raised by Python code the serializer called.
+    pub(super) fn caused(message: String, cause: pyo3::PyErr) -> Self {
+        SerializeError::Value { message, steps: Vec::new(), cause: Some(cause) }
     }
 
     #[cold]

@@ -1,18 +1,26 @@
 //! A direct JSON serializer over Python's own types, writing into a slot.
 //!
-//! Output is byte-identical to `orjson.dumps(obj)` for the types both accept
-//! (compact separators, UTF-8 left as is, the same escapes and float text), and
-//! parses back to `json.loads(json.dumps(obj))` in general (big ints and non-str
-//! dict keys are accepted the way `json.dumps` accepts them; orjson refuses them).
+//! Output is byte-identical to `orjson.dumps(obj)` for the values both accept
+//! (compact separators, UTF-8 left as is, the same escapes and float text, NaN
+//! and infinities as `null`, dates and times in RFC 3339, UUIDs, dataclasses and
+//! enums as orjson writes them). Beyond orjson it writes ints past 64 bits (as
+//! `json.dumps` does), and subclasses of float, datetime and UUID and str
+//! subclass keys as their base. Like orjson it refuses dict keys that are not
+//! str. One [`Options`] (the `default=` hook) serves `dumps`, `write_json` and
+//! `publish`.
 //!
 //! Values go through a 64 KiB staging buffer that is flushed into the slot with
 //! [`Sink::write_chunk`] (for a slot: `SlotWriter::write_all`, which checksums the
 //! stream and refuses to pass the capacity). The hot path creates no Python
-//! objects and touches no reference counts:
-//! - dicts are walked with borrowed references (see [`borrowed`]), which is sound
-//!   because no Python code runs while the serializer does: it holds the GIL
-//!   throughout, calls nothing that runs Python code, and pauses the cyclic GC
-//!   (the only way an allocation could run a finalizer) for the duration;
+//! objects:
+//! - dicts and lists are walked with borrowed references (see [`borrowed`]),
+//!   which is sound because no Python code runs while the fast paths do: the
+//!   serializer holds the GIL throughout and pauses the cyclic GC (the only way
+//!   an allocation could run a finalizer) for the duration. Where Python code
+//!   may run (the `default=` hook, an enum's value, a dataclass's attributes,
+//!   see `types.rs`), each container being walked is held by a strong reference
+//!   taken on entry, so are the key and value at hand, and the walk reads the
+//!   container again afterwards;
 //! - keys seen before, and short str values seen twice, are found by address in
 //!   small caches and copied whole.
 
@@ -20,9 +28,11 @@ use std::cell::Cell;
 use std::ops::Deref;
 
 mod cache;
+mod datetime;
 mod error;
 mod escape;
 mod number;
+mod types;
 mod walk;
 
 use pyo3::prelude::*;
@@ -63,6 +73,34 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// What `dumps`, `write_json` and `publish` take besides the value: one set of
+/// options, read the same way by all three (see [`Options::new`]).
+#[derive(Default)]
+pub struct Options<'py> {
+    /// Called with each value that has no JSON form of its own; what it returns
+    /// is written instead.
+    pub default: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> Options<'py> {
+    /// The options from the Python arguments (`default=None` is no hook).
+    ///
+    /// # Errors
+    /// `default` is neither None nor callable.
+    pub fn new(default: Option<Bound<'py, PyAny>>) -> PyResult<Self> {
+        let default = default.filter(|d| !d.is_none());
+        if let Some(d) = &default {
+            if !d.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "default must be callable or None, not {}",
+                    d.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string())
+                )));
+            }
+        }
+        Ok(Self { default })
+    }
+}
+
 /// Buffers reused across calls: the staging buffer and the caches' slots.
 struct Scratch {
     buf: Vec<u8>,
@@ -82,7 +120,11 @@ thread_local! {
 /// # Errors
 /// A value without a JSON form (with its path), or the sink refusing a chunk.
 /// Part of the output may have reached the sink; the caller abandons it.
-pub fn serialize<S: Sink>(obj: &Bound<'_, PyAny>, sink: &mut S) -> Result<(), SerializeError> {
+pub fn serialize<'py, S: Sink>(
+    obj: &Bound<'py, PyAny>,
+    options: &Options<'py>,
+    sink: &mut S,
+) -> Result<(), SerializeError> {
     let py = obj.py();
     let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
         buf: vec![0; STAGING_CAPACITY],
@@ -102,6 +144,9 @@ pub fn serialize<S: Sink>(obj: &Bound<'_, PyAny>, sink: &mut S) -> Result<(), Se
         keys: TextCache::new(scratch.keys),
         values: TextCache::new(scratch.values),
         seen: SeenOnce { addresses: scratch.seen },
+        default: options.default.clone(),
+        default_depth: 0,
+        epoch: 0,
         _gc: &gc,
     };
     let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());

@@ -19,6 +19,9 @@ pub(super) struct Types {
     pub(super) float: *mut pyo3::ffi::PyTypeObject,
     pub(super) bool_: *mut pyo3::ffi::PyTypeObject,
     pub(super) tuple: *mut pyo3::ffi::PyTypeObject,
+    /// The objects `True` and `None`.
+    pub(super) true_: *mut pyo3::ffi::PyObject,
+    pub(super) none: *mut pyo3::ffi::PyObject,
 }
 
 impl Types {
@@ -32,6 +35,8 @@ impl Types {
             float: PyFloat::type_object_raw(py),
             bool_: PyBool::type_object_raw(py),
             tuple: PyTuple::type_object_raw(py),
+            true_: PyBool::new(py, true).as_ptr(),
+            none: py.None().as_ptr(),
         }
     }
 }
@@ -49,6 +54,13 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     pub(super) keys: TextCache<'py>,
     pub(super) values: TextCache<'py>,
     pub(super) seen: SeenOnce,
+    /// The `default=` hook, if any.
+    pub(super) default: Option<Bound<'py, PyAny>>,
+    /// `default=` calls under way, one inside another's result.
+    pub(super) default_depth: u32,
+    /// Counts the times Python code may have run (see `other`): a container
+    /// walk that sees it move reads its container again.
+    pub(super) epoch: u64,
     /// Proof that the cyclic GC is paused while borrowed references are in use.
     pub(super) _gc: &'g borrowed::GcPause,
 }
@@ -113,35 +125,15 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 return self.float(f.value());
             }
         } else if ty == t.bool_ {
-            return self.small(if obj.is_truthy().unwrap_or(false) { b"true" } else { b"false" });
-        } else if obj.is_none() {
+            return self.small(if obj.as_ptr() == t.true_ { b"true" } else { b"false" });
+        } else if obj.as_ptr() == t.none {
             return self.small(b"null");
         } else if ty == t.tuple {
             if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
                 return self.tuple(&tuple.to_owned(), depth);
             }
         }
-        self.subclass_value(&obj.to_owned(), depth)
-    }
-
-    /// Subclasses of the supported types (`OrderedDict`, `IntEnum`, `StrEnum`...).
-    #[cold]
-    pub(super) fn subclass_value(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
-        if let Ok(s) = obj.cast::<PyString>() {
-            self.string(s.as_borrowed())
-        } else if obj.is_instance_of::<PyInt>() {
-            self.int(obj.as_borrowed(), true)
-        } else if let Ok(f) = obj.cast::<PyFloat>() {
-            self.float(f.value())
-        } else if let Ok(d) = obj.cast::<PyDict>() {
-            self.dict(d.as_borrowed(), depth)
-        } else if let Ok(l) = obj.cast::<PyList>() {
-            self.list(l.as_borrowed(), depth)
-        } else if let Ok(t) = obj.cast::<PyTuple>() {
-            self.tuple(t, depth)
-        } else {
-            Err(SerializeError::value(format!("Type is not JSON serializable: {}", type_name(obj))))
-        }
+        self.other(&obj.to_owned(), depth)
     }
 
     pub(super) fn enter(depth: u32) -> Result<u32, SerializeError> {
@@ -155,19 +147,33 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     pub(super) fn dict(&mut self, dict: Borrowed<'_, 'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
+        // Held for the walk: Python code run further down (a `default=` hook, an
+        // enum's value) could drop every other reference to this dict.
+        let dict = dict.to_owned();
         self.byte(b'{')?;
         let mut separator = false;
-        // SAFETY: `self._gc` proves the cyclic GC is paused, the GIL is held and
-        // the serializer runs no Python code (see the module docs), so `dict` is
-        // not modified and its items stay alive while these references are used.
-        let items = unsafe { borrowed::DictItems::new(dict, self.layouts) };
-        for (key, value) in items {
-            // Room for a cached key and a cached value (`key` and `item` rely on it).
+        let mut epoch = self.epoch;
+        // SAFETY: `self._gc` proves the cyclic GC is paused and the GIL is held.
+        // An item is used only until Python code next runs: a scalar is written at
+        // once (no Python code runs for one), and for any other value this loop
+        // takes a strong reference to the key, the value's own walk takes one to
+        // the value, and the table is read again (`refresh`) once code has run.
+        let mut items = unsafe { borrowed::DictItems::new(dict.as_borrowed(), self.layouts) };
+        while let Some((key, value)) = items.next() {
+            // Room for a cached key and a cached value (`key` and `scalar` rely on it).
             self.reserve(2 * CACHED_COPY)?;
             self.key(key, separator)?;
             separator = true;
-            if let Err(err) = self.item(value, depth) {
-                return Err(err.at(Step::Key(key_text(&key))));
+            if let Some(result) = self.scalar(value) {
+                result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
+            } else {
+                let key = key.to_owned();
+                let result = self.value(value, depth);
+                if self.epoch != epoch {
+                    items.refresh();
+                    epoch = self.epoch;
+                }
+                result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
             }
         }
         self.byte(b'}')
@@ -175,40 +181,68 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
+        // Held for the walk, as in `dict`.
+        let list = list.to_owned();
         self.byte(b'[')?;
-        // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, and no
-        // Python code runs, so the list is not modified while its items are used.
-        let items = unsafe { borrowed::ListItems::new(list, self.layouts) };
-        for (index, item) in items.enumerate() {
-            // Room for a comma and a cached value (`item` relies on it).
+        let mut epoch = self.epoch;
+        // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, an item
+        // is used only until Python code next runs, and the item array is read
+        // again (`refresh`) once code has run.
+        let mut items = unsafe { borrowed::ListItems::new(list.as_borrowed(), self.layouts) };
+        let mut index = 0;
+        while let Some(item) = items.next() {
+            // Room for a comma and a cached value (`scalar` relies on it).
             self.reserve(CACHED_COPY + 1)?;
             if index > 0 {
                 self.buf[self.pos] = b',';
                 self.pos += 1;
             }
-            self.item(item, depth).map_err(|err| err.at(Step::Index(index)))?;
+            let result = match self.scalar(item) {
+                Some(result) => result,
+                None => {
+                    let result = self.value(item, depth);
+                    if self.epoch != epoch {
+                        items.refresh();
+                        epoch = self.epoch;
+                    }
+                    result
+                }
+            };
+            result.map_err(|err| err.at(Step::Index(index)))?;
+            index += 1;
         }
         self.byte(b']')
     }
 
-    /// A container's item: the most frequent types inline, the rest through `value`.
+    /// A container's item if it is of an exact scalar type (str, int, float,
+    /// bool, None), which runs no Python code; `None` for anything else.
     /// The caller has reserved `CACHED_COPY` bytes.
     #[inline(always)]
-    pub(super) fn item(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+    pub(super) fn scalar(&mut self, obj: Borrowed<'_, 'py, PyAny>) -> Option<Result<(), SerializeError>> {
         let ty = obj.get_type_ptr();
-        if ty == self.types.str_ {
+        let t = &self.types;
+        if ty == t.str_ {
             if let Ok(s) = obj.cast_exact::<PyString>() {
-                return self.item_string(s);
+                return Some(self.item_string(s));
             }
-        } else if ty == self.types.int {
-            return self.int(obj, false);
+        } else if ty == t.int {
+            return Some(self.int(obj, false));
+        } else if ty == t.float {
+            if let Ok(f) = obj.cast_exact::<PyFloat>() {
+                return Some(self.float(f.value()));
+            }
+        } else if ty == t.bool_ {
+            return Some(self.small(if obj.as_ptr() == t.true_ { b"true" } else { b"false" }));
+        } else if obj.as_ptr() == t.none {
+            return Some(self.small(b"null"));
         }
-        self.value(obj, depth)
+        None
     }
 
     pub(super) fn tuple(&mut self, tuple: &Bound<'py, PyTuple>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         self.byte(b'[')?;
+        // A tuple cannot change, and `tuple` holds it (and so its items) alive.
         for (index, item) in tuple.iter_borrowed().enumerate() {
             if index > 0 {
                 self.byte(b',')?;
@@ -252,26 +286,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             self.escaped(utf8_of(s)?)?;
             return self.byte(b':');
         }
-        let text = if key.is_instance_of::<PyBool>() {
-            if key.is_truthy().unwrap_or(false) { "true" } else { "false" }.to_owned()
-        } else if key.is_none() {
-            "null".to_owned()
-        } else if key.is_instance_of::<PyInt>() {
-            int_text(&key, true)?
-        } else if let Ok(f) = key.cast::<PyFloat>() {
-            let mut text = FloatText::new();
-            float_text(f.value(), &mut text)?;
-            String::from_utf8_lossy(text.as_bytes()).into_owned()
-        } else {
-            return Err(SerializeError::value(format!(
-                "dict key must be str, int, float, bool or None, not {}",
-                type_name(&key)
-            ))
-            .at(Step::Key(format!("<{}>", type_name(&key)))));
-        };
-        self.byte(b'"')?;
-        self.small(text.as_bytes())?;
-        self.small(b"\":")
+        // orjson's rule: JSON object keys are strings, and nothing else is turned into one.
+        Err(SerializeError::value(format!("dict key must be str, not {}: {}", type_name(&key), key_text(&key))))
     }
 
     #[inline(always)]
@@ -295,7 +311,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn float(&mut self, value: f64) -> Result<(), SerializeError> {
+        if !value.is_finite() {
+            // orjson's choice: JSON has no NaN or Infinity.
+            return self.small(b"null");
+        }
         let mut text = FloatText::new();
         float_text(value, &mut text)?;
         self.small(text.as_bytes())
@@ -367,25 +388,27 @@ pub(super) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map_or_else(|_| "<unknown type>".to_owned(), |n| n.to_string())
 }
 
-/// A dict key as it appears in an error path (no user code runs to get it).
+/// A dict key as it appears in an error path or message (no user code runs to get it).
 pub(super) fn key_text(key: &Bound<'_, PyAny>) -> String {
     if let Ok(s) = key.cast::<PyString>() {
         return s.to_string_lossy().into_owned();
     }
-    if key.is_instance_of::<PyBool>() {
-        return if key.is_truthy().unwrap_or(false) { "true" } else { "false" }.to_owned();
-    }
-    if key.is_none() {
-        return "null".to_owned();
+    if let Ok(b) = key.cast::<PyBool>() {
+        return if b.is_true() { "True" } else { "False" }.to_owned();
     }
     if key.is_instance_of::<PyInt>() {
-        return int_text(key, true).unwrap_or_else(|_| "<int>".to_owned());
+        if let Ok(text) = int_text(key, true) {
+            return text;
+        }
     }
     if let Ok(f) = key.cast::<PyFloat>() {
         let mut text = FloatText::new();
         if float_text(f.value(), &mut text).is_ok() {
             return String::from_utf8_lossy(text.as_bytes()).into_owned();
         }
+    }
+    if key.is_none() {
+        return "None".to_owned();
     }
     format!("<{}>", type_name(key))
 }
