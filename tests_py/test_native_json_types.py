@@ -180,6 +180,16 @@ def test_subclasses_orjson_refuses_are_written_as_their_base() -> None:
     assert shmbridge.dumps({Mood.HAPPY: 1, MyStr("k"): 2}) == b'{"hap\\"py":1,"k":2}'
 
 
+def test_time_microseconds_are_six_digits_where_orjson_drops_one() -> None:
+    # orjson 3.13 writes a `time` with 10,000 to 99,999 microseconds one digit short
+    # (".10000" for 0.01 s), which reads back as another time; shmbridge writes the
+    # six digits that `isoformat` writes, as orjson does for datetimes.
+    for microsecond in (10_000, 10_001, 99_999):
+        value = dt.time(0, 0, 0, microsecond)
+        assert shmbridge.dumps(value) == f'"{value.isoformat()}"'.encode()
+        assert dt.time.fromisoformat(orjson.loads(shmbridge.dumps(value))) == value
+
+
 def test_nan_and_infinities_are_null_like_orjson() -> None:
     value = [float("nan"), float("inf"), -float("inf"), {"x": MyFloat("nan")}]
     assert shmbridge.dumps(value) == b'[null,null,null,{"x":null}]'
