@@ -297,64 +297,86 @@ struct Long311 {
     ob_digit: [u32; 1],
 }
 
-/// Whether [`small_int`]'s direct read gives what `PyLong_AsLongAndOverflow` gives.
+/// Whether [`int_parts`]' direct read gives what the C API gives.
 fn int_layout_holds(py: Python<'_>) -> PyResult<bool> {
     let layouts = Layouts { dict_311: false, int_311: true };
-    for v in
-        [0i64, 1, -1, 7, 1 << 29, (1 << 30) - 1, 1 << 30, -(1 << 30), (1 << 60) - 1, -(1 << 60) + 1, 1 << 60, i64::MIN]
-    {
+    let edges = [0i128, 1, -1, 7, 1 << 29, (1 << 30) - 1, 1 << 30, -(1 << 30), (1 << 60) - 1, -(1 << 60) + 1, 1 << 60];
+    let edges = edges.into_iter().chain([i128::from(i64::MIN), i128::from(u64::MAX), 1 << 63]);
+    for v in edges {
         let int = v.into_pyobject(py)?;
         let int = int.as_any().as_borrowed();
-        if small_int(int, layouts) != Some(v) || small_int(int, Layouts::NONE) != Some(v) {
+        let expected = Some((v < 0, v.unsigned_abs() as u64));
+        if int_parts(int, layouts) != expected || int_parts(int, Layouts::NONE) != expected {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// The value of a Python int (or int subclass) that fits an `i64`, read without
-/// raising (and so without allocating an exception object); `None` otherwise.
-#[inline]
-pub fn small_int(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<i64> {
+/// The sign (true: negative) and magnitude of a Python int (or int subclass)
+/// whose magnitude fits a `u64`, read without raising (and so without
+/// allocating an exception object); `None` otherwise.
+#[inline(always)]
+pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
     use pyo3::PyTypeInfo;
     if layouts.int_311 && obj.get_type_ptr() == PyInt::type_object_raw(obj.py()) {
         // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed` proves
         // both), and `layouts.int_311` says this is CPython 3.11 with 30-bit digits
-        // (checked against PyLong_AsLongAndOverflow): the object is a `Long311`
-        // with `|ob_size|` digits, so `ob_digit[0]` exists when the size is not 0
-        // and `ob_digit[1]` when its magnitude is 2. Ints are immutable.
-        let direct = unsafe {
+        // (checked against the C API): the object is a `Long311` with `|ob_size|`
+        // digits, so `ob_digit[i]` exists for `i < |ob_size|`. Ints are immutable.
+        unsafe {
             let long = obj.as_ptr().cast::<Long311>();
             let size = (*long).ob_base.ob_size;
             let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
-            match size.unsigned_abs() {
+            let digit = |i: usize| u64::from(*digits.add(i));
+            let magnitude = match size.unsigned_abs() {
                 0 => Some(0),
-                1 => Some(i64::from(*digits)),
-                2 => Some(i64::from(*digits) | (i64::from(*digits.add(1)) << 30)),
+                1 => Some(digit(0)),
+                2 => Some(digit(0) | (digit(1) << 30)),
+                // 64 bits need the low 4 bits of the third digit at most.
+                3 if digit(2) < 16 => Some(digit(0) | (digit(1) << 30) | (digit(2) << 60)),
                 _ => None,
+            };
+            if let Some(magnitude) = magnitude {
+                return Some((size < 0, magnitude));
             }
-            .map(|magnitude| if size < 0 { -magnitude } else { magnitude })
-        };
-        if direct.is_some() {
-            return direct;
+            return None;
         }
     }
+    int_parts_api(obj)
+}
+
+/// [`int_parts`] through the C API.
+#[inline(never)]
+fn int_parts_api(obj: Borrowed<'_, '_, PyAny>) -> Option<(bool, u64)> {
     let mut overflow: std::ffi::c_int = 0;
     // SAFETY: `obj` is a live object and the GIL is held (`Borrowed` proves both).
-    // For an int, PyLong_AsLongAndOverflow reports overflow through `overflow`
+    // For an int, PyLong_AsLongLongAndOverflow reports overflow through `overflow`
     // instead of raising; for anything else it may raise, which is cleared below.
-    let value = unsafe { ffi::PyLong_AsLongAndOverflow(obj.as_ptr(), &mut overflow) };
-    if overflow != 0 {
+    let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+    if overflow == 0 {
+        if value == -1 {
+            if let Some(err) = PyErr::take(obj.py()) {
+                drop(err);
+                return None;
+            }
+        }
+        return Some((value < 0, value.unsigned_abs()));
+    }
+    if overflow < 0 {
+        // Below i64::MIN: past the magnitudes written here.
         return None;
     }
-    if value == -1 {
+    // SAFETY: as above; PyLong_AsUnsignedLongLong raises OverflowError past
+    // u64::MAX, which is cleared.
+    let value = unsafe { ffi::PyLong_AsUnsignedLongLong(obj.as_ptr()) };
+    if value == u64::MAX {
         if let Some(err) = PyErr::take(obj.py()) {
             drop(err);
             return None;
         }
     }
-    #[allow(clippy::useless_conversion, reason = "c_long is narrower than i64 on some targets")]
-    Some(i64::from(value))
+    Some((false, value))
 }
 
 /// The UTF-8 text of a str as CPython keeps it in the object, with no copy:
@@ -445,7 +467,11 @@ impl<'a, 'py> ListItems<'a, 'py> {
     pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
         // SAFETY: the contract of `new` is `items`'.
         let items = unsafe { Self::items(list) };
-        let ahead = layouts.dict_311 && items.len() >= PREFETCH_MIN_LEN;
+        // Only a list of dicts (judged by its first item) is worth prefetching.
+        let ahead = layouts.dict_311
+            && items.len() >= PREFETCH_MIN_LEN
+            // SAFETY: the first item of a live list is a live object (see `next`).
+            && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
         Self { list, items: items.iter(), taken: 0, ahead }
     }
 
@@ -482,7 +508,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
     }
 
     /// The prefetches of one step (see the type's docs).
-    #[inline(always)]
+    #[inline(never)]
     fn prefetch_ahead(&self) {
         let rest = self.items.as_slice();
         if let Some(&obj) = rest.get(AHEAD_OBJECT) {
@@ -546,7 +572,7 @@ fn prefetch(address: *const u8) {
 impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     type Item = Borrowed<'a, 'py, PyAny>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.ahead {
             self.prefetch_ahead();

@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use super::json::{self, SerializeError};
+use super::json::{self, ErrorKind, SerializeError};
 use crate::error::{CreateError, OpenError, ReadError, WriteError};
 
 pyo3::create_exception!(
@@ -179,12 +179,12 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 /// A failed JSON serialization: `NotSerializable` naming the value and its path,
 /// or the slot's own error (PayloadTooLarge names the size reached so far).
 pub fn serialize_error(py: Python<'_>, err: SerializeError) -> PyErr {
-    match err {
-        SerializeError::Sink(err @ WriteError::TooLarge { .. }) => {
+    match err.into_kind() {
+        ErrorKind::Sink(err @ WriteError::TooLarge { .. }) => {
             PayloadTooLarge::new_err(format!("JSON output stopped at the slot limit: {err}"))
         }
-        SerializeError::Sink(err) => err.into(),
-        SerializeError::Value { message, steps, cause } => {
+        ErrorKind::Sink(err) => err.into(),
+        ErrorKind::Value { message, steps, cause } => {
             let err = not_serializable(py, json::describe(&message, &steps));
             err.set_cause(py, cause);
             err

@@ -11,7 +11,7 @@ pub enum Step {
 
 /// Why serialization stopped.
 #[derive(Debug)]
-pub enum SerializeError {
+pub enum ErrorKind {
     /// The sink refused a chunk (the slot is full, or the channel closed).
     Sink(WriteError),
     /// A value has no JSON form. `steps` runs from the value outwards; `cause`
@@ -19,19 +19,37 @@ pub enum SerializeError {
     Value { message: String, steps: Vec<Step>, cause: Option<pyo3::PyErr> },
 }
 
+/// Why serialization stopped, boxed: every write returns a `Result` of this,
+/// and one pointer is what keeps the success path's returns in a register.
+#[derive(Debug)]
+pub struct SerializeError(Box<ErrorKind>);
+
 impl SerializeError {
+    /// What happened.
+    #[must_use]
+    pub fn into_kind(self) -> ErrorKind {
+        *self.0
+    }
+
+    #[cold]
+    pub(super) fn sink(err: WriteError) -> Self {
+        Self(Box::new(ErrorKind::Sink(err)))
+    }
+
+    #[cold]
     pub(super) fn value(message: String) -> Self {
-        SerializeError::Value { message, steps: Vec::new(), cause: None }
+        Self(Box::new(ErrorKind::Value { message, steps: Vec::new(), cause: None }))
     }
 
     /// A value error raised by Python code the serializer called.
+    #[cold]
     pub(super) fn caused(message: String, cause: pyo3::PyErr) -> Self {
-        SerializeError::Value { message, steps: Vec::new(), cause: Some(cause) }
+        Self(Box::new(ErrorKind::Value { message, steps: Vec::new(), cause: Some(cause) }))
     }
 
     #[cold]
     pub(super) fn at(mut self, step: Step) -> Self {
-        if let SerializeError::Value { steps, .. } = &mut self {
+        if let ErrorKind::Value { steps, .. } = &mut *self.0 {
             steps.push(step);
         }
         self

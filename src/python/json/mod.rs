@@ -42,7 +42,7 @@ use crate::error::WriteError;
 use crate::writer::{ChannelWriter, SlotWriter};
 
 use cache::{CacheSlots, CachedText, SeenOnce, TextCache, CACHE_SLOTS};
-pub use error::{describe, SerializeError};
+pub use error::{describe, ErrorKind, SerializeError};
 use walk::{Serializer, Types};
 
 /// Containers nested deeper than this are refused (this also stops cycles).

@@ -12,21 +12,37 @@ pub(super) const DIGIT_PAIRS: &[u8; 200] = b"00010203040506070809101112131415161
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Writes `v` in decimal at `pos` (20 bytes of room) and returns the new position.
-#[inline]
-pub(super) fn write_i64(buf: &mut [u8], mut pos: usize, v: i64) -> usize {
-    if v < 0 {
+/// Powers of ten, for counting digits.
+const POWERS_OF_10: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// Decimal digits in `n` (0 for 0), from its bit length: `bits * 1233 >> 12`
+/// is `floor(log10(2^bits))`, one short of the digits or exact, which one
+/// compare with a power of ten settles.
+#[inline(always)]
+fn decimal_digits(n: u64) -> usize {
+    let bits = 64 - (n | 1).leading_zeros();
+    let guess = ((bits * 1233) >> 12) as usize;
+    guess + usize::from(n >= POWERS_OF_10[guess.min(19)])
+}
+
+/// Writes `-` if `negative`, then `magnitude` in decimal, at `pos` (21 bytes of
+/// room) and returns the new position.
+#[inline(always)]
+pub(super) fn write_int(buf: &mut [u8], mut pos: usize, negative: bool, magnitude: u64) -> usize {
+    if negative {
         buf[pos] = b'-';
         pos += 1;
     }
-    let mut n = v.unsigned_abs();
-    let mut digits = 1;
-    let mut probe = n;
-    while probe >= 10 {
-        probe /= 10;
-        digits += 1;
-    }
-    let end = pos + digits;
+    let mut n = magnitude;
+    let end = pos + decimal_digits(n).max(1);
     let mut at = end;
     while n >= 100 {
         let pair = (n % 100) as usize * 2;
@@ -45,11 +61,19 @@ pub(super) fn write_i64(buf: &mut [u8], mut pos: usize, v: i64) -> usize {
     end
 }
 
+/// [`write_int`] for an `i64`.
+#[cfg(test)]
+fn write_i64(buf: &mut [u8], pos: usize, v: i64) -> usize {
+    write_int(buf, pos, v < 0, v.unsigned_abs())
+}
+
 /// Decimal text of any Python int, as `int.__repr__` gives it (so an `IntEnum`
 /// writes its value, as `json.dumps` does).
 pub(super) fn int_text(obj: &Bound<'_, PyAny>, subclass: bool) -> Result<String, SerializeError> {
-    if let Some(v) = borrowed::small_int(obj.as_borrowed(), borrowed::Layouts::NONE) {
-        return Ok(itoa::Buffer::new().format(v).to_owned());
+    if let Some((negative, magnitude)) = borrowed::int_parts(obj.as_borrowed(), borrowed::Layouts::NONE) {
+        let mut buf = [0u8; 24];
+        let end = write_int(&mut buf, 0, negative, magnitude);
+        return Ok(String::from_utf8_lossy(&buf[..end]).into_owned());
     }
     if let Ok(v) = obj.extract::<u64>() {
         return Ok(itoa::Buffer::new().format(v).to_owned());
@@ -66,26 +90,13 @@ pub(super) fn int_text(obj: &Bound<'_, PyAny>, subclass: bool) -> Result<String,
 
 /// A float's JSON text, built on the stack.
 pub(super) struct FloatText {
-    pub(super) bytes: [u8; 40],
-    pub(super) len: usize,
+    bytes: [u8; 32],
+    len: usize,
 }
 
 impl FloatText {
     pub(super) fn new() -> Self {
-        Self { bytes: [0; 40], len: 0 }
-    }
-
-    pub(super) fn push(&mut self, b: u8) {
-        if self.len < self.bytes.len() {
-            self.bytes[self.len] = b;
-            self.len += 1;
-        }
-    }
-
-    pub(super) fn extend(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.push(b);
-        }
+        Self { bytes: [0; 32], len: 0 }
     }
 
     pub(super) fn as_bytes(&self) -> &[u8] {
@@ -93,117 +104,26 @@ impl FloatText {
     }
 }
 
-/// Writes `value` the way orjson does: the shortest digits that round-trip (ryu),
-/// in plain notation when the decimal exponent is in -5..16 (`0.00001`,
-/// `1000000000000000.0`), else in scientific notation (`1e-6`, `1.5e+16`).
-/// NaN and infinities have no JSON form and are refused.
+/// Writes a finite `value` the way orjson does: the shortest digits that
+/// round-trip, in plain notation when the decimal exponent is in -5..=15
+/// (`0.00001`, `1000000000000000.0`), else in scientific notation with a signed
+/// exponent (`1e-6`, `1.5e+16`). That is zmij's own format, so its text is
+/// taken as is. NaN and infinities are the caller's (they are written `null`).
+///
+/// # Errors
+/// `value` is NaN or infinite.
+#[inline]
 pub(super) fn float_text(value: f64, out: &mut FloatText) -> Result<(), SerializeError> {
     if !value.is_finite() {
-        return Err(SerializeError::value(format!(
-            "float {} is not JSON serializable: JSON has no NaN or Infinity",
-            if value.is_nan() {
-                "nan"
-            } else if value > 0.0 {
-                "inf"
-            } else {
-                "-inf"
-            }
-        )));
+        return Err(SerializeError::value(format!("float {value} has no JSON number form")));
     }
-    let mut buffer = ryu::Buffer::new();
+    let mut buffer = zmij::Buffer::new();
     let text = buffer.format_finite(value).as_bytes();
-    let (negative, text) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    // ryu writes "123.45", "0.00123", "1.5e-7" or "1e16": take its digits and exponent.
-    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
-        Some(e) => (&text[..e], parse_exponent(&text[e + 1..])),
-        None => (text, 0),
-    };
-    let mut digits = [0u8; 24];
-    let mut count = 0usize;
-    // Decimal exponent of the first digit written to `digits` (value = 0.d1d2... x 10^point).
-    let mut point: i32 = exponent;
-    let mut seen_dot = false;
-    for &b in mantissa {
-        if b == b'.' {
-            seen_dot = true;
-            continue;
-        }
-        if !seen_dot {
-            point += 1;
-        }
-        if count == 0 && b == b'0' {
-            // A leading zero only moves the decimal point.
-            point -= 1;
-            continue;
-        }
-        if count < digits.len() {
-            digits[count] = b;
-            count += 1;
-        }
-    }
-    while count > 0 && digits[count - 1] == b'0' {
-        count -= 1;
-    }
-    if negative {
-        out.push(b'-');
-    }
-    if count == 0 {
-        out.extend(b"0.0");
-        return Ok(());
-    }
-    let digits = &digits[..count];
-    let sci_exponent = point - 1;
-    if (-5..16).contains(&sci_exponent) {
-        if point <= 0 {
-            out.extend(b"0.");
-            for _ in 0..-point {
-                out.push(b'0');
-            }
-            out.extend(digits);
-        } else {
-            let point = point as usize;
-            if point >= digits.len() {
-                out.extend(digits);
-                for _ in digits.len()..point {
-                    out.push(b'0');
-                }
-                out.extend(b".0");
-            } else {
-                out.extend(&digits[..point]);
-                out.push(b'.');
-                out.extend(&digits[point..]);
-            }
-        }
-    } else {
-        out.push(digits[0]);
-        if digits.len() > 1 {
-            out.push(b'.');
-            out.extend(&digits[1..]);
-        }
-        out.push(b'e');
-        if sci_exponent > 0 {
-            out.push(b'+');
-        }
-        out.extend(itoa::Buffer::new().format(sci_exponent).as_bytes());
-    }
+    // At most 24 bytes (`-2.2250738585072014e-308`).
+    let len = text.len().min(out.bytes.len());
+    out.bytes[..len].copy_from_slice(&text[..len]);
+    out.len = len;
     Ok(())
-}
-
-pub(super) fn parse_exponent(text: &[u8]) -> i32 {
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        Some((b'+', rest)) => (false, rest),
-        _ => (false, text),
-    };
-    let magnitude = digits.iter().fold(0i32, |acc, &d| acc * 10 + i32::from(d - b'0'));
-    if negative {
-        -magnitude
-    } else {
-        magnitude
-    }
 }
 
 #[cfg(test)]
@@ -247,10 +167,20 @@ mod tests {
 
     #[test]
     fn integers_are_written_in_decimal() {
-        for v in [0, 1, 9, 10, 99, 100, 12345, -1, -10, i64::MAX, i64::MIN] {
+        let mut cases = vec![0, 1, 9, 10, 99, 100, 12345, -1, -10, i64::MAX, i64::MIN];
+        for power in 0..19 {
+            let p = 10i64.pow(power);
+            cases.extend([p - 1, p, p + 1, -p]);
+        }
+        for v in cases {
             let mut buf = [0u8; 24];
             let end = write_i64(&mut buf, 0, v);
             assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), v.to_string());
+        }
+        for v in [u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000_000] {
+            let mut buf = [0u8; 24];
+            let end = write_int(&mut buf, 0, true, v);
+            assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), format!("-{v}"));
         }
     }
 }

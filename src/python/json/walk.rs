@@ -7,7 +7,7 @@ use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
 use super::escape::escape_into;
-use super::number::{float_text, int_text, write_i64, FloatText};
+use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
 
 /// The exact types, compared by address before any `isinstance` check.
@@ -68,7 +68,7 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
 impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn flush(&mut self) -> Result<(), SerializeError> {
         if self.pos > 0 {
-            self.sink.write_chunk(&self.buf[..self.pos]).map_err(SerializeError::Sink)?;
+            self.sink.write_chunk(&self.buf[..self.pos]).map_err(SerializeError::sink)?;
             self.pos = 0;
         }
         Ok(())
@@ -89,6 +89,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.buf[self.pos] = b;
         self.pos += 1;
         Ok(())
+    }
+
+    /// Writes the first `len` bytes of `word` with one fixed-size copy (the bytes
+    /// past them are scratch). The caller has reserved 8 bytes.
+    #[inline(always)]
+    pub(super) fn put_word(&mut self, word: &[u8; 8], len: usize) {
+        self.buf[self.pos..self.pos + 8].copy_from_slice(word);
+        self.pos += len;
     }
 
     /// Copies `bytes` (short: at most a few dozen).
@@ -232,9 +240,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 return Some(self.float(f.value()));
             }
         } else if ty == t.bool_ {
-            return Some(self.small(if obj.as_ptr() == t.true_ { b"true" } else { b"false" }));
+            let (text, len) = if obj.as_ptr() == t.true_ { (b"true    ", 4) } else { (b"false   ", 5) };
+            self.put_word(text, len);
+            return Some(Ok(()));
         } else if obj.as_ptr() == t.none {
-            return Some(self.small(b"null"));
+            self.put_word(b"null    ", 4);
+            return Some(Ok(()));
         }
         None
     }
@@ -292,9 +303,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     #[inline(always)]
     pub(super) fn int(&mut self, obj: Borrowed<'_, 'py, PyAny>, subclass: bool) -> Result<(), SerializeError> {
-        if let Some(v) = borrowed::small_int(obj, self.layouts) {
+        if let Some((negative, magnitude)) = borrowed::int_parts(obj, self.layouts) {
             self.reserve(24)?;
-            self.pos = write_i64(&mut self.buf, self.pos, v);
+            self.pos = write_int(&mut self.buf, self.pos, negative, magnitude);
             return Ok(());
         }
         self.big_int(&obj.to_owned(), subclass)
@@ -317,9 +328,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             // orjson's choice: JSON has no NaN or Infinity.
             return self.small(b"null");
         }
-        let mut text = FloatText::new();
-        float_text(value, &mut text)?;
-        self.small(text.as_bytes())
+        let mut buffer = zmij::Buffer::new();
+        let text = buffer.format_finite(value).as_bytes();
+        // At most 24 bytes (`-2.2250738585072014e-308`).
+        self.reserve(32)?;
+        self.buf[self.pos..self.pos + text.len()].copy_from_slice(text);
+        self.pos += text.len();
+        Ok(())
     }
 
     /// A str inside a container: from the value cache if this object was seen
