@@ -8,13 +8,14 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
-.PHONY: help venv develop gateway build run test test-python test-rust lint bench microbench clean
+.PHONY: help venv develop gateway build run test test-python test-rust lint bench microbench microbench-json clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
 	@echo "make test   build everything and run every test and check"
 	@echo "make bench  the benchmark (see README)"
 	@echo "make microbench  handoff, slot and Python writer microbenchmarks -> results/microbench.md"
+	@echo "make microbench-json  shmbridge.dumps vs orjson vs json on many shapes -> results/microbench-json.md"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -71,6 +72,13 @@ microbench: develop
 	$(PY) scripts/microbench_report.py --handoff $(MICRO_TMP)/microbench-handoff.json \
 		--criterion-dir $(MICRO_TARGET)/criterion --python $(MICRO_TMP)/microbench-python.json \
 		--python-markdown $(MICRO_TMP)/microbench-python.md --out-md results/microbench.md --out-json results/microbench.json
+
+# A few minutes: every shape of data through shmbridge.dumps, orjson.dumps and json.dumps
+# (medians of JSON_ROUNDS rounds); scripts/microbench_json.py --help.
+JSON_ROUNDS ?= 15
+microbench-json: develop
+	$(PY) scripts/microbench_json.py --rounds $(JSON_ROUNDS) \
+		--md-out results/microbench-json.md --json-out results/microbench-json.json
 
 clean:
 	cargo clean
