@@ -169,23 +169,49 @@ pub(super) fn escape_long(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
     escape_bytes(buf, pos, &src[i..])
 }
 
+/// Escapes `src` a word at a time: a clean word is copied whole; in a word
+/// with a byte to escape, the clean bytes before it are kept (the whole word
+/// was copied), that byte is escaped, and the scan goes on right after it.
+/// `buf` has room for `6 * src.len() + 8` bytes from `pos`.
 #[inline]
 pub(super) fn escape_bytes(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
-    for &b in src {
-        let escape = ESCAPE[b as usize];
-        if escape == 0 {
-            buf[pos] = b;
-            pos += 1;
-        } else if escape == b'u' {
-            buf[pos..pos + 6].copy_from_slice(&unicode_escape(b));
-            pos += 6;
-        } else {
-            buf[pos] = b'\\';
-            buf[pos + 1] = escape;
-            pos += 2;
+    let mut i = 0;
+    while i < src.len() {
+        let rest = src.len() - i;
+        // A short tail is padded with spaces, which need no escape.
+        let word = if rest >= 8 { load_word(&src[i..]) } else { short_word(&src[i..]) };
+        // At most `6 * i + 8 <= 6 * src.len() + 8` bytes from the start: in room.
+        buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
+        let mask = word_escape_mask(word);
+        if mask == 0 {
+            let step = rest.min(8);
+            pos += step;
+            i += step;
+            continue;
         }
+        // The lowest mark is a real one (false marks sit above a real one only),
+        // and it is inside `src`, since padding is never marked.
+        let clean = (mask.trailing_zeros() / 8) as usize;
+        pos += clean;
+        i += clean;
+        pos = escape_byte(buf, pos, src[i]);
+        i += 1;
     }
     pos
+}
+
+/// Writes the escape of `b`, a byte that needs one.
+#[inline(always)]
+fn escape_byte(buf: &mut [u8], pos: usize, b: u8) -> usize {
+    let escape = ESCAPE[b as usize];
+    if escape == b'u' {
+        buf[pos..pos + 6].copy_from_slice(&unicode_escape(b));
+        pos + 6
+    } else {
+        buf[pos] = b'\\';
+        buf[pos + 1] = escape;
+        pos + 2
+    }
 }
 
 /// What follows the backslash for each byte that needs an escape (0: none).
@@ -219,10 +245,29 @@ mod tests {
 
     /// The plain byte-by-byte escape, to compare the fast paths against.
     fn escape_reference(src: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; 6 * src.len() + 8];
-        let end = escape_bytes(&mut buf, 0, src);
-        buf.truncate(end);
-        buf
+        let mut out = Vec::new();
+        for &b in src {
+            match ESCAPE[b as usize] {
+                0 => out.push(b),
+                b'u' => out.extend_from_slice(&unicode_escape(b)),
+                short => out.extend_from_slice(&[b'\\', short]),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_word_scan_escapes_like_the_byte_loop() {
+        // Escapes at every offset of a word, several per word, and short tails.
+        for len in 0..40 {
+            for step in 1..6 {
+                let bytes: Vec<u8> =
+                    (0..len).map(|i| if i % step == 0 { [b'"', b'\n', 0x01, b'\\'][i % 4] } else { b'x' }).collect();
+                let mut buf = vec![0; 6 * len + 8];
+                let end = escape_bytes(&mut buf, 0, &bytes);
+                assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
+            }
+        }
     }
 
     #[test]
