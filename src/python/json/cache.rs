@@ -37,21 +37,24 @@ pub(super) type CacheSlots = Box<[CachedText; CACHE_SLOTS]>;
 ///
 /// Sound because the cache holds a strong reference to every str it describes:
 /// while it lives, no other object can take that address, and `str` is immutable.
-pub(super) struct TextCache<'py> {
+pub(super) struct TextCache {
     /// Two-way by object address (a home slot and its pair); address 0: empty.
     pub(super) slots: CacheSlots,
-    pub(super) owners: Vec<Bound<'py, PyString>>,
+    /// The strs cached this call (empty between calls; kept for its capacity).
+    pub(super) owners: Vec<Py<PyString>>,
 }
 
-impl<'py> TextCache<'py> {
-    pub(super) fn new(slots: CacheSlots) -> Self {
-        Self { slots, owners: Vec::new() }
+impl TextCache {
+    pub(super) fn new(slots: CacheSlots, owners: Vec<Py<PyString>>) -> Self {
+        Self { slots, owners }
     }
 
-    /// Empties the slots this call filled (and drops its references), for reuse.
-    pub(super) fn into_cleared_slots(self) -> CacheSlots {
+    /// Empties the slots this call filled and drops its references (the GIL is
+    /// held: the serializer's caller holds it), for reuse.
+    pub(super) fn into_cleared(self) -> (CacheSlots, Vec<Py<PyString>>) {
         let mut slots = self.slots;
-        for key in &self.owners {
+        let mut owners = self.owners;
+        for key in &owners {
             let address = key.as_ptr() as usize;
             let home = Self::home(address);
             for slot in [home, home ^ 1] {
@@ -60,7 +63,8 @@ impl<'py> TextCache<'py> {
                 }
             }
         }
-        slots
+        owners.clear();
+        (slots, owners)
     }
 
     /// Home slot of an address (Fibonacci hashing: object addresses are aligned
@@ -85,7 +89,7 @@ impl<'py> TextCache<'py> {
 
     /// Caches `open`, `utf8` escaped, `close` for `s` if it fits and a slot is free.
     #[cold]
-    pub(super) fn insert(&mut self, s: Borrowed<'_, 'py, PyString>, utf8: &[u8], open: &[u8], close: &[u8]) {
+    pub(super) fn insert(&mut self, s: Borrowed<'_, '_, PyString>, utf8: &[u8], open: &[u8], close: &[u8]) {
         if utf8.len() > CACHED_COPY || self.owners.len() >= CACHE_INSERTS {
             return;
         }
@@ -107,7 +111,7 @@ impl<'py> TextCache<'py> {
         let mut text = [0u8; CACHED_TEXT];
         text[..len].copy_from_slice(&escaped[..len]);
         self.slots[slot] = CachedText { address, len, text };
-        self.owners.push(s.to_owned());
+        self.owners.push(s.to_owned().unbind());
     }
 }
 
@@ -116,6 +120,9 @@ impl<'py> TextCache<'py> {
 /// is never followed): a stale or reused address at worst caches a str once more.
 pub(super) struct SeenOnce {
     pub(super) addresses: Box<[usize; CACHE_SLOTS]>,
+    /// Added to each address: a new one per call, so that what an earlier call
+    /// saw does not count (the caches start empty each call).
+    pub(super) salt: usize,
 }
 
 impl SeenOnce {
@@ -123,8 +130,9 @@ impl SeenOnce {
     #[inline(always)]
     pub(super) fn again(&mut self, address: usize) -> bool {
         let slot = &mut self.addresses[TextCache::home(address)];
-        let again = *slot == address;
-        *slot = address;
+        let salted = address.wrapping_add(self.salt);
+        let again = *slot == salted;
+        *slot = salted;
         again
     }
 }

@@ -21,8 +21,8 @@
 //!   see `types.rs`), each container being walked is held by a strong reference
 //!   taken on entry, so are the key and value at hand, and the walk reads the
 //!   container again afterwards;
-//! - keys seen before, and short str values seen twice, are found by address in
-//!   small caches and copied whole.
+//! - str keys and short str values seen twice are found by address in small
+//!   caches and copied whole from their third sighting on.
 
 use std::cell::Cell;
 use std::ops::Deref;
@@ -36,6 +36,7 @@ mod types;
 mod walk;
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use super::borrowed;
 use crate::error::WriteError;
@@ -106,7 +107,12 @@ struct Scratch {
     buf: Vec<u8>,
     keys: CacheSlots,
     values: CacheSlots,
+    key_owners: Vec<Py<PyString>>,
+    value_owners: Vec<Py<PyString>>,
     seen: Box<[usize; CACHE_SLOTS]>,
+    seen_keys: Box<[usize; CACHE_SLOTS]>,
+    /// Counts calls: the salt of the `SeenOnce` tables.
+    calls: usize,
 }
 
 thread_local! {
@@ -130,8 +136,13 @@ pub fn serialize<'py, S: Sink>(
         buf: vec![0; STAGING_CAPACITY],
         keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
         values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        key_owners: Vec::with_capacity(64),
+        value_owners: Vec::with_capacity(64),
         seen: Box::new([0; CACHE_SLOTS]),
+        seen_keys: Box::new([0; CACHE_SLOTS]),
+        calls: 0,
     });
+    let salt = scratch.calls.wrapping_add(1);
     // Before the pause: the first call checks the layouts (see `Layouts::get`).
     let layouts = borrowed::Layouts::get(py);
     let gc = borrowed::GcPause::new(py);
@@ -141,21 +152,28 @@ pub fn serialize<'py, S: Sink>(
         sink,
         types: Types::new(py),
         layouts,
-        keys: TextCache::new(scratch.keys),
-        values: TextCache::new(scratch.values),
-        seen: SeenOnce { addresses: scratch.seen },
+        keys: TextCache::new(scratch.keys, scratch.key_owners),
+        values: TextCache::new(scratch.values, scratch.value_owners),
+        seen: SeenOnce { addresses: scratch.seen, salt },
+        seen_keys: SeenOnce { addresses: scratch.seen_keys, salt },
         default: options.default.clone(),
         default_depth: 0,
         epoch: 0,
         _gc: &gc,
     };
     let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
-    let Serializer { buf, keys, values, seen, .. } = ser;
+    let Serializer { buf, keys, values, seen, seen_keys, .. } = ser;
+    let (keys, key_owners) = keys.into_cleared();
+    let (values, value_owners) = values.into_cleared();
     SCRATCH.set(Some(Scratch {
         buf,
-        keys: keys.into_cleared_slots(),
-        values: values.into_cleared_slots(),
+        keys,
+        values,
+        key_owners,
+        value_owners,
         seen: seen.addresses,
+        seen_keys: seen_keys.addresses,
+        calls: salt,
     }));
     drop(gc);
     result

@@ -51,9 +51,12 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     pub(super) types: Types,
     /// Which object layouts may be read directly.
     pub(super) layouts: borrowed::Layouts,
-    pub(super) keys: TextCache<'py>,
-    pub(super) values: TextCache<'py>,
+    pub(super) keys: TextCache,
+    pub(super) values: TextCache,
     pub(super) seen: SeenOnce,
+    /// The same for keys: a key is cached on its second sighting (one dict
+    /// alone is not worth caching).
+    pub(super) seen_keys: SeenOnce,
     /// The `default=` hook, if any.
     pub(super) default: Option<Bound<'py, PyAny>>,
     /// `default=` calls under way, one inside another's result.
@@ -289,7 +292,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            self.keys.insert(s, utf8, b",\"", b"\":");
+            if self.seen_keys.again(s.as_ptr() as usize) {
+                self.keys.insert(s, utf8, b",\"", b"\":");
+            }
             self.escaped(utf8)?;
             return self.byte(b':');
         }
