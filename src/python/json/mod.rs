@@ -158,6 +158,7 @@ pub fn serialize<'py, S: Sink>(
         seen_keys: SeenOnce { addresses: scratch.seen_keys, salt },
         default: options.default.clone(),
         default_depth: 0,
+        dataclass: None,
         epoch: 0,
         _gc: &gc,
     };

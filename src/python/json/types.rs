@@ -8,11 +8,12 @@
 //! across such code it holds by a strong reference, and it moves the walk's
 //! `epoch` so that the containers being walked are read again afterwards.
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyDate, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt, PyList, PyString, PyTime,
-    PyTimeAccess, PyTuple, PyType, PyTzInfoAccess,
+    PyTimeAccess, PyTuple, PyType, PyTzInfo, PyTzInfoAccess,
 };
 
 use super::borrowed;
@@ -69,11 +70,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.uuid(obj);
         }
         if borrowed::is_subtype(obj.as_borrowed(), imported_type(py, &ENUM_TYPE, "enum", "Enum")?) {
-            let value = obj.getattr("value").map_err(|err| raised("the enum member's value", err))?;
+            let value = obj.getattr(intern!(py, "value")).map_err(|err| raised("the enum member's value", err))?;
             return self.value(value.as_borrowed(), Self::enter(depth)?);
         }
-        if let Some(fields) = dataclass_fields(obj) {
-            return self.dataclass(obj, &fields, depth);
+        if let Some(kind) = self.dataclass_kind(obj) {
+            return self.dataclass(obj, &kind, depth);
         }
         if let Some(default) = self.default.clone() {
             return self.with_default(&default, obj, depth);
@@ -101,8 +102,15 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             dt.get_second().into(),
             dt.get_microsecond(),
         );
-        if dt.get_tzinfo().is_some() {
-            let offset = dt.call_method0("utcoffset").map_err(|err| raised("the datetime's utcoffset()", err))?;
+        let tzinfo = dt.get_tzinfo();
+        let utc = PyTzInfo::utc(dt.py()).ok();
+        if tzinfo.as_ref().zip(utc).is_some_and(|(tz, utc)| tz.is(&*utc)) {
+            // `timezone.utc` itself: its offset is known without a call.
+            datetime::offset(&mut text, 0, 0);
+        } else if tzinfo.is_some() {
+            let offset = dt
+                .call_method0(intern!(dt.py(), "utcoffset"))
+                .map_err(|err| raised("the datetime's utcoffset()", err))?;
             if offset.is_none() {
                 datetime::offset(&mut text, 0, 0);
             } else {
@@ -136,55 +144,67 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// The UUID's 128-bit value (its `int`), in the canonical form.
     fn uuid(&mut self, obj: &Bound<'py, PyAny>) -> Result<(), SerializeError> {
-        let value: u128 = obj.getattr("int").and_then(|v| v.extract()).map_err(|err| raised("the UUID's int", err))?;
+        let value: u128 = obj
+            .getattr(intern!(obj.py(), "int"))
+            .and_then(|v| v.extract())
+            .map_err(|err| raised("the UUID's int", err))?;
         let mut text = ShortText::new();
         datetime::uuid(&mut text, value);
         self.quoted(text.as_bytes())
+    }
+
+    /// How `obj`'s class writes its instances, if it is a dataclass: from the
+    /// one-entry cache when the class is the last one seen.
+    fn dataclass_kind(&mut self, obj: &Bound<'py, PyAny>) -> Option<DataclassKind> {
+        let py = obj.py();
+        let ty = obj.get_type();
+        if let Some(kind) = &self.dataclass {
+            if kind.class.is(&ty) {
+                return Some(kind.clone_ref(py));
+            }
+        }
+        let fields = ty.getattr(intern!(py, "__dataclass_fields__")).ok()?.cast_into::<PyDict>().ok()?;
+        // orjson's rule: the instance's `__dict__` unless the class itself has `__slots__`.
+        let slots = ty.getattr(intern!(py, "__dict__")).and_then(|d| d.contains(intern!(py, "__slots__")));
+        let kind = DataclassKind { class: ty.unbind(), fields: fields.unbind(), from_dict: !slots.unwrap_or(true) };
+        self.dataclass = Some(kind.clone_ref(py));
+        Some(kind)
     }
 
     /// A dataclass instance as an object, as orjson writes one: from its
     /// `__dict__` when it has one and its class no `__slots__` (every attribute,
     /// in the dict's order), else its fields in order; either way without the
     /// names that start with `_`.
-    fn dataclass(
-        &mut self,
-        obj: &Bound<'py, PyAny>,
-        fields: &Bound<'py, PyDict>,
-        depth: u32,
-    ) -> Result<(), SerializeError> {
-        let depth = Self::enter(depth)?;
+    fn dataclass(&mut self, obj: &Bound<'py, PyAny>, kind: &DataclassKind, depth: u32) -> Result<(), SerializeError> {
         let py = obj.py();
-        let has_slots = obj.get_type().getattr("__dict__").and_then(|d| d.contains("__slots__")).unwrap_or(true);
-        let instance_dict = if has_slots { None } else { obj.getattr("__dict__").ok() };
+        if kind.from_dict {
+            if let Ok(dict) = obj.getattr(intern!(py, "__dict__")).and_then(|d| Ok(d.cast_into::<PyDict>()?)) {
+                return self.dict_items::<true>(dict.as_borrowed(), depth);
+            }
+        }
+        let depth = Self::enter(depth)?;
+        let field_kind = DATACLASS_FIELD
+            .get_or_try_init(py, || Ok::<_, PyErr>(py.import("dataclasses")?.getattr("_FIELD")?.unbind()))
+            .map_err(|err| raised("dataclasses._FIELD", err))?
+            .bind(py);
         // A snapshot of (name, value) pairs, each a strong reference.
-        let mut pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = Vec::new();
-        if let Some(dict) = instance_dict.as_ref().and_then(|d| d.cast::<PyDict>().ok()) {
-            for item in dict.items().iter() {
-                let (name, value) = item.extract().map_err(|err| raised("the dataclass's __dict__", err))?;
-                pairs.push((name, value));
+        let mut pairs: Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)> = Vec::new();
+        for item in kind.fields.bind(py).items().iter() {
+            let (name, field): (Bound<'py, PyAny>, Bound<'py, PyAny>) =
+                item.extract().map_err(|err| raised("the dataclass's fields", err))?;
+            let kind = field.getattr(intern!(py, "_field_type")).map_err(|err| raised("a dataclass field", err))?;
+            if !kind.is(field_kind) {
+                continue;
             }
-        } else {
-            let field_kind = DATACLASS_FIELD
-                .get_or_try_init(py, || Ok::<_, PyErr>(py.import("dataclasses")?.getattr("_FIELD")?.unbind()))
-                .map_err(|err| raised("dataclasses._FIELD", err))?
-                .bind(py);
-            for item in fields.items().iter() {
-                let (name, field): (Bound<'py, PyAny>, Bound<'py, PyAny>) =
-                    item.extract().map_err(|err| raised("the dataclass's fields", err))?;
-                let kind = field.getattr("_field_type").map_err(|err| raised("a dataclass field", err))?;
-                if !kind.is(field_kind) {
-                    continue;
-                }
-                let value = obj
-                    .getattr(name.cast::<PyString>().map_err(|_| not_str_name(&name))?)
-                    .map_err(|err| raised("a dataclass attribute", err).at(Step::Key(name.to_string())))?;
-                pairs.push((name, value));
-            }
+            let name = name.cast_into::<PyString>().map_err(|name| not_str_name(name.into_inner().as_any()))?;
+            let value = obj
+                .getattr(&name)
+                .map_err(|err| raised("a dataclass attribute", err).at(Step::Key(name.to_string())))?;
+            pairs.push((name, value));
         }
         self.byte(b'{')?;
         let mut first = true;
         for (name, value) in pairs {
-            let name = name.cast_into::<PyString>().map_err(|name| not_str_name(name.into_inner().as_any()))?;
             let text = super::walk::utf8_of(name.as_borrowed())?;
             if text.first() == Some(&b'_') {
                 continue;
@@ -231,10 +251,19 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 }
 
-/// The fields of a dataclass instance (its class's `__dataclass_fields__`), if it is one.
-fn dataclass_fields<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
-    let fields = obj.get_type().getattr("__dataclass_fields__").ok()?;
-    fields.cast_into::<PyDict>().ok()
+/// How a dataclass's instances are written (see `Serializer::dataclass`).
+pub(super) struct DataclassKind {
+    class: Py<PyType>,
+    /// The class's `__dataclass_fields__`.
+    fields: Py<PyDict>,
+    /// From the instance's `__dict__` (the class has no `__slots__`).
+    from_dict: bool,
+}
+
+impl DataclassKind {
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        Self { class: self.class.clone_ref(py), fields: self.fields.clone_ref(py), from_dict: self.from_dict }
+    }
 }
 
 /// `cell`'s type, imported from `module` the first time.

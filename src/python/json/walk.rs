@@ -61,6 +61,9 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     pub(super) default: Option<Bound<'py, PyAny>>,
     /// `default=` calls under way, one inside another's result.
     pub(super) default_depth: u32,
+    /// The last dataclass type written, and how its instances are read (see
+    /// `types.rs`), so that a list of one dataclass looks the class up once.
+    pub(super) dataclass: Option<super::types::DataclassKind>,
     /// Counts the times Python code may have run (see `other`): a container
     /// walk that sees it move reads its container again.
     pub(super) epoch: u64,
@@ -156,7 +159,18 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(depth + 1)
     }
 
+    #[inline]
     pub(super) fn dict(&mut self, dict: Borrowed<'_, 'py, PyDict>, depth: u32) -> Result<(), SerializeError> {
+        self.dict_items::<false>(dict, depth)
+    }
+
+    /// A dict's items; with `SKIP_PRIVATE`, without the str keys that start with
+    /// `_` (a dataclass instance's `__dict__`, as orjson writes one).
+    pub(super) fn dict_items<const SKIP_PRIVATE: bool>(
+        &mut self,
+        dict: Borrowed<'_, 'py, PyDict>,
+        depth: u32,
+    ) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         // Held for the walk: Python code run further down (a `default=` hook, an
         // enum's value) could drop every other reference to this dict.
@@ -171,6 +185,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // the value, and the table is read again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::DictItems::new(dict.as_borrowed(), self.layouts) };
         while let Some((key, value)) = items.next() {
+            if SKIP_PRIVATE && is_private(key) {
+                continue;
+            }
             // Room for a cached key and a cached value (`key` and `scalar` rely on it).
             self.reserve(2 * CACHED_COPY)?;
             self.key(key, separator)?;
@@ -406,6 +423,11 @@ pub(super) fn not_utf8(py: Python<'_>, err: &PyErr) -> SerializeError {
 
 pub(super) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map_or_else(|_| "<unknown type>".to_owned(), |n| n.to_string())
+}
+
+/// Whether `key` is a str that starts with `_`.
+fn is_private(key: Borrowed<'_, '_, PyAny>) -> bool {
+    key.cast::<PyString>().ok().and_then(|s| borrowed::str_utf8(s).ok()).is_some_and(|text| text.first() == Some(&b'_'))
 }
 
 /// A dict key as it appears in an error path or message (no user code runs to get it).
