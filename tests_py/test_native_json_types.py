@@ -366,3 +366,33 @@ def test_default_recursion_reenters_dumps() -> None:
 
     written = shmbridge.dumps([Point(0, 0), Point(1, 1)], default=nested)
     assert written == b'[{"inner":1},{"inner":1}]'
+
+
+def test_a_default_that_turns_the_gc_on_does_not_leave_it_on_mid_walk() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    def enables(value: object) -> Any:
+        gc.enable()
+        return [1]
+
+    def records(value: object) -> Any:
+        seen.append(gc.isenabled())
+        return 2
+
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        # Paused again after the first hook: the second sees it paused; the state
+        # found at the start (off) is the one left.
+        assert shmbridge.dumps([Point(0, 0), Point(1, 1)], default=enables) == b"[[1],[1]]"
+        assert not gc.isenabled()
+        value = [Point(0, 0), {"x": Point(1, 1)}]
+        hooks = iter([enables, records])
+        assert shmbridge.dumps(value, default=lambda v: next(hooks)(v)) == b'[[1],{"x":2}]'
+        assert seen == [False]
+    finally:
+        gc.enable()
+    shmbridge.dumps([Point(0, 0)], default=enables)
+    assert gc.isenabled()

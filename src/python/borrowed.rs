@@ -41,6 +41,18 @@ impl GcPause {
     }
 }
 
+impl GcPause {
+    /// Pauses the collector again after Python code ran, which may have turned
+    /// it back on (`gc.enable()` in a `default=` hook): the walk that follows
+    /// relies on the pause. The state restored on drop stays the one found at
+    /// the start.
+    pub fn renew(&self) {
+        // SAFETY: as in `new`: the GIL is held by this thread (`GcPause` is
+        // !Send and lives inside the serializer's call, which holds it).
+        unsafe { ffi::PyGC_Disable() };
+    }
+}
+
 impl Drop for GcPause {
     fn drop(&mut self) {
         if self.was_enabled {

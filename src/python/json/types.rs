@@ -35,6 +35,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // From here on Python code may run (a hook, an attribute), so the
         // containers being walked are read again once this returns.
         self.epoch += 1;
+        let result = self.other_value(obj, depth);
+        self._gc.renew();
+        result
+    }
+
+    /// `other`'s work. Where Python code has run and a walk follows, the GC is
+    /// paused again first (`GcPause::renew`).
+    fn other_value(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
         let py = obj.py();
         if let Ok(s) = obj.cast::<PyString>() {
             return self.string(s.as_borrowed());
@@ -71,6 +79,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         if borrowed::is_subtype(obj.as_borrowed(), imported_type(py, &ENUM_TYPE, "enum", "Enum")?) {
             let value = obj.getattr(intern!(py, "value")).map_err(|err| raised("the enum member's value", err))?;
+            self._gc.renew();
             return self.value(value.as_borrowed(), Self::enter(depth)?);
         }
         if let Some(kind) = self.dataclass_kind(obj) {
@@ -179,6 +188,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let py = obj.py();
         if kind.from_dict {
             if let Ok(dict) = obj.getattr(intern!(py, "__dict__")).and_then(|d| Ok(d.cast_into::<PyDict>()?)) {
+                self._gc.renew();
                 return self.dict_items::<true>(dict.as_borrowed(), depth);
             }
         }
@@ -202,6 +212,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 .map_err(|err| raised("a dataclass attribute", err).at(Step::Key(name.to_string())))?;
             pairs.push((name, value));
         }
+        self._gc.renew();
         self.byte(b'{')?;
         let mut first = true;
         for (name, value) in pairs {
@@ -245,6 +256,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             )));
         }
         self.default_depth += 1;
+        self._gc.renew();
         let written = self.value(result.as_borrowed(), depth);
         self.default_depth -= 1;
         written
