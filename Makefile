@@ -9,7 +9,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
 .PHONY: help venv develop gateway build run test test-python test-rust test-versions lint bench microbench \
-	wheels test-wheels soak recovery clean
+	microbench-json wheels test-wheels soak recovery clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
@@ -20,6 +20,7 @@ help:
 	@echo "make microbench  handoff, slot and Python writer microbenchmarks -> results/microbench.md"
 	@echo "make soak   every test SOAK_RUNS (10) times in a row with every core kept busy"
 	@echo "make recovery  20 producer SIGKILLs under load, shm recovery times -> results/recovery.md"
+	@echo "make microbench-json  shmbridge.dumps vs orjson vs json on many shapes -> results/microbench-json.md"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -101,6 +102,13 @@ wheels: venv
 # sdist into one (a build from source), and does a round trip (tests_py/test_wheels.py).
 test-wheels: venv
 	$(PY) -m pytest -q -s -rs -m wheels tests_py/test_wheels.py
+
+# A few minutes: every shape of data through shmbridge.dumps, orjson.dumps and json.dumps
+# (medians of JSON_ROUNDS rounds); scripts/microbench_json.py --help.
+JSON_ROUNDS ?= 15
+microbench-json: develop
+	$(PY) scripts/microbench_json.py --rounds $(JSON_ROUNDS) \
+		--md-out results/microbench-json.md --json-out results/microbench-json.json
 
 clean:
 	cargo clean

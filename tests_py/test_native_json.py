@@ -169,8 +169,6 @@ def test_uncached_keys_and_cached_values_across_staging_flushes() -> None:
         shmbridge.dumps(escaped_keys)
         == json.dumps(escaped_keys, separators=(",", ":"), ensure_ascii=False).encode()
     )
-    int_keys = {i * 7919: shared[i % len(shared)] for i in range(30_000)}
-    assert json.loads(shmbridge.dumps(int_keys)) == json.loads(json.dumps(int_keys))
     items = [shared[i % len(shared)] for i in range(50_000)]
     assert shmbridge.dumps(items) == orjson.dumps(items)
     assert shmbridge.dumps([items, value]) == orjson.dumps([items, value])
@@ -213,7 +211,6 @@ def test_floats_parse_back_to_the_same_float(value: float) -> None:
 SEMANTIC: list[Any] = [
     {"big": 2**64, "bigger": -(2**200), "huge": 10**300},
     [2**64 - 1, 2**64, -(2**63) - 1],
-    {7: "int key", 2.5: "float key", True: "bool key", None: "none key"},
     {"nested": [{"a": (1, 2, (3,))}], "s": 'é\n"\\'},
     collections.OrderedDict([("b", 1), ("a", 2)]),
 ]
@@ -256,7 +253,7 @@ def test_subclasses_of_supported_types(channel: Channel, reader: Reader) -> None
         "list": MyList([1, 2]),
         "str": MyStr("s"),
         "float": MyFloat(2.5),
-        "big_int_enum_key": {Color.RED: "x"},
+        "str_enum_key": {Mood.HAPPY: "x"},
     }
     assert json.loads(written(channel, reader, value)) == json.loads(json.dumps(value))
 
@@ -264,9 +261,6 @@ def test_subclasses_of_supported_types(channel: Channel, reader: Reader) -> None
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (float("nan"), r"float nan is not JSON serializable.*\(at \$\)"),
-        ({"x": [1, float("inf")]}, r"float inf .*\(at \$\.x\[1\]\)"),
-        ([-math.inf], r"float -inf .*\(at \$\[0\]\)"),
         (
             [0, 1, 2, {"tags": {"a", "b"}}],
             r"Type is not JSON serializable: set \(at \$\[3\]\.tags\)",
@@ -274,7 +268,11 @@ def test_subclasses_of_supported_types(channel: Channel, reader: Reader) -> None
         ({"blob": b"bytes"}, r"Type is not JSON serializable: bytes \(at \$\.blob\)"),
         ({"obj": object()}, r"Type is not JSON serializable: object \(at \$\.obj\)"),
         ({"a b": [complex(1, 2)]}, r'complex \(at \$\["a b"\]\[0\]\)'),
-        ({(1, 2): "tuple key"}, r"dict key must be str, int, float, bool or None, not tuple"),
+        ({(1, 2): "tuple key"}, r"dict key must be str, not tuple: <tuple> \(at \$\)"),
+        ({"a": [{7: "int key"}]}, r"dict key must be str, not int: 7 \(at \$\.a\[0\]\)"),
+        ({"a": {None: 1}}, r"dict key must be str, not NoneType: None \(at \$\.a\)"),
+        ([{2.5: 1}], r"dict key must be str, not float: 2.5 \(at \$\[0\]\)"),
+        ([{True: 1}], r"dict key must be str, not bool: True \(at \$\[0\]\)"),
         ({"s": "lone \ud800 surrogate"}, r"str cannot be encoded as UTF-8.*\(at \$\.s\)"),
     ],
 )
@@ -449,7 +447,8 @@ def test_objects_read_directly_are_written_like_orjson() -> None:
     ]
     for value in values:
         assert shmbridge.dumps(value) == orjson.dumps(value)
-    # Keys other than str (a general entry table): written like json.dumps.
-    general = {1: "one", "two": 2, 3.5: None}
-    del general["two"]
-    assert json.loads(shmbridge.dumps(general)) == json.loads(json.dumps(general))
+    # A general entry table (keys other than str) whose str keys are all that is left.
+    general: dict[Any, Any] = {1: "one", "two": 2, 3.5: None}
+    del general[1]
+    del general[3.5]
+    assert shmbridge.dumps(general) == orjson.dumps(general)

@@ -59,8 +59,19 @@ class ChannelInUse(ShmError):
 class NotSerializable(ShmError, TypeError):
     """A value has no JSON form; the message names it and where it sits."""
 
-def dumps(obj: object) -> bytes:
-    """Compact JSON bytes of `obj`, the same bytes as ``orjson.dumps(obj)``."""
+#: A ``default=`` hook: called with each value that has no JSON form of its own;
+#: what it returns is written instead (raise to refuse the value).
+_Default = Callable[[Any], object]
+
+def dumps(obj: object, /, *, default: _Default | None = None) -> bytes:
+    """Compact JSON bytes of `obj`, the same bytes as ``orjson.dumps(obj)``.
+
+    Writes dict (str keys), list, tuple, str, int, float (NaN and infinities as
+    null), bool, None, datetime, date, time, UUID, dataclass instances, Enum
+    members and subclasses of str, int, float, dict and list; anything else goes
+    to `default`, or raises NotSerializable naming where it sits (``$[3].zip``).
+    ``write_json`` and ``publish`` take the same `default`.
+    """
 
 def _direct_reads() -> list[str]:
     """Objects the serializer reads directly here (``dict``, ``int-3.11`` or ``int-3.12``);
@@ -112,9 +123,11 @@ class Channel:
     def write_bytes(
         self, slot: int, request_id: int, data: Buffer, *, encoding: Literal["raw", "json"] = "raw"
     ) -> Receipt: ...
-    def write_json(self, slot: int, request_id: int, obj: object) -> Receipt: ...
+    def write_json(
+        self, slot: int, request_id: int, obj: object, *, default: _Default | None = None
+    ) -> Receipt: ...
     def reserve(self, slot: int, request_id: int, size: int) -> Reservation: ...
-    def publish(self, obj: object) -> Receipt: ...
+    def publish(self, obj: object, *, default: _Default | None = None) -> Receipt: ...
     def publish_bytes(
         self, data: Buffer, *, encoding: Literal["raw", "json"] = "raw"
     ) -> Receipt: ...

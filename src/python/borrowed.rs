@@ -8,9 +8,12 @@
 //! where the (non-limited) API describes their layout, and where it does not
 //! (a dict's entry table, an int's digits) only after [`Layouts::get`] has
 //! checked, once per process, that this interpreter is CPython 3.11, 3.12 or
-//! 3.13 with the layout they expect; elsewhere they fall back to the C API.
-//! They are sound only while no Python code runs, which [`GcPause`] and the
-//! serializer's rules guarantee (see `json.rs`).
+//! 3.13 with the layout they expect; elsewhere they fall back to the C API. They
+//! are sound only while no Python code runs, which [`GcPause`] and the
+//! serializer's rules guarantee (see `json/mod.rs`): where the serializer runs
+//! Python code (a `default=` hook, an enum's value, a dataclass's fields) it
+//! holds strong references to what it keeps across that code, and reads the
+//! containers it is walking again afterwards (`refresh`).
 //!
 //! Built for the stable ABI (`Py_LIMITED_API`, the cargo feature "abi3"), the
 //! same functions take the C API's path only: no object is read directly. A
@@ -49,6 +52,18 @@ impl GcPause {
     }
 }
 
+impl GcPause {
+    /// Pauses the collector again after Python code ran, which may have turned
+    /// it back on (`gc.enable()` in a `default=` hook): the walk that follows
+    /// relies on the pause. The state restored on drop stays the one found at
+    /// the start.
+    pub fn renew(&self) {
+        // SAFETY: as in `new`: the GIL is held by this thread (`GcPause` is
+        // !Send and lives inside the serializer's call, which holds it).
+        unsafe { ffi::PyGC_Disable() };
+    }
+}
+
 impl Drop for GcPause {
     fn drop(&mut self) {
         if self.was_enabled {
@@ -70,10 +85,10 @@ pub struct Layouts {
     int: IntLayout,
 }
 
-/// An int's layout, as read by [`small_int`].
+/// An int's layout, as read by [`int_parts`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum IntLayout {
-    /// Through `PyLong_AsLongAndOverflow`.
+    /// Through the C API.
     Api,
     /// CPython 3.11: the signed digit count in `ob_size` ([`Long311`]).
     #[cfg_attr(any(Py_LIMITED_API, Py_GIL_DISABLED), allow(dead_code, reason = "never read directly there"))]
@@ -201,10 +216,12 @@ enum Walk {
 
 impl<'a, 'py> DictItems<'a, 'py> {
     /// # Safety
-    /// While the iterator or any item it returned is in use, no Python code may
-    /// run (nothing may modify `dict` or free its keys and values): the caller
-    /// holds the GIL without releasing it, runs no Python code, and keeps a
-    /// [`GcPause`] alive.
+    /// The caller holds the GIL without releasing it and keeps a [`GcPause`]
+    /// alive. An item returned is valid until Python code next runs (which may
+    /// modify `dict` or free its keys and values): the caller either runs none
+    /// while it uses the item, or holds its own strong references to what it
+    /// keeps across such code. After any Python code has run, the caller calls
+    /// [`DictItems::refresh`] before the next `next`.
     #[inline]
     pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts) -> Self {
         #[cfg_attr(Py_LIMITED_API, allow(unused_mut, reason = "no direct walk there"))]
@@ -220,6 +237,24 @@ impl<'a, 'py> DictItems<'a, 'py> {
             }
         }
         Self { dict, walk }
+    }
+
+    /// Finds the entry table again after Python code may have changed the dict
+    /// (resized it, or made its table anew), and goes on from the same position:
+    /// what was there before may have moved, but nothing is read out of bounds.
+    #[cold]
+    pub fn refresh(&mut self) {
+        #[cfg(not(Py_LIMITED_API))]
+        if let Walk::Entries { index, .. } = self.walk {
+            // SAFETY: `self.dict` is alive for 'a (the borrow this iterator was
+            // made from), the GIL is held, and the `Entries` walk exists only
+            // when `new` was given CPython 3.11's dict layout.
+            self.walk = match unsafe { entry_table(self.dict.as_ptr()) } {
+                Some(table) => Walk::Entries { table, index },
+                // A position past the end simply ends PyDict_Next's walk.
+                None => Walk::Api { position: ffi::Py_ssize_t::try_from(index).unwrap_or(ffi::Py_ssize_t::MAX) },
+            };
+        }
     }
 }
 
@@ -358,107 +393,109 @@ struct Long312 {
     ob_digit: [u32; 1],
 }
 
-/// Whether [`small_int`]'s direct read with `layout` gives what
-/// `PyLong_AsLongAndOverflow` gives, for ints of 0, 1 and 2 digits and more.
+/// Whether [`int_parts`]' direct read with `layout` gives what the C API gives,
+/// for ints of 0 to 3 digits, up to the 64-bit edges.
 #[cfg(not(any(Py_LIMITED_API, Py_GIL_DISABLED)))]
 fn int_layout_holds(py: Python<'_>, layout: IntLayout) -> PyResult<bool> {
     let layouts = Layouts { dict_311: false, int: layout };
-    for v in [
-        0i64,
-        1,
-        -1,
-        7,
-        -7,
-        1 << 29,
-        (1 << 30) - 1,
-        1 << 30,
-        -(1 << 30),
-        (1 << 60) - 1,
-        -(1 << 60) + 1,
-        1 << 60,
-        i64::MAX,
-        i64::MIN,
-    ] {
+    let edges = [0i128, 1, -1, 7, -7, 1 << 29, (1 << 30) - 1, 1 << 30, -(1 << 30), (1 << 60) - 1, -(1 << 60) + 1];
+    let edges = edges.into_iter().chain([1 << 60, i128::from(i64::MAX), i128::from(i64::MIN), i128::from(u64::MAX)]);
+    for v in edges.chain([1 << 63]) {
         let int = v.into_pyobject(py)?;
         let int = int.as_any().as_borrowed();
-        if small_int(int, layouts) != Some(v) || small_int(int, Layouts::NONE) != Some(v) {
+        #[allow(clippy::cast_possible_truncation, reason = "every edge's magnitude fits a u64")]
+        let expected = Some((v < 0, v.unsigned_abs() as u64));
+        if int_parts(int, layouts) != expected || int_parts(int, Layouts::NONE) != expected {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// The value of a Python int (or int subclass) that fits an `i64`, read without
-/// raising (and so without allocating an exception object); `None` otherwise.
-#[inline]
-pub fn small_int(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<i64> {
+/// The sign (true: negative) and magnitude of a Python int (or int subclass)
+/// whose magnitude fits a `u64`, read without raising (and so without
+/// allocating an exception object); `None` otherwise.
+#[inline(always)]
+pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
     #[cfg(not(Py_LIMITED_API))]
     if layouts.int != IntLayout::Api && obj.get_type_ptr() == <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()) {
-        let direct = if layouts.int == IntLayout::Size311 {
-            // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed`
-            // proves both), and `IntLayout::Size311` says this is CPython 3.11 with
-            // 30-bit digits (checked against PyLong_AsLongAndOverflow): the object
-            // is a `Long311` with `|ob_size|` digits, so `ob_digit[0]` exists when
-            // the size is not 0 and `ob_digit[1]` when its magnitude is 2. Ints are
-            // immutable.
-            unsafe {
+        // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed` proves
+        // both), and `layouts.int` names the layout of this interpreter's ints
+        // (CPython 3.11: `Long311`; 3.12 and 3.13 with the GIL: `Long312`),
+        // checked against the C API: the fields read are the digit count, the
+        // sign and the address of the digits. Ints are immutable.
+        let (negative, count, digits) = unsafe {
+            if layouts.int == IntLayout::Size311 {
                 let long = obj.as_ptr().cast::<Long311>();
                 let size = (*long).ob_base.ob_size;
-                let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
-                digits_value(digits, size.unsigned_abs()).map(|magnitude| if size < 0 { -magnitude } else { magnitude })
-            }
-        } else {
-            // SAFETY: as above, with `IntLayout::Tag312`: CPython 3.12 or 3.13 with
-            // the GIL (checked against PyLong_AsLongAndOverflow), whose int is a
-            // `Long312` with `lv_tag >> 3` digits (at least one allocated).
-            unsafe {
+                (size < 0, size.unsigned_abs(), std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
+            } else {
                 let long = obj.as_ptr().cast::<Long312>();
                 let tag = (*long).lv_tag;
-                let digits = std::ptr::addr_of!((*long).ob_digit).cast::<u32>();
-                digits_value(digits, tag >> 3).map(|magnitude| if tag & 3 == 2 { -magnitude } else { magnitude })
+                (tag & 3 == 2, tag >> 3, std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
             }
         };
-        if direct.is_some() {
-            return direct;
-        }
+        // SAFETY: `digits` points to the int's `count` digits (see above).
+        return unsafe { digits_magnitude(digits, count) }.map(|magnitude| (negative, magnitude));
     }
     #[cfg(Py_LIMITED_API)]
     let _ = layouts;
+    int_parts_api(obj)
+}
+
+/// The magnitude of an int of `count` 30-bit digits at `digits`, if it fits a `u64`.
+///
+/// # Safety
+/// `digits` points to at least `count` digits of a live int; a digit is read
+/// only if its index is below `count` (and below 3).
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+unsafe fn digits_magnitude(digits: *const u32, count: usize) -> Option<u64> {
+    // SAFETY: by the contract, each digit read (index < count) is one of the int's.
+    unsafe {
+        let digit = |i: usize| u64::from(*digits.add(i));
+        match count {
+            0 => Some(0),
+            1 => Some(digit(0)),
+            2 => Some(digit(0) | (digit(1) << 30)),
+            // 64 bits need the low 4 bits of the third digit at most.
+            3 if digit(2) < 16 => Some(digit(0) | (digit(1) << 30) | (digit(2) << 60)),
+            _ => None,
+        }
+    }
+}
+
+/// [`int_parts`] through the C API.
+#[inline(never)]
+fn int_parts_api(obj: Borrowed<'_, '_, PyAny>) -> Option<(bool, u64)> {
     let mut overflow: std::ffi::c_int = 0;
     // SAFETY: `obj` is a live object and the GIL is held (`Borrowed` proves both).
-    // For an int, PyLong_AsLongAndOverflow reports overflow through `overflow`
+    // For an int, PyLong_AsLongLongAndOverflow reports overflow through `overflow`
     // instead of raising; for anything else it may raise, which is cleared below.
-    let value = unsafe { ffi::PyLong_AsLongAndOverflow(obj.as_ptr(), &mut overflow) };
-    if overflow != 0 {
+    let value = unsafe { ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+    if overflow == 0 {
+        if value == -1 {
+            if let Some(err) = PyErr::take(obj.py()) {
+                drop(err);
+                return None;
+            }
+        }
+        return Some((value < 0, value.unsigned_abs()));
+    }
+    if overflow < 0 {
+        // Below i64::MIN: past the magnitudes written here.
         return None;
     }
-    if value == -1 {
+    // SAFETY: as above; PyLong_AsUnsignedLongLong raises OverflowError past
+    // u64::MAX, which is cleared.
+    let value = unsafe { ffi::PyLong_AsUnsignedLongLong(obj.as_ptr()) };
+    if value == u64::MAX {
         if let Some(err) = PyErr::take(obj.py()) {
             drop(err);
             return None;
         }
     }
-    #[allow(clippy::useless_conversion, reason = "c_long is narrower than i64 on some targets")]
-    Some(i64::from(value))
-}
-
-/// The magnitude of an int of `count` 30-bit digits at `digits`, if at most two.
-///
-/// # Safety
-/// `digits` points to at least `count` digits of a live int (`ob_digit[1]` is
-/// read only when `count` is 2, `ob_digit[0]` only when it is 1 or 2).
-#[cfg(not(Py_LIMITED_API))]
-#[inline(always)]
-unsafe fn digits_value(digits: *const u32, count: usize) -> Option<i64> {
-    // SAFETY: by the contract, each digit read is one of the int's `count`.
-    unsafe {
-        match count {
-            0 => Some(0),
-            1 => Some(i64::from(*digits)),
-            2 => Some(i64::from(*digits) | (i64::from(*digits.add(1)) << 30)),
-            _ => None,
-        }
-    }
+    Some((false, value))
 }
 
 /// The UTF-8 text of a str as CPython keeps it in the object, with no copy:
@@ -522,19 +559,17 @@ pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
 /// loads what it needs now waits on memory at every object. In the stable-ABI
 /// build the items come one by one from `PyList_GetItem`.
 pub struct ListItems<'a, 'py> {
-    py: Python<'py>,
+    list: Borrowed<'a, 'py, PyList>,
     #[cfg(not(Py_LIMITED_API))]
     items: std::slice::Iter<'a, *mut ffi::PyObject>,
+    /// Items returned so far (where [`ListItems::refresh`] goes on from).
+    taken: usize,
     /// Prefetch ahead (see above).
     #[cfg(not(Py_LIMITED_API))]
     ahead: bool,
+    /// The list's length when last read (stable ABI).
     #[cfg(Py_LIMITED_API)]
-    list: Borrowed<'a, 'py, PyList>,
-    /// The next item's index, and the list's length.
-    #[cfg(Py_LIMITED_API)]
-    index: ffi::Py_ssize_t,
-    #[cfg(Py_LIMITED_API)]
-    len: ffi::Py_ssize_t,
+    len: usize,
 }
 
 /// Lists shorter than this are walked without prefetching. Measured with the
@@ -560,28 +595,54 @@ const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
     /// # Safety
-    /// As for [`DictItems::new`]: no Python code may run while the iterator or
-    /// an item it returned is in use (nothing may modify `list`).
+    /// As for [`DictItems::new`]: an item is valid until Python code next runs,
+    /// and after any Python code has run the caller calls [`ListItems::refresh`]
+    /// before the next `next` (the list may have been resized meanwhile).
     #[cfg(Py_LIMITED_API)]
     pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
         use pyo3::types::PyListMethods;
         let _ = layouts;
-        let len = ffi::Py_ssize_t::try_from(list.len()).unwrap_or(0);
-        Self { py: list.py(), list, index: 0, len }
+        Self { list, taken: 0, len: list.len() }
+    }
+
+    /// Reads the list's length again after Python code may have changed it, and
+    /// goes on from the same index (or ends, if the list is now shorter).
+    #[cfg(Py_LIMITED_API)]
+    #[cold]
+    pub fn refresh(&mut self) {
+        use pyo3::types::PyListMethods;
+        self.len = self.list.len();
     }
 
     /// # Safety
-    /// As for [`DictItems::new`]: no Python code may run while the iterator or
-    /// an item it returned is in use (nothing may modify `list`).
+    /// As for [`DictItems::new`]: an item is valid until Python code next runs,
+    /// and after any Python code has run the caller calls [`ListItems::refresh`]
+    /// before the next `next` (the list may have been resized meanwhile).
     #[cfg(not(Py_LIMITED_API))]
     pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
+        // SAFETY: the contract of `new` is `items`'.
+        let items = unsafe { Self::items(list) };
+        // Only a list of dicts (judged by its first item) is worth prefetching.
+        let ahead = layouts.dict_311
+            && items.len() >= PREFETCH_MIN_LEN
+            // SAFETY: the first item of a live list is a live object (see `next`).
+            && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
+        Self { list, items: items.iter(), taken: 0, ahead }
+    }
+
+    /// The list's item array as it is now.
+    ///
+    /// # Safety
+    /// The slice is used only until Python code next runs (see `new`).
+    #[cfg(not(Py_LIMITED_API))]
+    unsafe fn items(list: Borrowed<'a, 'py, PyList>) -> &'a [*mut ffi::PyObject] {
         let op = list.as_ptr();
         // SAFETY: `list` is a live list (or list subclass) and the GIL is held, so
         // `op` points to a `PyListObject` whose `ob_item` holds `ob_size` item
         // pointers (PyList_GET_SIZE and PyList_GET_ITEM read the same fields).
-        // By the contract of `new` the list is not modified (not resized, its
-        // array not reallocated) while the slice, which borrows it for 'a, is used.
-        let items: &'a [*mut ffi::PyObject] = unsafe {
+        // By the contract the list is not modified (not resized, its array not
+        // reallocated) while the slice, which borrows it for 'a, is used.
+        unsafe {
             let len = usize::try_from(ffi::PyList_GET_SIZE(op)).unwrap_or(0);
             let items = (*op.cast::<ffi::PyListObject>()).ob_item;
             if len == 0 || items.is_null() {
@@ -589,14 +650,23 @@ impl<'a, 'py> ListItems<'a, 'py> {
             } else {
                 std::slice::from_raw_parts(items, len)
             }
-        };
-        let ahead = layouts.dict_311 && items.len() >= PREFETCH_MIN_LEN;
-        Self { py: list.py(), items: items.iter(), ahead }
+        }
+    }
+
+    /// Reads the item array again after Python code may have changed the list,
+    /// and goes on from the same index (or ends, if the list is now shorter).
+    #[cfg(not(Py_LIMITED_API))]
+    #[cold]
+    pub fn refresh(&mut self) {
+        // SAFETY: called, by the contract of `new`, after Python code ran and
+        // before the next item is used; the slice lives until code runs again.
+        let items = unsafe { Self::items(self.list) };
+        self.items = items.get(self.taken..).unwrap_or(&[]).iter();
     }
 
     /// The prefetches of one step (see the type's docs).
     #[cfg(not(Py_LIMITED_API))]
-    #[inline(always)]
+    #[inline(never)]
     fn prefetch_ahead(&self) {
         let rest = self.items.as_slice();
         if let Some(&obj) = rest.get(AHEAD_OBJECT) {
@@ -665,34 +735,47 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     #[cfg(Py_LIMITED_API)]
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.index >= self.len {
+        if self.taken >= self.len {
             return None;
         }
+        let py = self.list.py();
+        let index = ffi::Py_ssize_t::try_from(self.taken).ok()?;
         // SAFETY: `self.list` is a live list (borrowed for 'a) and the GIL is held
         // ('py); PyList_GetItem checks the index, and returns a borrowed reference
         // or NULL with an IndexError set.
-        let item = unsafe { ffi::PyList_GetItem(self.list.as_ptr(), self.index) };
-        self.index += 1;
+        let item = unsafe { ffi::PyList_GetItem(self.list.as_ptr(), index) };
+        self.taken += 1;
         if item.is_null() {
-            // Not reached: the index is below the length, which by the contract of
-            // `new` does not change. End the walk without leaving the error set.
-            drop(PyErr::take(self.py));
+            // The list shrank since its length was read: end the walk without
+            // leaving the error set.
+            drop(PyErr::take(py));
             return None;
         }
         // SAFETY: a list's items are non-null strong references owned by the list,
-        // which lives for 'a and, by the contract of `new`, is not modified meanwhile.
-        Some(unsafe { Borrowed::from_ptr(self.py, item) })
+        // which lives for 'a and, by the contract of `new`, is not modified meanwhile
+        // (or its length was read again by `refresh` since it was).
+        Some(unsafe { Borrowed::from_ptr(py, item) })
     }
 
     #[cfg(not(Py_LIMITED_API))]
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.ahead {
             self.prefetch_ahead();
         }
         let &item = self.items.next()?;
+        self.taken += 1;
         // SAFETY: a list's items are non-null strong references owned by the list,
-        // which lives for 'a and, by the contract of `new`, is not modified meanwhile.
-        Some(unsafe { Borrowed::from_ptr(self.py, item) })
+        // which lives for 'a and, by the contract of `new`, is not modified meanwhile
+        // (or the array was read again by `refresh` since it was).
+        Some(unsafe { Borrowed::from_ptr(self.list.py(), item) })
     }
+}
+
+/// Whether `obj`'s type is `ty` or a subclass of it, by the type's MRO alone:
+/// unlike `isinstance`, this runs no Python code (no `__instancecheck__`).
+pub fn is_subtype(obj: Borrowed<'_, '_, PyAny>, ty: &Bound<'_, pyo3::types::PyType>) -> bool {
+    // SAFETY: both are live type objects (`Borrowed` and `Bound` prove it, and
+    // the GIL is held); PyType_IsSubtype only reads their MROs.
+    unsafe { ffi::PyType_IsSubtype(obj.get_type_ptr(), ty.as_type_ptr()) != 0 }
 }

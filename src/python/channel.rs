@@ -221,15 +221,23 @@ impl Channel {
         Ok(receipt.into())
     }
 
-    /// Serializes `obj` (dict, list, tuple, str, int, float, bool, None) as
-    /// compact JSON straight into request slot `slot` and publishes it. The bytes
-    /// are those ``orjson.dumps(obj)`` gives. On any error nothing is published
+    /// Serializes `obj` as compact JSON straight into request slot `slot` and
+    /// publishes it: the types and the `default` hook of ``shmbridge.dumps``, and
+    /// the bytes ``orjson.dumps(obj)`` gives. On any error nothing is published
     /// and the slot is left empty.
-    fn write_json(&self, slot: u32, request_id: u64, obj: &Bound<'_, PyAny>) -> PyResult<Receipt> {
+    #[pyo3(signature = (slot, request_id, obj, *, default = None))]
+    fn write_json<'py>(
+        &self,
+        slot: u32,
+        request_id: u64,
+        obj: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Receipt> {
+        let options = json::Options::new(default)?;
         let writer = self.writer()?;
         signal::check_deadline()?;
         let mut slot_writer = SlotWriter::begin(&*writer, slot, request_id, Encoding::Json)?;
-        json::serialize(obj, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
+        json::serialize(obj, &options, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
         Ok(slot_writer.commit()?.into())
     }
 
@@ -254,12 +262,16 @@ impl Channel {
         Ok(Reservation::new(writer, slot_writer, Arc::clone(&self.exports), request_id, size))
     }
 
-    /// Serializes `obj` as JSON into the next slot of the snapshot ring and moves
-    /// the snapshot pointer to it (readers see it with ``Reader.read_snapshot``).
-    fn publish(&self, obj: &Bound<'_, PyAny>) -> PyResult<Receipt> {
+    /// Serializes `obj` as JSON (as ``write_json`` does, `default` included) into
+    /// the next slot of the snapshot ring and moves the snapshot pointer to it
+    /// (readers see it with ``Reader.read_snapshot``); on an error the previous
+    /// snapshot stays.
+    #[pyo3(signature = (obj, *, default = None))]
+    fn publish<'py>(&self, obj: &Bound<'py, PyAny>, default: Option<Bound<'py, PyAny>>) -> PyResult<Receipt> {
+        let options = json::Options::new(default)?;
         let writer = self.writer()?;
         let mut slot_writer = SlotWriter::begin_snapshot(&*writer, Encoding::Json)?;
-        json::serialize(obj, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
+        json::serialize(obj, &options, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
         Ok(slot_writer.commit()?.into())
     }
 

@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use super::json::{self, SerializeError};
+use super::json::{self, ErrorKind, SerializeError};
 use crate::error::{CreateError, OpenError, ReadError, WriteError};
 
 pyo3::create_exception!(
@@ -63,8 +63,8 @@ pyo3::create_exception!(
 pyo3::create_exception!(shmbridge._native, ChannelClosed, ShmError, "The channel has been closed.");
 pyo3::create_exception!(shmbridge._native, ChannelInUse, ShmError, "A running producer holds the channel file's lock.");
 
-const NOT_SERIALIZABLE_DOC: &str = "A value has no JSON form (unsupported type, NaN or infinity, a non-str dict key, \
-     nesting too deep); the message names it and where it sits. Also a TypeError, like orjson's JSONEncodeError.";
+const NOT_SERIALIZABLE_DOC: &str = "A value has no JSON form (unsupported type, a non-str dict key, nesting too deep, a \
+     default= hook that failed); the message names it and where it sits. Also a TypeError, like orjson's JSONEncodeError.";
 
 static NOT_SERIALIZABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
@@ -179,11 +179,15 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
 /// A failed JSON serialization: `NotSerializable` naming the value and its path,
 /// or the slot's own error (PayloadTooLarge names the size reached so far).
 pub fn serialize_error(py: Python<'_>, err: SerializeError) -> PyErr {
-    match err {
-        SerializeError::Sink(err @ WriteError::TooLarge { .. }) => {
+    match err.into_kind() {
+        ErrorKind::Sink(err @ WriteError::TooLarge { .. }) => {
             PayloadTooLarge::new_err(format!("JSON output stopped at the slot limit: {err}"))
         }
-        SerializeError::Sink(err) => err.into(),
-        SerializeError::Value { message, steps } => not_serializable(py, json::describe(&message, &steps)),
+        ErrorKind::Sink(err) => err.into(),
+        ErrorKind::Value { message, steps, cause } => {
+            let err = not_serializable(py, json::describe(&message, &steps));
+            err.set_cause(py, cause);
+            err
+        }
     }
 }

@@ -17,10 +17,14 @@ use pyo3::types::PyBytes;
 
 /// Serializes `obj` to compact JSON bytes with the same serializer as
 /// ``Channel.write_json`` (the same bytes as ``orjson.dumps(obj)``).
+/// ``default(value)`` is called with each value that has no JSON form; what it
+/// returns is written instead.
 #[pyfunction]
-fn dumps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (obj, /, *, default = None))]
+fn dumps<'py>(obj: &Bound<'py, PyAny>, default: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
+    let options = json::Options::new(default)?;
     let mut out = Vec::new();
-    json::serialize(obj, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
+    json::serialize(obj, &options, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
     Ok(PyBytes::new(obj.py(), &out))
 }
 

@@ -1,0 +1,234 @@
+"""JSON serializer microbench (`make microbench-json`): ``shmbridge.dumps`` against
+``orjson.dumps`` and the stdlib's ``json.dumps`` on many shapes of data.
+
+Every shape is checked first (shmbridge's bytes must be orjson's), then timed: each round
+times the three serializers one after the other (the order rotated each round), each over
+enough calls to take about a millisecond; the table gives the median time per call over
+the rounds, and the ratio shmbridge / orjson of those medians (below 1: shmbridge is
+faster). The garbage collector is paused while timing. Results go to stdout (markdown),
+``--md-out`` and ``--json-out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gc
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import shmbridge
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def producer_users(n: int) -> list[Any]:
+    from py_producer.users import build_users
+
+    return build_users(n)
+
+
+def original_users(n: int) -> list[Any]:
+    """Users shaped like the original service's: a nested address with float
+    coordinates, lists, education and work history."""
+    rng = random.Random(7)
+    return [
+        {
+            "id": i,
+            "name": f"User {i}",
+            "email": f"user{i}@example.com",
+            "age": 20 + i % 50,
+            "active": i % 3 == 0,
+            "score": rng.uniform(0, 100),
+            "address": {
+                "street": f"{i} Main Street",
+                "city": rng.choice(["Springfield", "Shelbyville", "Ogdenville"]),
+                "zip": f"{10000 + i % 90000}",
+                "coordinates": {"lat": rng.uniform(-90, 90), "lng": rng.uniform(-180, 180)},
+            },
+            "tags": rng.sample(["a", "b", "c", "d", "e", "f"], 3),
+            "education": [
+                {"school": "State University", "degree": "BSc", "year": 2000 + i % 20},
+            ],
+            "work_history": [
+                {"company": f"Company {j}", "title": "Engineer", "years": j + 1.5} for j in range(2)
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+@dataclasses.dataclass
+class Item:
+    id: int
+    name: str
+    price: float
+
+
+def shapes() -> dict[str, Callable[[], Any]]:
+    """Each shape's name and a function that builds it (so one can be built alone)."""
+    rng = random.Random(42)
+    n = 50_000
+    key_lengths = [1, 4, 8, 16, 24, 32, 48, 64]
+    return {
+        "floats, short (50k, 2 decimals)": lambda: [
+            round(rng.uniform(0, 1000), 2) for _ in range(n)
+        ],
+        "floats, long (50k random())": lambda: [rng.random() for _ in range(n)],
+        "floats, negative (50k)": lambda: [-rng.uniform(0, 1e6) for _ in range(n)],
+        "floats, exponents (50k, 1e-300..1e300)": lambda: [
+            rng.uniform(1, 10) * 10.0 ** rng.randint(-300, 300) for _ in range(n)
+        ],
+        "ints, small (50k, 0..999)": lambda: [rng.randrange(1000) for _ in range(n)],
+        "ints, 64-bit edges (50k)": lambda: [
+            rng.choice([2**63 - 1 - rng.randrange(100), -(2**63) + rng.randrange(100), 2**64 - 1])
+            for _ in range(n)
+        ],
+        "ints, negative (50k)": lambda: [-rng.randrange(10**9) for _ in range(n)],
+        "bools and None (20k [True, False, None])": lambda: [
+            [True, False, None] for _ in range(20_000)
+        ],
+        "nested dicts (20k, 3 levels)": lambda: [
+            {"a": {"b": {"c": i, "d": "x"}, "e": [i, i + 1]}, "f": None} for i in range(20_000)
+        ],
+        "nested lists (20k, 4 levels)": lambda: [[[[i, i + 1]], [i]] for i in range(20_000)],
+        "strings, ASCII (50k)": lambda: [f"ascii string number {i}" for i in range(n)],
+        "strings, non-ASCII with escapes (50k)": lambda: [
+            f'héllo "wörld" {i}\n日本' for i in range(n)
+        ],
+        "lists of 3 short strings (20k)": lambda: [
+            [f"a{i}", f"b{i}", f"c{i}"] for i in range(20_000)
+        ],
+        "dict keys of 1 to 64 bytes (2k dicts x 16)": lambda: [
+            {("k" * length) + str(j): j for length in key_lengths for j in range(2)}
+            for _ in range(2000)
+        ],
+        "list of 200k ints": lambda: list(range(200_000)),
+        "list of 100k small dicts": lambda: [{"id": i, "ok": True} for i in range(100_000)],
+        "small object (one dict of 5)": lambda: {
+            "id": 1,
+            "name": "x",
+            "ok": True,
+            "v": 1.5,
+            "t": None,
+        },
+        "tiny list [1, 2, 3]": lambda: [1, 2, 3],
+        "datetimes, UUIDs (10k each)": lambda: (
+            [
+                dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i * 7919)
+                for i in range(10_000)
+            ]
+            + [uuid.UUID(int=rng.getrandbits(128)) for _ in range(10_000)]
+        ),
+        "dataclasses (20k)": lambda: [Item(i, f"item {i}", i * 0.5) for i in range(20_000)],
+        "project users (1,000)": lambda: producer_users(1000),
+        "project users (100,000)": lambda: producer_users(100_000),
+        "original-service users (1,000)": lambda: original_users(1000),
+    }
+
+
+def stdlib_dumps(value: Any) -> bytes:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=json_default)
+    return text.encode()
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(type(value).__name__)
+
+
+def calls_for(fn: Callable[[], object], target_s: float) -> int:
+    """How many calls take about `target_s` (at least 1)."""
+    start = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, int(target_s / once))
+
+
+def time_shape(value: Any, rounds: int, target_s: float) -> dict[str, float]:
+    ways: dict[str, Callable[[], object]] = {
+        "shmbridge": lambda: shmbridge.dumps(value),
+        "orjson": lambda: orjson.dumps(value),
+        "json": lambda: stdlib_dumps(value),
+    }
+    calls = {name: calls_for(fn, target_s) for name, fn in ways.items()}
+    samples: dict[str, list[float]] = {name: [] for name in ways}
+    names = list(ways)
+    for r in range(rounds):
+        order = names[r % 3 :] + names[: r % 3]
+        for name in order:
+            fn, n = ways[name], calls[name]
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter_ns() - start) / n / 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per shape (median)")
+    parser.add_argument("--target-ms", type=float, default=2.0, help="time per sample")
+    parser.add_argument("--only", default="", help="run the shapes whose name contains this")
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--md-out", type=Path)
+    args = parser.parse_args()
+
+    all_shapes = {k: build() for k, build in shapes().items() if args.only.lower() in k.lower()}
+    results: dict[str, dict[str, float]] = {}
+    for name, value in all_shapes.items():
+        if shmbridge.dumps(value) != orjson.dumps(value):
+            raise SystemExit(f"{name}: shmbridge's bytes differ from orjson's")
+    gc.disable()
+    try:
+        for name, value in all_shapes.items():
+            results[name] = time_shape(value, args.rounds, args.target_ms / 1000)
+            r = results[name]
+            print(f"{name}: {r['shmbridge']:.2f} / {r['orjson']:.2f} us", file=sys.stderr)
+    finally:
+        gc.enable()
+
+    lines = [
+        f"JSON serializers, median us per call over {args.rounds} rounds "
+        f"({platform.python_version()}, orjson {orjson.__version__}, "
+        f"shmbridge {shmbridge.__version__}; a noisy 2-core machine shared with other builds)",
+        "",
+        "| shape | shmbridge us | orjson us | json us | shmbridge / orjson |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        ratio = r["shmbridge"] / r["orjson"]
+        lines.append(
+            f"| {name} | {r['shmbridge']:.2f} | {r['orjson']:.2f} | {r['json']:.1f} | {ratio:.2f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.md_out:
+        args.md_out.parent.mkdir(parents=True, exist_ok=True)
+        args.md_out.write_text(text)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps({"rounds": args.rounds, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

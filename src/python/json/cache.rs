@@ -1,0 +1,138 @@
+//! Caches of escaped str text, found by the address of the str object.
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::escape::escape_into;
+
+pub(super) const CACHE_SLOTS: usize = 256;
+/// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
+pub(super) const CACHED_TEXT: usize = 48;
+/// Longest entry text (comma included); the copy takes `CACHED_COPY` bytes whatever the length
+/// (`CACHED_COPY + 1 <= CACHED_TEXT`, since the copy may start at byte 1).
+pub(super) const CACHED_COPY: usize = 40;
+/// Strs inserted into each cache per call, at most (it keeps a reference to each).
+pub(super) const CACHE_INSERTS: usize = 512;
+
+/// One cached str: its address and its text escaped (`,"key":` or `"value"`), ready to copy.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+pub(super) struct CachedText {
+    pub(super) address: usize,
+    pub(super) len: usize,
+    pub(super) text: [u8; CACHED_TEXT],
+}
+
+impl CachedText {
+    pub(super) const EMPTY: Self = Self { address: 0, len: 0, text: [0; CACHED_TEXT] };
+}
+
+/// The slots of a [`TextCache`], kept across calls.
+pub(super) type CacheSlots = Box<[CachedText; CACHE_SLOTS]>;
+
+/// Strings already escaped, found by the address of their `str` object and
+/// copied whole: dict keys as `,"key":` (rows of one shape share their key
+/// objects), and short values that recur as the same object (`"value"`, such as
+/// names drawn from a small set).
+///
+/// Sound because the cache holds a strong reference to every str it describes:
+/// while it lives, no other object can take that address, and `str` is immutable.
+pub(super) struct TextCache {
+    /// Two-way by object address (a home slot and its pair); address 0: empty.
+    pub(super) slots: CacheSlots,
+    /// The strs cached this call (empty between calls; kept for its capacity).
+    pub(super) owners: Vec<Py<PyString>>,
+}
+
+impl TextCache {
+    pub(super) fn new(slots: CacheSlots, owners: Vec<Py<PyString>>) -> Self {
+        Self { slots, owners }
+    }
+
+    /// Empties the slots this call filled and drops its references (the GIL is
+    /// held: the serializer's caller holds it), for reuse.
+    pub(super) fn into_cleared(self) -> (CacheSlots, Vec<Py<PyString>>) {
+        let mut slots = self.slots;
+        let mut owners = self.owners;
+        for key in &owners {
+            let address = key.as_ptr() as usize;
+            let home = Self::home(address);
+            for slot in [home, home ^ 1] {
+                if slots[slot].address == address {
+                    slots[slot].address = 0;
+                }
+            }
+        }
+        owners.clear();
+        (slots, owners)
+    }
+
+    /// Home slot of an address (Fibonacci hashing: object addresses are aligned
+    /// and often a power of two apart, so their low bits alone collide).
+    #[inline(always)]
+    pub(super) fn home(address: usize) -> usize {
+        ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+    }
+
+    /// The entry for `address`: in its home slot, or else in the home's pair
+    /// (`home ^ 1`), so that two strings colliding both stay cached.
+    #[inline(always)]
+    pub(super) fn get(&self, address: usize) -> Option<&CachedText> {
+        let home = Self::home(address);
+        let entry = &self.slots[home];
+        if entry.address == address {
+            return Some(entry);
+        }
+        let pair = &self.slots[home ^ 1];
+        (pair.address == address).then_some(pair)
+    }
+
+    /// Caches `open`, `utf8` escaped, `close` for `s` if it fits and a slot is free.
+    #[cold]
+    pub(super) fn insert(&mut self, s: Borrowed<'_, '_, PyString>, utf8: &[u8], open: &[u8], close: &[u8]) {
+        if utf8.len() > CACHED_COPY || self.owners.len() >= CACHE_INSERTS {
+            return;
+        }
+        let address = s.as_ptr() as usize;
+        // First come, first kept: a str whose two slots are taken is simply not
+        // cached (no thrashing).
+        let home = Self::home(address);
+        let Some(slot) = [home, home ^ 1].into_iter().find(|&slot| self.slots[slot].address == 0) else {
+            return;
+        };
+        let mut escaped = [0u8; 6 * CACHED_COPY + 16];
+        escaped[..open.len()].copy_from_slice(open);
+        let end = escape_into(&mut escaped, open.len(), utf8);
+        let len = end + close.len();
+        if len > CACHED_COPY {
+            return;
+        }
+        escaped[end..len].copy_from_slice(close);
+        let mut text = [0u8; CACHED_TEXT];
+        text[..len].copy_from_slice(&escaped[..len]);
+        self.slots[slot] = CachedText { address, len, text };
+        self.owners.push(s.to_owned().unbind());
+    }
+}
+
+/// Addresses of str values seen once this call, by home slot: a value seen a
+/// second time is worth caching. Only a hint (no reference is held, an address
+/// is never followed): a stale or reused address at worst caches a str once more.
+pub(super) struct SeenOnce {
+    pub(super) addresses: Box<[usize; CACHE_SLOTS]>,
+    /// Added to each address: a new one per call, so that what an earlier call
+    /// saw does not count (the caches start empty each call).
+    pub(super) salt: usize,
+}
+
+impl SeenOnce {
+    /// Records `address`; true if it was already there (seen before).
+    #[inline(always)]
+    pub(super) fn again(&mut self, address: usize) -> bool {
+        let slot = &mut self.addresses[TextCache::home(address)];
+        let salted = address.wrapping_add(self.salt);
+        let again = *slot == salted;
+        *slot = salted;
+        again
+    }
+}

@@ -1,0 +1,334 @@
+//! JSON string escapes: a str's UTF-8 bytes written with the escapes orjson
+//! writes (`\"`, `\\`, the short forms of `\b \t \n \f \r`, `\u00XX` for the
+//! other control bytes), with word- and chunk-wide checks for the clean case.
+
+pub(super) fn unicode_escape(b: u8) -> [u8; 6] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]
+}
+
+#[inline(always)]
+pub(super) fn load_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+#[inline(always)]
+pub(super) fn load_chunk(bytes: &[u8]) -> [u8; CHUNK] {
+    let mut chunk = [0u8; CHUNK];
+    chunk.copy_from_slice(&bytes[..CHUNK]);
+    chunk
+}
+
+/// The bytes of `src` (shorter than 8) as a little-endian word padded with
+/// spaces, built from two possibly overlapping loads rather than a byte loop or
+/// a `memcpy` call: overlapping bytes are the same byte at the same place.
+#[inline(always)]
+pub(super) fn short_word(src: &[u8]) -> u64 {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    let len = src.len() & 7;
+    let word = if len >= 4 {
+        let lo = u64::from(u32::from_le_bytes([src[0], src[1], src[2], src[3]]));
+        let hi = u64::from(u32::from_le_bytes([src[len - 4], src[len - 3], src[len - 2], src[len - 1]]));
+        lo | (hi << (8 * (len - 4)))
+    } else if len > 0 {
+        let middle = len / 2;
+        u64::from(src[0]) | (u64::from(src[middle]) << (8 * middle)) | (u64::from(src[len - 1]) << (8 * (len - 1)))
+    } else {
+        0
+    };
+    word | (SPACES << (8 * len))
+}
+
+/// The high bit of each byte of `w` that may need an escape: every control
+/// byte, `"` and `\` is marked; borrows may add false marks above a real one
+/// only, so the mask is zero exactly when no byte needs an escape.
+#[inline(always)]
+pub(super) fn word_escape_mask(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    // The high bit of a lane is set when that byte is < 0x20 (resp. zero after the xor).
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (control | quote | backslash) & HIGHS
+}
+
+/// Whether any byte of `w` is a control byte, `"` or `\`.
+#[inline(always)]
+pub(super) fn word_needs_escape(w: u64) -> bool {
+    word_escape_mask(w) != 0
+}
+
+/// Bytes checked at once by [`chunk_needs_escape`].
+pub(super) const CHUNK: usize = 16;
+
+/// Whether any of 16 bytes is a control byte, `"` or `\` (SSE2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: the build enables SSE2 (the cfg above; it is part of every x86-64),
+    // so these intrinsics are available. The load reads exactly the 16 bytes of
+    // `chunk` (an unaligned load: `loadu`); the rest touch registers only.
+    let mask = unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        // Unsigned `b < 0x20` is `min(b, 0x1f) == b`.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+    };
+    mask != 0
+}
+
+/// Whether any of 16 bytes is a control byte, `"` or `\` (two words).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    word_escape_mask(load_word(&chunk[..8])) | word_escape_mask(load_word(&chunk[8..])) != 0
+}
+
+/// Escapes `src` into `buf` at `pos` (which has room for `6 * src.len() + 8`
+/// bytes) and returns the new position.
+///
+/// A string with nothing to escape (the usual case) is checked and copied in
+/// fixed-size pieces with no loop up to 32 bytes: two overlapping loads of the
+/// first and last 8 (or 16) bytes, each written at its place, so the overlap is
+/// written twice with the same bytes. Longer strings go 16 bytes at a time and
+/// end with such an overlapping last chunk. Any piece that needs an escape is
+/// escaped byte by byte.
+#[inline(always)]
+pub(super) fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    let len = src.len();
+    if len < 8 {
+        // Writing all eight bytes is fine: the room past the string is scratch.
+        let word = short_word(src);
+        if !word_needs_escape(word) {
+            buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
+            return pos + len;
+        }
+    } else if len <= 16 {
+        let first = load_word(src);
+        let last = load_word(&src[len - 8..]);
+        if word_escape_mask(first) | word_escape_mask(last) == 0 {
+            buf[pos..pos + 8].copy_from_slice(&first.to_le_bytes());
+            buf[pos + len - 8..pos + len].copy_from_slice(&last.to_le_bytes());
+            return pos + len;
+        }
+    } else if len <= 2 * CHUNK {
+        let first = load_chunk(src);
+        let last = load_chunk(&src[len - CHUNK..]);
+        if !chunk_needs_escape(&first) && !chunk_needs_escape(&last) {
+            buf[pos..pos + CHUNK].copy_from_slice(&first);
+            buf[pos + len - CHUNK..pos + len].copy_from_slice(&last);
+            return pos + len;
+        }
+    } else {
+        return escape_long(buf, pos, src);
+    }
+    escape_bytes(buf, pos, src)
+}
+
+/// [`escape_into`] for more than 32 bytes: 16-byte chunks, then the last 16
+/// bytes (overlapping the previous chunk) if that chunk was clean.
+#[inline]
+pub(super) fn escape_long(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+    let len = src.len();
+    let mut i = 0;
+    let mut last_chunk_clean = false;
+    while i + CHUNK <= len {
+        let chunk = load_chunk(&src[i..]);
+        if chunk_needs_escape(&chunk) {
+            pos = escape_bytes(buf, pos, &chunk);
+            last_chunk_clean = false;
+        } else {
+            buf[pos..pos + CHUNK].copy_from_slice(&chunk);
+            pos += CHUNK;
+            last_chunk_clean = true;
+        }
+        i += CHUNK;
+    }
+    let rest = len - i;
+    if rest == 0 {
+        return pos;
+    }
+    if last_chunk_clean {
+        let chunk = load_chunk(&src[len - CHUNK..]);
+        if !chunk_needs_escape(&chunk) {
+            let at = pos - (CHUNK - rest);
+            buf[at..at + CHUNK].copy_from_slice(&chunk);
+            return pos + rest;
+        }
+    }
+    escape_bytes(buf, pos, &src[i..])
+}
+
+/// Escapes `src` a word at a time: a clean word is copied whole; in a word
+/// with a byte to escape, the clean bytes before it are kept (the whole word
+/// was copied), that byte is escaped, and the scan goes on right after it.
+/// `buf` has room for `6 * src.len() + 8` bytes from `pos`.
+#[inline]
+pub(super) fn escape_bytes(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+    let mut i = 0;
+    while i < src.len() {
+        let rest = src.len() - i;
+        // A short tail is padded with spaces, which need no escape.
+        let word = if rest >= 8 { load_word(&src[i..]) } else { short_word(&src[i..]) };
+        // At most `6 * i + 8 <= 6 * src.len() + 8` bytes from the start: in room.
+        buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
+        let mask = word_escape_mask(word);
+        if mask == 0 {
+            let step = rest.min(8);
+            pos += step;
+            i += step;
+            continue;
+        }
+        // The lowest mark is a real one (false marks sit above a real one only),
+        // and it is inside `src`, since padding is never marked.
+        let clean = (mask.trailing_zeros() / 8) as usize;
+        pos += clean;
+        i += clean;
+        pos = escape_byte(buf, pos, src[i]);
+        i += 1;
+    }
+    pos
+}
+
+/// Writes the escape of `b`, a byte that needs one.
+#[inline(always)]
+fn escape_byte(buf: &mut [u8], pos: usize, b: u8) -> usize {
+    let escape = ESCAPE[b as usize];
+    if escape == b'u' {
+        buf[pos..pos + 6].copy_from_slice(&unicode_escape(b));
+        pos + 6
+    } else {
+        buf[pos] = b'\\';
+        buf[pos + 1] = escape;
+        pos + 2
+    }
+}
+
+/// What follows the backslash for each byte that needs an escape (0: none).
+pub(super) static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escape(src: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0; 6 * src.len() + 8];
+        let end = escape_into(&mut buf, 0, src);
+        buf.truncate(end);
+        buf
+    }
+
+    /// The plain byte-by-byte escape, to compare the fast paths against.
+    fn escape_reference(src: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in src {
+            match ESCAPE[b as usize] {
+                0 => out.push(b),
+                b'u' => out.extend_from_slice(&unicode_escape(b)),
+                short => out.extend_from_slice(&[b'\\', short]),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_word_scan_escapes_like_the_byte_loop() {
+        // Escapes at every offset of a word, several per word, and short tails.
+        for len in 0..40 {
+            for step in 1..6 {
+                let bytes: Vec<u8> =
+                    (0..len).map(|i| if i % step == 0 { [b'"', b'\n', 0x01, b'\\'][i % 4] } else { b'x' }).collect();
+                let mut buf = vec![0; 6 * len + 8];
+                let end = escape_bytes(&mut buf, 0, &bytes);
+                assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_special_byte_is_escaped_wherever_it_sits() {
+        // Every length across the short word, the two-word, the two-chunk and the
+        // chunked paths (and their boundaries at 8, 16, 32, 48 and 64 bytes).
+        for len in 1..=80 {
+            for special in (0u8..0x20).chain([b'"', b'\\']) {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    let out = escape(&bytes);
+                    let expected = match ESCAPE[special as usize] {
+                        b'u' => unicode_escape(special).to_vec(),
+                        short => vec![b'\\', short],
+                    };
+                    assert_eq!(&out[at..at + expected.len()], &expected[..], "byte {special:#x} at {at} of {len}");
+                    assert_eq!(out.len(), len - 1 + expected.len(), "byte {special:#x} at {at} of {len}");
+                    assert_eq!(out, escape_reference(&bytes), "byte {special:#x} at {at} of {len}");
+                }
+            }
+        }
+        let plain = "héllo wörld, no escapes here \u{7f}/".as_bytes();
+        assert_eq!(escape(plain), plain);
+    }
+
+    #[test]
+    fn clean_and_non_ascii_strings_are_copied_whole_at_every_length() {
+        for len in 0..=80 {
+            let clean: Vec<u8> =
+                (0..len).map(|i| b'!' + (i * 7 % 90) as u8).filter(|&b| b != b'\\' && b != b'"').collect();
+            assert_eq!(escape(&clean), clean, "length {}", clean.len());
+            // A multi-byte character (bytes >= 0x80 need no escape) at each position.
+            for at in 0..=len {
+                let mut text = "x".repeat(len);
+                text.insert_str(at, "é€😀");
+                assert_eq!(escape(text.as_bytes()), text.as_bytes(), "at {at} of {len}");
+                let mut with_quote = text.clone();
+                with_quote.insert(at, '"');
+                assert_eq!(escape(with_quote.as_bytes()), escape_reference(with_quote.as_bytes()), "at {at} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_escapes_in_one_string_are_all_written() {
+        for len in [7usize, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 64, 65, 100] {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        b'\n'
+                    } else if i % 7 == 0 {
+                        b'"'
+                    } else {
+                        b'z'
+                    }
+                })
+                .collect();
+            assert_eq!(escape(&bytes), escape_reference(&bytes), "length {len}");
+            let all: Vec<u8> = (0..len).map(|i| (i % 0x20) as u8).collect();
+            assert_eq!(escape(&all), escape_reference(&all), "length {len}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! A direct JSON serializer over Python's own types, writing into a slot.
+//!
+//! Output is byte-identical to `orjson.dumps(obj)` for the values both accept
+//! (compact separators, UTF-8 left as is, the same escapes and float text, NaN
+//! and infinities as `null`, dates and times in RFC 3339, UUIDs, dataclasses and
+//! enums as orjson writes them). Beyond orjson it writes ints past 64 bits (as
+//! `json.dumps` does), and subclasses of float, datetime and UUID and str
+//! subclass keys as their base. Like orjson it refuses dict keys that are not
+//! str. One [`Options`] (the `default=` hook) serves `dumps`, `write_json` and
+//! `publish`.
+//!
+//! Values go through a 64 KiB staging buffer that is flushed into the slot with
+//! [`Sink::write_chunk`] (for a slot: `SlotWriter::write_all`, which checksums the
+//! stream and refuses to pass the capacity). The hot path creates no Python
+//! objects:
+//! - dicts and lists are walked with borrowed references (see [`borrowed`]),
+//!   which is sound because no Python code runs while the fast paths do: the
+//!   serializer holds the GIL throughout and pauses the cyclic GC (the only way
+//!   an allocation could run a finalizer) for the duration. Where Python code
+//!   may run (the `default=` hook, an enum's value, a dataclass's attributes,
+//!   see `types.rs`), each container being walked is held by a strong reference
+//!   taken on entry, so are the key and value at hand, and the walk reads the
+//!   container again afterwards;
+//! - str keys and short str values seen twice are found by address in small
+//!   caches and copied whole from their third sighting on.
+
+use std::cell::Cell;
+use std::ops::Deref;
+
+mod cache;
+mod datetime;
+mod error;
+mod escape;
+mod number;
+mod types;
+mod walk;
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::borrowed;
+use crate::error::WriteError;
+use crate::writer::{ChannelWriter, SlotWriter};
+
+use cache::{CacheSlots, CachedText, SeenOnce, TextCache, CACHE_SLOTS};
+pub use error::{describe, ErrorKind, SerializeError};
+use walk::{Serializer, Types};
+
+/// Containers nested deeper than this are refused (this also stops cycles).
+/// orjson's limit too, so both accept exactly the same values.
+pub const MAX_DEPTH: u32 = 254;
+/// Bytes staged before a flush into the slot.
+pub const STAGING_CAPACITY: usize = 64 * 1024;
+
+/// Where serialized chunks go.
+pub trait Sink {
+    /// Appends `bytes` to the output.
+    ///
+    /// # Errors
+    /// The output is full ([`WriteError::TooLarge`]) or closed.
+    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError>;
+}
+
+impl<W: Deref<Target = ChannelWriter>> Sink for SlotWriter<W> {
+    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.write_all(bytes)
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// What `dumps`, `write_json` and `publish` take besides the value: one set of
+/// options, read the same way by all three (see [`Options::new`]).
+#[derive(Default)]
+pub struct Options<'py> {
+    /// Called with each value that has no JSON form of its own; what it returns
+    /// is written instead.
+    pub default: Option<Bound<'py, PyAny>>,
+}
+
+impl<'py> Options<'py> {
+    /// The options from the Python arguments (`default=None` is no hook).
+    ///
+    /// # Errors
+    /// `default` is neither None nor callable.
+    pub fn new(default: Option<Bound<'py, PyAny>>) -> PyResult<Self> {
+        let default = default.filter(|d| !d.is_none());
+        if let Some(d) = &default {
+            if !d.is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "default must be callable or None, not {}",
+                    d.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string())
+                )));
+            }
+        }
+        Ok(Self { default })
+    }
+}
+
+/// Buffers reused across calls: the staging buffer and the caches' slots.
+struct Scratch {
+    buf: Vec<u8>,
+    keys: CacheSlots,
+    values: CacheSlots,
+    key_owners: Vec<Py<PyString>>,
+    value_owners: Vec<Py<PyString>>,
+    seen: Box<[usize; CACHE_SLOTS]>,
+    seen_keys: Box<[usize; CACHE_SLOTS]>,
+    /// Counts calls: the salt of the `SeenOnce` tables.
+    calls: usize,
+}
+
+thread_local! {
+    /// One scratch per thread, taken while in use (so a nested call, should one
+    /// ever happen, simply allocates its own).
+    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+/// Serializes `obj` as JSON into `sink`.
+///
+/// # Errors
+/// A value without a JSON form (with its path), or the sink refusing a chunk.
+/// Part of the output may have reached the sink; the caller abandons it.
+pub fn serialize<'py, S: Sink>(
+    obj: &Bound<'py, PyAny>,
+    options: &Options<'py>,
+    sink: &mut S,
+) -> Result<(), SerializeError> {
+    let py = obj.py();
+    let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
+        buf: vec![0; STAGING_CAPACITY],
+        keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+        key_owners: Vec::with_capacity(64),
+        value_owners: Vec::with_capacity(64),
+        seen: Box::new([0; CACHE_SLOTS]),
+        seen_keys: Box::new([0; CACHE_SLOTS]),
+        calls: 0,
+    });
+    let salt = scratch.calls.wrapping_add(1);
+    // Before the pause: the first call checks the layouts (see `Layouts::get`).
+    let layouts = borrowed::Layouts::get(py);
+    let gc = borrowed::GcPause::new(py);
+    let mut ser = Serializer {
+        buf: scratch.buf,
+        pos: 0,
+        sink,
+        types: Types::new(py),
+        layouts,
+        keys: TextCache::new(scratch.keys, scratch.key_owners),
+        values: TextCache::new(scratch.values, scratch.value_owners),
+        seen: SeenOnce { addresses: scratch.seen, salt },
+        seen_keys: SeenOnce { addresses: scratch.seen_keys, salt },
+        default: options.default.clone(),
+        default_depth: 0,
+        dataclass: None,
+        epoch: 0,
+        _gc: &gc,
+    };
+    let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
+    let Serializer { buf, keys, values, seen, seen_keys, .. } = ser;
+    let (keys, key_owners) = keys.into_cleared();
+    let (values, value_owners) = values.into_cleared();
+    SCRATCH.set(Some(Scratch {
+        buf,
+        keys,
+        values,
+        key_owners,
+        value_owners,
+        seen: seen.addresses,
+        seen_keys: seen_keys.addresses,
+        calls: salt,
+    }));
+    drop(gc);
+    result
+}

@@ -1,0 +1,304 @@
+//! Every value that is not an exact str, int, float, bool, None, dict, list or
+//! tuple: subclasses of those (written as their base), dates and times, UUIDs,
+//! enum members (as their value), dataclass instances (as objects, fields in
+//! order), and the `default=` hook for anything else; in that order of checks.
+//!
+//! Unlike the fast paths, this may run Python code: a `default=` hook, an enum's
+//! `value`, a dataclass's attributes, a tzinfo's `utcoffset`. Whatever it keeps
+//! across such code it holds by a strong reference, and it moves the walk's
+//! `epoch` so that the containers being walked are read again afterwards.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyDate, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt, PyList, PyString, PyTime,
+    PyTimeAccess, PyTuple, PyType, PyTzInfo, PyTzInfoAccess,
+};
+
+use super::borrowed;
+use super::datetime::{self, ShortText};
+use super::error::{SerializeError, Step};
+use super::walk::{type_name, Serializer};
+use super::{Sink, MAX_DEPTH};
+
+static UUID_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `dataclasses._FIELD`: the field kind of a real field (not a ClassVar or InitVar).
+static DATACLASS_FIELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
+    /// Everything `value` does not write itself (see the module docs).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn other(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        // From here on Python code may run (a hook, an attribute), so the
+        // containers being walked are read again once this returns.
+        self.epoch += 1;
+        let result = self.other_value(obj, depth);
+        self._gc.renew();
+        result
+    }
+
+    /// `other`'s work. Where Python code has run and a walk follows, the GC is
+    /// paused again first (`GcPause::renew`).
+    fn other_value(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        let py = obj.py();
+        if let Ok(s) = obj.cast::<PyString>() {
+            return self.string(s.as_borrowed());
+        }
+        if obj.is_instance_of::<PyInt>() {
+            return self.int(obj.as_borrowed(), true);
+        }
+        if let Ok(f) = obj.cast::<PyFloat>() {
+            return self.float(f.value());
+        }
+        if let Ok(d) = obj.cast::<PyDict>() {
+            return self.dict(d.as_borrowed(), depth);
+        }
+        if let Ok(l) = obj.cast::<PyList>() {
+            return self.list(l.as_borrowed(), depth);
+        }
+        if let Ok(t) = obj.cast::<PyTuple>() {
+            return self.tuple(t, depth);
+        }
+        // A datetime is also a date: it comes first.
+        if let Ok(dt) = obj.cast::<PyDateTime>() {
+            return self.datetime(dt);
+        }
+        if let Ok(d) = obj.cast::<PyDate>() {
+            let mut text = ShortText::new();
+            datetime::date(&mut text, year(d.get_year()), d.get_month().into(), d.get_day().into());
+            return self.quoted(text.as_bytes());
+        }
+        if let Ok(t) = obj.cast::<PyTime>() {
+            return self.time(t);
+        }
+        if borrowed::is_subtype(obj.as_borrowed(), imported_type(py, &UUID_TYPE, "uuid", "UUID")?) {
+            return self.uuid(obj);
+        }
+        if borrowed::is_subtype(obj.as_borrowed(), imported_type(py, &ENUM_TYPE, "enum", "Enum")?) {
+            let value = obj.getattr(intern!(py, "value")).map_err(|err| raised("the enum member's value", err))?;
+            self._gc.renew();
+            return self.value(value.as_borrowed(), Self::enter(depth)?);
+        }
+        if let Some(kind) = self.dataclass_kind(obj) {
+            return self.dataclass(obj, &kind, depth);
+        }
+        if let Some(default) = self.default.clone() {
+            return self.with_default(&default, obj, depth);
+        }
+        Err(SerializeError::value(format!("Type is not JSON serializable: {}", type_name(obj))))
+    }
+
+    /// Writes `"text"` (text that needs no escape).
+    fn quoted(&mut self, text: &[u8]) -> Result<(), SerializeError> {
+        self.byte(b'"')?;
+        self.small(text)?;
+        self.byte(b'"')
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]`: the offset only when the datetime
+    /// is aware (a tzinfo whose `utcoffset` gives None counts as UTC, as in orjson).
+    fn datetime(&mut self, dt: &Bound<'py, PyDateTime>) -> Result<(), SerializeError> {
+        let mut text = ShortText::new();
+        datetime::date(&mut text, year(dt.get_year()), dt.get_month().into(), dt.get_day().into());
+        text.push(b'T');
+        datetime::time(
+            &mut text,
+            dt.get_hour().into(),
+            dt.get_minute().into(),
+            dt.get_second().into(),
+            dt.get_microsecond(),
+        );
+        let tzinfo = dt.get_tzinfo();
+        let utc = PyTzInfo::utc(dt.py()).ok();
+        if tzinfo.as_ref().zip(utc).is_some_and(|(tz, utc)| tz.is(&*utc)) {
+            // `timezone.utc` itself: its offset is known without a call.
+            datetime::offset(&mut text, 0, 0);
+        } else if tzinfo.is_some() {
+            let offset = dt
+                .call_method0(intern!(dt.py(), "utcoffset"))
+                .map_err(|err| raised("the datetime's utcoffset()", err))?;
+            if offset.is_none() {
+                datetime::offset(&mut text, 0, 0);
+            } else {
+                let delta = offset.cast::<PyDelta>().map_err(|_| {
+                    SerializeError::value(format!(
+                        "the datetime's utcoffset() returned {}, not a timedelta",
+                        type_name(&offset)
+                    ))
+                })?;
+                datetime::offset(&mut text, delta.get_days(), delta.get_seconds());
+            }
+        }
+        self.quoted(text.as_bytes())
+    }
+
+    /// `HH:MM:SS[.ffffff]`; a time with a tzinfo is refused, as orjson does.
+    fn time(&mut self, t: &Bound<'py, PyTime>) -> Result<(), SerializeError> {
+        if t.get_tzinfo().is_some() {
+            return Err(SerializeError::value("datetime.time must not have tzinfo set".to_owned()));
+        }
+        let mut text = ShortText::new();
+        datetime::time(
+            &mut text,
+            t.get_hour().into(),
+            t.get_minute().into(),
+            t.get_second().into(),
+            t.get_microsecond(),
+        );
+        self.quoted(text.as_bytes())
+    }
+
+    /// The UUID's 128-bit value (its `int`), in the canonical form.
+    fn uuid(&mut self, obj: &Bound<'py, PyAny>) -> Result<(), SerializeError> {
+        let value: u128 = obj
+            .getattr(intern!(obj.py(), "int"))
+            .and_then(|v| v.extract())
+            .map_err(|err| raised("the UUID's int", err))?;
+        let mut text = ShortText::new();
+        datetime::uuid(&mut text, value);
+        self.quoted(text.as_bytes())
+    }
+
+    /// How `obj`'s class writes its instances, if it is a dataclass: from the
+    /// one-entry cache when the class is the last one seen.
+    fn dataclass_kind(&mut self, obj: &Bound<'py, PyAny>) -> Option<DataclassKind> {
+        let py = obj.py();
+        let ty = obj.get_type();
+        if let Some(kind) = &self.dataclass {
+            if kind.class.is(&ty) {
+                return Some(kind.clone_ref(py));
+            }
+        }
+        let fields = ty.getattr(intern!(py, "__dataclass_fields__")).ok()?.cast_into::<PyDict>().ok()?;
+        // orjson's rule: the instance's `__dict__` unless the class itself has `__slots__`.
+        let slots = ty.getattr(intern!(py, "__dict__")).and_then(|d| d.contains(intern!(py, "__slots__")));
+        let kind = DataclassKind { class: ty.unbind(), fields: fields.unbind(), from_dict: !slots.unwrap_or(true) };
+        self.dataclass = Some(kind.clone_ref(py));
+        Some(kind)
+    }
+
+    /// A dataclass instance as an object, as orjson writes one: from its
+    /// `__dict__` when it has one and its class no `__slots__` (every attribute,
+    /// in the dict's order), else its fields in order; either way without the
+    /// names that start with `_`.
+    fn dataclass(&mut self, obj: &Bound<'py, PyAny>, kind: &DataclassKind, depth: u32) -> Result<(), SerializeError> {
+        let py = obj.py();
+        if kind.from_dict {
+            if let Ok(dict) = obj.getattr(intern!(py, "__dict__")).and_then(|d| Ok(d.cast_into::<PyDict>()?)) {
+                self._gc.renew();
+                return self.dict_items::<true>(dict.as_borrowed(), depth);
+            }
+        }
+        let depth = Self::enter(depth)?;
+        let field_kind = DATACLASS_FIELD
+            .get_or_try_init(py, || Ok::<_, PyErr>(py.import("dataclasses")?.getattr("_FIELD")?.unbind()))
+            .map_err(|err| raised("dataclasses._FIELD", err))?
+            .bind(py);
+        // A snapshot of (name, value) pairs, each a strong reference.
+        let mut pairs: Vec<(Bound<'py, PyString>, Bound<'py, PyAny>)> = Vec::new();
+        for item in kind.fields.bind(py).items().iter() {
+            let (name, field): (Bound<'py, PyAny>, Bound<'py, PyAny>) =
+                item.extract().map_err(|err| raised("the dataclass's fields", err))?;
+            let kind = field.getattr(intern!(py, "_field_type")).map_err(|err| raised("a dataclass field", err))?;
+            if !kind.is(field_kind) {
+                continue;
+            }
+            let name = name.cast_into::<PyString>().map_err(|name| not_str_name(name.into_inner().as_any()))?;
+            let value = obj
+                .getattr(&name)
+                .map_err(|err| raised("a dataclass attribute", err).at(Step::Key(name.to_string())))?;
+            pairs.push((name, value));
+        }
+        self._gc.renew();
+        self.byte(b'{')?;
+        let mut first = true;
+        for (name, value) in pairs {
+            let text = super::walk::utf8_of(name.as_borrowed())?;
+            if text.first() == Some(&b'_') {
+                continue;
+            }
+            if !first {
+                self.byte(b',')?;
+            }
+            first = false;
+            self.escaped(text)?;
+            self.byte(b':')?;
+            self.value(value.as_borrowed(), depth).map_err(|err| err.at(Step::Key(name.to_string_lossy().into())))?;
+        }
+        self.byte(b'}')
+    }
+
+    /// Writes what `default(obj)` returns, refusing a result that is `obj` itself
+    /// and hooks nested (each result handed back to the hook) more than
+    /// `MAX_DEPTH` deep.
+    fn with_default(
+        &mut self,
+        default: &Bound<'py, PyAny>,
+        obj: &Bound<'py, PyAny>,
+        depth: u32,
+    ) -> Result<(), SerializeError> {
+        if self.default_depth >= MAX_DEPTH {
+            return Err(SerializeError::value(format!(
+                "default= was called on its own results more than {MAX_DEPTH} times (last: {})",
+                type_name(obj)
+            )));
+        }
+        let result = default
+            .call1((obj,))
+            .map_err(|err| SerializeError::caused(format!("default= raised on a {}: {err}", type_name(obj)), err))?;
+        if result.is(obj) {
+            return Err(SerializeError::value(format!(
+                "default= returned its own argument, a {}, which has no JSON form",
+                type_name(obj)
+            )));
+        }
+        self.default_depth += 1;
+        self._gc.renew();
+        let written = self.value(result.as_borrowed(), depth);
+        self.default_depth -= 1;
+        written
+    }
+}
+
+/// How a dataclass's instances are written (see `Serializer::dataclass`).
+pub(super) struct DataclassKind {
+    class: Py<PyType>,
+    /// The class's `__dataclass_fields__`.
+    fields: Py<PyDict>,
+    /// From the instance's `__dict__` (the class has no `__slots__`).
+    from_dict: bool,
+}
+
+impl DataclassKind {
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        Self { class: self.class.clone_ref(py), fields: self.fields.clone_ref(py), from_dict: self.from_dict }
+    }
+}
+
+/// `cell`'s type, imported from `module` the first time.
+fn imported_type<'a, 'py>(
+    py: Python<'py>,
+    cell: &'a PyOnceLock<Py<PyType>>,
+    module: &str,
+    name: &str,
+) -> Result<&'a Bound<'py, PyType>, SerializeError> {
+    cell.import(py, module, name).map_err(|err| raised(&format!("{module}.{name}"), err))
+}
+
+/// A year as the text wants it (datetime's years are 1 to 9999).
+fn year(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+#[cold]
+fn raised(what: &str, err: PyErr) -> SerializeError {
+    SerializeError::caused(format!("reading {what} raised {err}"), err)
+}
+
+#[cold]
+fn not_str_name(name: &Bound<'_, PyAny>) -> SerializeError {
+    SerializeError::value(format!("a dataclass field name must be str, not {}", type_name(name)))
+}
