@@ -101,6 +101,13 @@ def test_manual_write_uses_reserved_slot(client: TestClient) -> None:
     )
 
 
+def test_a_write_without_count_is_the_original_services_100_users(client: TestClient) -> None:
+    response = client.get("/api/write-to-shm?slot=0&request_id=1")
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert read_slot(answer["path"], 0, 1) == expected_users_json(100)
+
+
 @pytest.mark.parametrize(
     ("query", "name"),
     [
@@ -112,7 +119,6 @@ def test_manual_write_uses_reserved_slot(client: TestClient) -> None:
         ("count=2&request_id=-5", "request_id"),
         (f"count={MAX_COUNT + 1}", "count"),
         ("count=abc", "count"),
-        ("slot=0&request_id=1", "count"),
     ],
 )
 def test_bad_write_parameters(client: TestClient, query: str, name: str) -> None:
