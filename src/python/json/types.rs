@@ -12,9 +12,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyDate, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFloat, PyInt, PyList, PyString, PyTime,
-    PyTimeAccess, PyTuple, PyType, PyTzInfo, PyTzInfoAccess,
+    PyDate, PyDateTime, PyDelta, PyDict, PyFloat, PyInt, PyList, PyString, PyTime, PyTuple, PyType, PyTzInfo,
+    PyTzInfoAccess,
 };
+#[cfg(not(Py_LIMITED_API))]
+use pyo3::types::{PyDateAccess, PyDeltaAccess, PyTimeAccess};
+
+#[cfg(Py_LIMITED_API)]
+use limited::{PyDateAccess, PyDeltaAccess, PyTimeAccess};
 
 use super::borrowed;
 use super::datetime::{self, ShortText};
@@ -301,4 +306,72 @@ fn raised(what: &str, err: PyErr) -> SerializeError {
 #[cold]
 fn not_str_name(name: &Bound<'_, PyAny>) -> SerializeError {
     SerializeError::value(format!("a dataclass field name must be str, not {}", type_name(name)))
+}
+
+/// The stable ABI has no accessors for the fields of dates, times and timedeltas:
+/// these read them as attributes, under the same names as pyo3's accessors. Only the
+/// abi3 build uses them. A field that cannot be read (a subclass that overrides it
+/// badly) reads as 0.
+#[cfg(Py_LIMITED_API)]
+mod limited {
+    use pyo3::prelude::*;
+
+    fn field<T: TryFrom<i64> + Default>(obj: &Bound<'_, impl Sized>, name: &str) -> T {
+        let value = obj.as_any().getattr(name).and_then(|v| v.extract::<i64>()).unwrap_or(0);
+        T::try_from(value).unwrap_or_default()
+    }
+
+    pub trait PyDateAccess {
+        fn get_year(&self) -> i32;
+        fn get_month(&self) -> u8;
+        fn get_day(&self) -> u8;
+    }
+
+    pub trait PyTimeAccess {
+        fn get_hour(&self) -> u8;
+        fn get_minute(&self) -> u8;
+        fn get_second(&self) -> u8;
+        fn get_microsecond(&self) -> u32;
+    }
+
+    pub trait PyDeltaAccess {
+        fn get_days(&self) -> i32;
+        fn get_seconds(&self) -> i32;
+    }
+
+    impl<T> PyDateAccess for Bound<'_, T> {
+        fn get_year(&self) -> i32 {
+            field(self, "year")
+        }
+        fn get_month(&self) -> u8 {
+            field(self, "month")
+        }
+        fn get_day(&self) -> u8 {
+            field(self, "day")
+        }
+    }
+
+    impl<T> PyTimeAccess for Bound<'_, T> {
+        fn get_hour(&self) -> u8 {
+            field(self, "hour")
+        }
+        fn get_minute(&self) -> u8 {
+            field(self, "minute")
+        }
+        fn get_second(&self) -> u8 {
+            field(self, "second")
+        }
+        fn get_microsecond(&self) -> u32 {
+            field(self, "microsecond")
+        }
+    }
+
+    impl<T> PyDeltaAccess for Bound<'_, T> {
+        fn get_days(&self) -> i32 {
+            field(self, "days")
+        }
+        fn get_seconds(&self) -> i32 {
+            field(self, "seconds")
+        }
+    }
 }
