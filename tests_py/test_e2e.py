@@ -64,15 +64,6 @@ def test_both_paths_serve_identical_expected_bodies(stack: Stack) -> None:
             assert response.content == expected, (path, count)
 
 
-def test_no_count_serves_the_original_services_100_users(stack: Stack) -> None:
-    """The original's curl lines and load test ask without a count: 100 users."""
-    for path in PATHS:
-        for url in (f"{stack.gateway.url}{path}", f"{stack.gateway.url}{path}?"):
-            response = stack.client.get(url)
-            assert response.status_code == 200, (url, response.text[:300])
-            assert response.content == expected_users_json(100), url
-
-
 @pytest.mark.parametrize(
     ("query", "needle"),
     [
