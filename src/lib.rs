@@ -7,7 +7,8 @@
 //! ([`writer::ChannelWriter`]); readers map it read-only ([`reader::ChannelReader`]).
 //!
 //! All `unsafe` code touching shared memory lives in [`segment`]. The signal socket's
-//! frame format (how a reader asks the producer for a write) is in [`signal`].
+//! frame format (how a reader asks the producer's handler for a write) is in [`wire`];
+//! [`signal`] holds version 1's, until the gateway and the listener move to version 2.
 
 pub mod error;
 pub mod fsutil;
@@ -16,6 +17,7 @@ pub mod poll;
 pub mod reader;
 pub mod segment;
 pub mod signal;
+pub mod wire;
 pub mod writer;
 
 #[cfg(feature = "python")]
