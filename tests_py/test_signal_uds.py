@@ -216,7 +216,8 @@ def test_socket_is_private_and_removed_on_close(shm_dir: Path) -> None:
     try:
         start = time.monotonic()
         channel.close()
-        assert time.monotonic() - start < 5
+        # A hang detector, not a timing: close() waits on no idle connection.
+        assert time.monotonic() - start < 60
         assert not path.exists()
         assert channel.uds_path is None
         assert idle.at_eof()
