@@ -1,6 +1,7 @@
 //! The HTTP endpoints, and what every users endpoint shares: one success response
 //! shape and one log event per request.
 
+pub mod bridge;
 pub mod health;
 pub mod users_api;
 pub mod users_shm;
