@@ -128,11 +128,11 @@ pub struct RustProducer {
     connections: Arc<Mutex<Connections>>,
 }
 
-/// Open connections (clones, to shut them down) and their threads.
+/// Open connections (clones, to shut them down) with their threads; those whose
+/// thread finished are dropped as new ones come.
 #[derive(Default)]
 struct Connections {
-    streams: Vec<UnixStream>,
-    threads: Vec<JoinHandle<()>>,
+    open: Vec<(UnixStream, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for RustProducer {
@@ -211,13 +211,12 @@ impl RustProducer {
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }
-        let Connections { streams, threads } =
-            std::mem::take(&mut *self.connections.lock().unwrap_or_else(PoisonError::into_inner));
-        for stream in streams {
+        let open = std::mem::take(&mut self.connections.lock().unwrap_or_else(PoisonError::into_inner).open);
+        for (stream, _) in &open {
             let _ = stream.shutdown(Shutdown::Both);
         }
         // Each thread ends once its connection is shut (or its handler returns).
-        for thread in threads {
+        for (_, thread) in open {
             let _ = thread.join();
         }
         let _ = std::fs::remove_file(&self.socket);
@@ -247,15 +246,22 @@ fn accept_loop(
         let spawned =
             std::thread::Builder::new().name("producer-conn".into()).spawn(move || serve(stream, &writer, &*handler));
         if let Ok(thread) = spawned {
-            let mut open = connections.lock().unwrap_or_else(PoisonError::into_inner);
-            open.streams.push(clone);
-            open.threads.push(thread);
+            let mut connections = connections.lock().unwrap_or_else(PoisonError::into_inner);
+            connections.open.retain(|(_, thread)| !thread.is_finished());
+            connections.open.push((clone, thread));
         }
     }
 }
 
-/// Serves one connection until it closes, a frame is bad, or the handler hangs up.
+/// Serves one connection until it closes, a frame is bad, or the handler hangs up;
+/// then closes it (for good: the producer keeps a clone of each connection to shut it
+/// down when it stops).
 fn serve(mut stream: UnixStream, writer: &ChannelWriter, handler: &Handler) {
+    serve_frames(&mut stream, writer, handler);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn serve_frames(stream: &mut UnixStream, writer: &ChannelWriter, handler: &Handler) {
     let epoch = writer.epoch();
     loop {
         let mut head = [0u8; REQUEST_HEAD_LEN];

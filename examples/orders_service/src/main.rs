@@ -141,7 +141,7 @@ async fn prices(State(client): State<Client>, RawQuery(query): RawQuery) -> Resp
 /// How many little-endian f64 values `bytes` holds and their sum; `None` if its
 /// length is not a multiple of 8.
 fn sum_f64le(bytes: &[u8]) -> Option<(usize, f64)> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return None;
     }
     let values = bytes.chunks_exact(8).map(|chunk| {
