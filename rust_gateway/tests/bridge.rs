@@ -19,6 +19,10 @@ fn producer(dir: &Path) -> RustProducer {
             "echo" => Outcome::json(serde_json::to_vec(&params).unwrap()),
             "nested" => Outcome::json(r#"{"a":[1,{"b":"Zoë"}],"c":2.5}"#),
             "bytes" => Outcome::raw(vec![1u8, 2, 3], ""),
+            "seq" => {
+                let n: u32 = call.param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+                Outcome::raw((0..n).flat_map(u32::to_le_bytes).collect::<Vec<u8>>(), "")
+            }
             "f64" => Outcome::raw(1.5f64.to_le_bytes().to_vec(), "application/x-f64le"),
             "broken" => Outcome::json("[1,"),
             "value" => Outcome::refuse(Status::BadRequest, "ValueError: limit must be a number"),
@@ -100,4 +104,33 @@ async fn hostile_names_and_parameters_are_refused_before_anything_is_written() {
     }
     // A valid call with nothing listening fails on the channel, after the checks.
     get(&app, "/api/bridge/echo?a=1").await.assert_error(StatusCode::BAD_GATEWAY, "channel_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_mixed_calls_get_their_own_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    let _producer = producer(dir.path());
+    let app = router(settings(&closed_port_url(), dir.path(), &[]));
+    let calls = (0..100u32).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if i % 2 == 0 {
+                let n = (i * 97) % 4000;
+                let answer = get(&app, &format!("/api/bridge/seq?n={n}")).await;
+                let expected: Vec<u8> = (0..n).flat_map(u32::to_le_bytes).collect();
+                (answer.status == StatusCode::OK && answer.body[..] == expected[..], i)
+            } else {
+                let answer = get(&app, &format!("/api/bridge/echo?i={i}")).await;
+                (answer.status == StatusCode::OK && answer.json() == serde_json::json!([format!("i={i}")]), i)
+            }
+        })
+    });
+    let mut mismatches = Vec::new();
+    for call in calls {
+        let (ok, i) = call.await.unwrap();
+        if !ok {
+            mismatches.push(i);
+        }
+    }
+    assert_eq!(mismatches, Vec::<u32>::new());
 }
