@@ -134,3 +134,21 @@ impl ClientConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_configurations_are_refused() {
+        assert!(ClientConfig::new("d", "orders").check().is_ok());
+        for channel in ["", "a/b", ".hidden", "nul\0"] {
+            let error = ClientConfig::new("d", channel).check().unwrap_err();
+            assert!(matches!(error, ClientError::InvalidConfig(_)), "{channel:?}: {error}");
+        }
+        let zero = ClientConfig::new("d", "orders").call_timeout(Duration::ZERO).check().unwrap_err();
+        assert!(zero.to_string().contains("above zero"), "{zero}");
+        let huge = ClientConfig::new("d", "orders").call_timeout(Duration::from_secs(1 << 40)).check().unwrap_err();
+        assert!(huge.to_string().contains("longer than the wire carries"), "{huge}");
+    }
+}
