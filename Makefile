@@ -8,7 +8,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
-.PHONY: help venv develop gateway build run test test-python test-rust test-versions lint bench microbench \
+.PHONY: help venv develop gateway example build run test test-python test-rust test-versions lint bench microbench \
 	microbench-json wheels test-wheels soak recovery clean
 
 help:
@@ -36,7 +36,11 @@ develop: venv
 gateway:
 	cargo build --release -p rust_gateway
 
-build: develop gateway
+# The example service on shmbridge::client (tests_py/test_example_orders.py runs it).
+example:
+	cargo build --release -p orders_service
+
+build: develop gateway example
 
 run: build
 	scripts/run.sh

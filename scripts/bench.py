@@ -32,7 +32,11 @@ GATEWAY = REPO / "target" / "release" / "rust_gateway"
 LOAD = REPO / "target" / "release" / "shmbridge_load"
 # memory: the gateway serving the snapshot it holds, with no look at the channel: the
 # ceiling for any path, since every path shares that last leg to the client.
-PATHS = ["api", "shm-http", "shm-uds", "snapshot", "memory"]
+# bridge: GET /api/bridge/users, the generic handler route calling the same handler as
+# shm-uds (the same bytes), so the two rows compare the route's cost.
+PATHS = ["api", "shm-http", "shm-uds", "bridge", "snapshot", "memory"]
+# Paths whose load-tool endpoint is not /api/users-via-NAME.
+LOAD_PATHS = {"bridge": "/api/bridge/users"}
 MODES = {
     "fresh": {"producer": ["--no-cache-payload"], "gateway": ["--validation", "full"]},
     "transport": {"producer": ["--cache-payload"], "gateway": ["--validation", "none"]},
@@ -148,7 +152,7 @@ def run_load(
             "--url",
             base,
             "--paths",
-            path,
+            LOAD_PATHS.get(path, path),
             "--counts",
             str(count),
             "--concurrency",
@@ -174,7 +178,7 @@ def run_load(
         cpu_seconds(svc.gateway.pid),
         children_cpu_seconds(),
     )
-    stats = report["paths"][path]
+    stats = report["paths"][LOAD_PATHS.get(path, path)]
     answered = report["requests"] + report.get("warmup", {}).get("requests", 0)
     per_request = [
         (after - before) * 1e6 / max(answered, 1)
@@ -252,6 +256,7 @@ def svg_chart(results: dict[str, Any], mode: str) -> str:
         "api": "#d62728",
         "shm-http": "#1f77b4",
         "shm-uds": "#2ca02c",
+        "bridge": "#17becf",
         "snapshot": "#9467bd",
         "memory": "#7f7f7f",
     }

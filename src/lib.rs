@@ -8,8 +8,13 @@
 //!
 //! All `unsafe` code touching shared memory lives in [`segment`]. The signal socket's
 //! frame format (how a reader asks the producer's handler for a write) is in [`wire`];
-//! [`signal`] holds version 1's, until the gateway and the listener move to version 2.
+//! [`signal`] holds version 1's, until the listener and the tools move to version 2.
+//!
+//! With the `client` feature, [`client`] is the async client a Rust service uses to
+//! call the producer's handlers and read their replies (tokio).
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod error;
 pub mod fsutil;
 pub mod layout;

@@ -2,10 +2,17 @@
 //! error kind; the response body is `{"error": "<kind>", "detail": "<sentence>"}`.
 //! Internal details (sources, paths, producer bodies) are logged, and only a sentence
 //! a user can act on is sent.
+//!
+//! This module is at the bottom of the gateway: it knows the typed errors of the
+//! modules below it ([`QueryError`], [`PayloadError`], the shared-memory client's
+//! [`ClientError`]) and converts each in one place here, adding the gateway's own
+//! hints (its flags and variables) to the client's messages.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use shmbridge::client::ClientError;
+use shmbridge::wire::InvalidCall;
 
 use crate::query::QueryError;
 use crate::settings::{PRODUCER_TIMEOUT_SETTING, SLOT_WAIT_SETTING};
@@ -16,6 +23,19 @@ pub enum AppError {
     /// The client's query string was refused (400).
     #[error(transparent)]
     BadQuery(#[from] QueryError),
+    /// A bridge call's handler name or parameters break the wire's rules (400): refused
+    /// before anything is written.
+    #[error("{0}")]
+    InvalidCall(InvalidCall),
+    /// The producer's handler refused its parameters (400, `GET /api/bridge/{handler}`).
+    #[error("the handler refused the call: {0}")]
+    HandlerBadRequest(String),
+    /// The producer has no such handler, or the handler found nothing (404).
+    #[error("{0}")]
+    HandlerNotFound(String),
+    /// The producer's handler raised (502): its exception's type and message.
+    #[error("the producer's handler failed: {0}")]
+    HandlerFailed(String),
     /// No route matches the path (404).
     #[error("no such endpoint: {method} {path}")]
     NotFound { method: String, path: String },
@@ -61,12 +81,13 @@ impl AppError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadQuery(_) => StatusCode::BAD_REQUEST,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::BadQuery(_) | Self::InvalidCall(_) | Self::HandlerBadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound { .. } | Self::HandlerNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ProducerUnavailable { .. }
             | Self::ProducerError { .. }
             | Self::BadProducerAnswer { .. }
+            | Self::HandlerFailed(_)
             | Self::Channel(_)
             | Self::InvalidPayload(_) => StatusCode::BAD_GATEWAY,
             Self::ProducerTimeout { .. } | Self::RequestTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -80,13 +101,14 @@ impl AppError {
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::BadQuery(_) => "invalid_query",
-            Self::NotFound { .. } => "not_found",
+            Self::BadQuery(_) | Self::InvalidCall(_) => "invalid_query",
+            Self::HandlerBadRequest(_) => "bad_request",
+            Self::NotFound { .. } | Self::HandlerNotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::ProducerUnavailable { .. } => "producer_unavailable",
             Self::ProducerTimeout { .. } => "producer_timeout",
             Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::ProducerError { .. } | Self::BadProducerAnswer { .. } => "producer_error",
+            Self::ProducerError { .. } | Self::BadProducerAnswer { .. } | Self::HandlerFailed(_) => "producer_error",
             Self::Channel(_) => "channel_error",
             Self::InvalidPayload(_) => "invalid_payload",
             Self::NoFreeSlot { .. } => "no_free_slot",
@@ -118,7 +140,59 @@ impl IntoResponse for AppError {
 
 impl From<PayloadError> for AppError {
     fn from(e: PayloadError) -> Self {
-        Self::InvalidPayload(e.to_string())
+        match e {
+            PayloadError::Unchecked(why) => Self::Internal(why),
+            other => Self::InvalidPayload(other.to_string()),
+        }
+    }
+}
+
+/// How the users call over the signal socket is named in errors
+/// ([`AppError::ProducerError`]'s endpoint).
+pub const UDS_ENDPOINT: &str = "the signal socket's write-users request";
+/// How a bridge call over the signal socket is named in errors.
+pub const BRIDGE_ENDPOINT: &str = "the signal socket's handler call";
+
+impl From<ClientError> for AppError {
+    /// The users paths' meaning of each client error (a producer's refusal is a 502
+    /// naming its status, as over the HTTP signal).
+    fn from(e: ClientError) -> Self {
+        Self::from_client(e, UDS_ENDPOINT)
+    }
+}
+
+impl AppError {
+    /// The error a shared-memory client's failure stands for, on a call to `endpoint`.
+    #[must_use]
+    pub fn from_client(e: ClientError, endpoint: &'static str) -> Self {
+        let refused = |status: u16, detail: String| Self::ProducerError { status, endpoint, detail };
+        match e {
+            ClientError::InvalidCall(why) => Self::InvalidCall(why),
+            ClientError::Open(_) | ClientError::Read(_) => Self::Channel(e.to_string()),
+            ClientError::ProducerGone { .. } => Self::Channel(format!("{e} (is the producer running?)")),
+            ClientError::EpochMismatch { .. } => {
+                Self::Channel(format!("{e}: do the producer and the gateway use the same --shm-dir and --channel?"))
+            }
+            ClientError::TooFewSlots { request_slots } => Self::Channel(format!(
+                "the channel has {request_slots} request slot(s); the gateway needs at least 2 \
+                 (the last one is reserved for hand calls): raise the producer's --slot-count"
+            )),
+            ClientError::NoFreeSlot { waited_ms, slots } => Self::NoFreeSlot { waited_ms, slots },
+            ClientError::Timeout { timeout_ms } => Self::ProducerTimeout { timeout_ms },
+            ClientError::ProducerUnavailable { socket, reason } => {
+                Self::ProducerUnavailable { url: format!("unix:{}", socket.display()), reason }
+            }
+            ClientError::BadRequest { message } => refused(400, message),
+            ClientError::ProducerBusy { message } => refused(409, message),
+            ClientError::ProducerInternal { message } => refused(500, message),
+            ClientError::NotFound { message } => Self::HandlerNotFound(message),
+            ClientError::HandlerError { message } => Self::HandlerFailed(message),
+            ClientError::TooLarge { message } => Self::PayloadTooLarge(message),
+            ClientError::BadAnswer { detail } => Self::BadProducerAnswer { endpoint, detail },
+            ClientError::Corrupt(_) | ClientError::LengthMismatch { .. } => Self::InvalidPayload(e.to_string()),
+            ClientError::Internal(why) => Self::Internal(why),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

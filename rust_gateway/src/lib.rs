@@ -4,24 +4,30 @@
 //! published snapshot (`/api/users-via-snapshot`), with identical bodies, validation
 //! and errors.
 //!
+//! `GET /api/bridge/{handler}` serves any handler of the producer the same way.
+//!
+//! The shared-memory client itself (the channel reader, the slot pool and its
+//! quarantine, request ids, the signal socket's connections) is
+//! `shmbridge::client`; the gateway keeps HTTP: routes, errors, metrics and settings.
+//!
 //! Where things are: [`settings`] (flags and env), [`app`] (the router), [`routes`]
 //! (the handlers), [`state`] (what handlers share), [`producer`] (HTTP calls to the
-//! producer), [`signal`] (asking for a write: HTTP or the Unix socket), [`channel`]
-//! (the channel reader and the slot pool), [`snapshot`] (the indexed snapshot),
-//! [`query`] (the `count` parameter), [`validate`] (the payload check), [`error`]
-//! (every error response), [`metrics`] (`GET /metrics`), [`request_id`] (ids proving
-//! which request a slot answers).
+//! producer), [`signal`] (asking for a write: HTTP or the Unix socket), [`snapshot`]
+//! (the indexed snapshot), [`query`] (the `count` parameter), [`validate`] (the
+//! payload check), [`error`] (every error response), [`metrics`] (`GET /metrics`).
+//!
+//! Modules depend downwards only: [`error`] at the bottom (it knows the typed errors
+//! of [`query`], [`validate`] and the client, and the setting names), [`metrics`]
+//! renders a [`metrics::Gauges`] snapshot and knows no state.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod buffers;
-pub mod channel;
 pub mod error;
 pub mod metrics;
 pub mod producer;
 pub mod query;
-pub mod request_id;
 pub mod routes;
 pub mod settings;
 pub mod signal;

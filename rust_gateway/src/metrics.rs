@@ -11,7 +11,8 @@
 //!
 //! Gauges that describe state (the slot pool, the snapshot), and the signal's
 //! answer-wait counts, are read when `/metrics` is rendered, so they cost nothing
-//! per request.
+//! per request: the route reads them into a [`Gauges`] and [`render`] sets them (this
+//! module knows no gateway state).
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,8 +20,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::StatusCode;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-use crate::state::AppState;
 
 pub const REQUESTS: &str = "gateway_http_requests_total";
 pub const REQUEST_DURATION: &str = "gateway_http_request_duration_seconds";
@@ -101,22 +100,33 @@ pub fn record_signal(signal: &'static str, elapsed_us: u64) {
     histogram!(SIGNAL_DURATION, "signal" => signal).record(elapsed_us as f64 / 1e6);
 }
 
-/// The Prometheus text page, with the state gauges read now.
+/// The state gauges, read by the caller when `/metrics` is asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// The slot pool: size, in use, waiters (`None` before the channel was opened).
+    pub slots: Option<(usize, usize, usize)>,
+    /// Signal answers caught spinning, and parked for.
+    pub answer_waits: (u64, u64),
+    /// The served snapshot's generation and write time (ns since the Unix epoch).
+    pub snapshot: Option<(u64, u64)>,
+}
+
+/// The Prometheus text page, with `gauges` set.
 #[must_use]
-pub fn render(state: &AppState) -> Option<String> {
+pub fn render(gauges: &Gauges) -> Option<String> {
     let handle = handle()?;
-    if let Some(pool) = state.channel.pool() {
-        gauge!(SLOTS).set(as_f64(pool.size() as u64));
-        gauge!(SLOTS_IN_USE).set(as_f64(pool.in_use() as u64));
-        gauge!(SLOT_WAITERS).set(as_f64(pool.waiters() as u64));
+    if let Some((size, in_use, waiters)) = gauges.slots {
+        gauge!(SLOTS).set(as_f64(size as u64));
+        gauge!(SLOTS_IN_USE).set(as_f64(in_use as u64));
+        gauge!(SLOT_WAITERS).set(as_f64(waiters as u64));
     }
-    let (spin, park) = state.uds.answer_waits();
+    let (spin, park) = gauges.answer_waits;
     counter!(SIGNAL_ANSWER_WAITS, "wait" => "spin").absolute(spin);
     counter!(SIGNAL_ANSWER_WAITS, "wait" => "park").absolute(park);
-    if let Some(snapshot) = state.snapshots.current() {
-        gauge!(SNAPSHOT_GENERATION).set(as_f64(snapshot.generation));
+    if let Some((generation, write_time_ns)) = gauges.snapshot {
+        gauge!(SNAPSHOT_GENERATION).set(as_f64(generation));
         let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let age_ns = now_ns.saturating_sub(u128::from(snapshot.write_time_ns));
+        let age_ns = now_ns.saturating_sub(u128::from(write_time_ns));
         #[allow(clippy::cast_precision_loss)]
         gauge!(SNAPSHOT_AGE).set(age_ns as f64 / 1e9);
     }

@@ -104,6 +104,24 @@ fn quote(raw: &str) -> String {
 }
 
 /// Decodes `%XX` escapes. `+` is kept as it is (a sign, which `count` refuses).
+/// Every `key=value` pair of a raw query string, percent-decoded, in order (a bare
+/// `key` has an empty value). `GET /api/bridge/{handler}` passes them on as the
+/// handler's parameters, to be checked by the wire's rules.
+///
+/// # Errors
+/// [`QueryError::BadEncoding`] if a key or value is not percent-encoded UTF-8.
+pub fn query_pairs(raw_query: Option<&str>) -> Result<Vec<(String, String)>, QueryError> {
+    raw_query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(key)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
 fn percent_decode(raw: &str) -> Result<String, QueryError> {
     if !raw.contains('%') {
         return Ok(raw.to_owned());
@@ -128,6 +146,15 @@ fn percent_decode(raw: &str) -> Result<String, QueryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_are_decoded_in_order() {
+        let pairs = query_pairs(Some("limit=10&name=Zo%C3%AB&flag&&x=%00")).unwrap();
+        let expected = [("limit", "10"), ("name", "Zoë"), ("flag", ""), ("x", "\0")];
+        assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(query_pairs(None).unwrap(), []);
+        assert_eq!(query_pairs(Some("a=%ff")).unwrap_err(), QueryError::BadEncoding);
+    }
 
     const MAX: u32 = 100_000;
 

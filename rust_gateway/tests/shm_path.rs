@@ -77,12 +77,12 @@ async fn a_restarted_producer_is_followed_without_restarting_the_gateway() {
     assert_ne!(producer.epoch(), first_epoch);
     let answer = get(&app, &format!("{SHM}?count=3")).await;
     assert_eq!(answer.body, users_json(3));
-    assert_eq!(state.channel.get().unwrap().reader.epoch(), producer.epoch());
+    assert_eq!(state.client.ready().unwrap(), producer.epoch());
 
     // A different geometry rebuilds the slot pool.
     producer.restart(6);
     assert_eq!(get(&app, &format!("{SHM}?count=4")).await.body, users_json(4));
-    assert_eq!(state.channel.get().unwrap().slots.size(), 5);
+    assert_eq!(state.client.stats().slots, 5);
 
     // A stopped producer's file is gone: a channel error, until it is back.
     producer.stop_channel();
@@ -173,7 +173,8 @@ async fn a_timed_out_write_is_504_and_its_late_write_is_never_served() {
             get(&app, &format!("{SHM}?count=2")).await.assert_error(StatusCode::GATEWAY_TIMEOUT, "producer_timeout");
         assert!(detail.contains("1000 ms") && detail.contains("--producer-timeout-ms"), "{detail}");
         let Event::Arrived { slot, request_id } = producer.next_event().await else { panic!("expected an arrival") };
-        assert_eq!(state.channel.get().unwrap().slots.available(), 0, "the slot is in quarantine");
+        let stats = state.client.stats();
+        assert_eq!(stats.slots_in_use, stats.slots, "the slot is in quarantine");
 
         // The late write lands in the quarantined slot.
         producer.set(Behaviour::Normal);

@@ -27,14 +27,14 @@ pub async fn healthz() -> Response {
 /// `not_ready`, naming each part that is not ready.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let producer = producer_ready(&state).await;
-    let channel = state.channel.get();
+    let channel = state.client.ready().map_err(AppError::from);
     match (producer, channel) {
-        (Ok(()), Ok(channel)) => {
+        (Ok(()), Ok(epoch)) => {
             let body = serde_json::json!({
                 "status": "ready",
                 "producer": state.settings.producer_url,
-                "channel": channel.reader.path().display().to_string(),
-                "epoch": channel.reader.epoch(),
+                "channel": state.client.channel_path().display().to_string(),
+                "epoch": epoch,
             });
             json_response(Bytes::from(body.to_string()))
         }
@@ -75,7 +75,14 @@ async fn producer_ready(state: &AppState) -> Result<(), String> {
 
 /// `GET /metrics`: Prometheus text format ([`crate::metrics`]).
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    match crate::metrics::render(&state) {
+    let stats = state.client.stats();
+    let gauges = crate::metrics::Gauges {
+        // Before the channel was first opened the pool has no size: no gauges yet.
+        slots: (stats.slots > 0).then_some((stats.slots, stats.slots_in_use, stats.slot_waiters)),
+        answer_waits: (stats.answers_spinning, stats.answers_parked),
+        snapshot: state.snapshots.current().map(|s| (s.generation, s.write_time_ns)),
+    };
+    match crate::metrics::render(&gauges) {
         Some(text) => {
             let mut response = (StatusCode::OK, text).into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));

@@ -1,6 +1,7 @@
 //! The HTTP endpoints, and what every users endpoint shares: one success response
 //! shape and one log event per request.
 
+pub mod bridge;
 pub mod health;
 pub mod users_api;
 pub mod users_shm;
@@ -125,9 +126,19 @@ pub fn finish(
     t: &Timings,
     result: Result<impl Into<Payload>, AppError>,
 ) -> Response {
+    finish_typed(path, started, t, result.map(|body| (body.into(), HeaderValue::from_static("application/json"))))
+}
+
+/// [`finish`] for a body of the given content type.
+pub fn finish_typed(
+    path: &'static str,
+    started: Instant,
+    t: &Timings,
+    result: Result<(Payload, HeaderValue), AppError>,
+) -> Response {
     let total_us = elapsed_us(started);
-    let mut response = match result.map(Into::into) {
-        Ok(body) => {
+    let mut response = match result {
+        Ok((body, content_type)) => {
             tracing::info!(
                 path,
                 count = t.count,
@@ -142,7 +153,7 @@ pub fn finish(
                 request_id = t.request_id,
                 "served"
             );
-            json_response(body)
+            typed_response(body, content_type)
         }
         Err(error) => {
             let status = error.status().as_u16();
@@ -163,8 +174,13 @@ pub fn finish(
 /// 200 with a JSON body, the same headers on every path.
 #[must_use]
 pub fn json_response(body: impl Into<Payload>) -> Response {
-    let mut response = (StatusCode::OK, body.into().into_body()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    typed_response(body.into(), HeaderValue::from_static("application/json"))
+}
+
+/// 200 with a body of `content_type`.
+fn typed_response(body: Payload, content_type: HeaderValue) -> Response {
+    let mut response = (StatusCode::OK, body.into_body()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     response
 }
 

@@ -5,10 +5,11 @@
 //! `/api/users-via-shm-uds`. Everything but step 4 is the same for both signals.
 //!
 //! 1. get the open channel (opened lazily, reopened when the file was replaced);
-//! 2. take a free slot from the gateway's pool (503 after `--slot-wait-timeout-ms`);
-//! 3. make a fresh request id;
+//! 2. take a free slot from the client's pool (503 after `--slot-wait-timeout-ms`);
+//! 3. make a fresh request id (steps 1 to 3: `shmbridge::client::Client::begin`);
 //! 4. signal: ask the producer to write `count` users into that slot for that id
-//!    (over HTTP, or one frame pair over the Unix socket: [`crate::signal`]);
+//!    (over HTTP, or a call of the handler `users` over the Unix socket:
+//!    [`crate::signal`]);
 //! 5. reopen the channel if the producer answered from a file with another epoch;
 //! 6. copy the slot out under its seqlock, checking the request id and checksum;
 //! 7. give the slot back (after a quarantine if the producer may still write into it);
@@ -17,16 +18,15 @@
 //!
 //! Steps 6 to 8 run on the blocking pool, in one hop, when the body is large.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
-use shmbridge::{ChannelReader, Encoding, ReadError};
+use shmbridge::client::{Call, Client, Written};
+use shmbridge::Encoding;
 
 use super::{elapsed_us, finish, Timings};
-use crate::channel::SlotLease;
 use crate::error::AppError;
 use crate::query::parse_count;
 use crate::settings::Validation;
@@ -42,7 +42,7 @@ pub const PATH_UDS: &str = "/api/users-via-shm-uds";
 
 /// `/api/users-via-shm`: the signal `--signal` picks.
 pub async fn users_via_shm(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let signal = Signal::choose(state.settings.signal, state.uds.path());
+    let signal = Signal::choose(state.settings.signal, state.client.socket_path());
     run(PATH, &state, query.as_deref(), signal).await
 }
 
@@ -68,67 +68,33 @@ async fn serve(state: &AppState, query: Option<&str>, signal: Signal, t: &mut Ti
     let count = parse_count(query, settings.max_count)?;
     t.count = Some(count);
 
-    let channel = state.channel.get()?;
     let wait = Instant::now();
-    let mut lease = channel.slots.acquire(settings.slot_wait_timeout()).await?;
+    let mut call = state.client.begin().await?;
     t.slot_wait_us = elapsed_us(wait);
-    let slot = lease.slot();
-    let request_id = state.request_ids.next_id();
-    t.set_request_id(request_id);
+    t.set_request_id(call.request_id());
 
-    // From here until the producer answers, a dropped lease (error, timeout, or the
+    // From the send until the producer answers, a dropped call (error, timeout, or the
     // client going away) keeps the slot in quarantine: a late write may land in it.
-    lease.quarantine_on_drop(settings.quarantine(), &channel);
     let asked = Instant::now();
-    let answer = match signal::request_write(state, signal, count, slot, request_id).await {
-        Ok(answer) => answer,
-        Err(failure) => {
-            if !failure.may_still_write {
-                lease.release_now_on_drop();
-            }
-            return Err(failure.error);
-        }
-    };
-    lease.release_now_on_drop();
+    let answer = signal::request_write(state, &mut call, signal, count).await?;
     t.signal_us = elapsed_us(asked);
     crate::metrics::record_signal(signal.name(), t.signal_us);
 
-    let channel = state.channel.for_epoch(&channel, answer.epoch)?;
-    let (announced, validation) = (answer.length, settings.validation);
+    let validation = settings.validation;
     // Small bodies are copied and checked right here; large ones on the blocking pool,
     // copy and validation in one hop.
-    let checked = if announced > BLOCKING_THRESHOLD as u64 {
-        let reader = Arc::clone(&channel.reader);
+    let copy = if answer.length > BLOCKING_THRESHOLD as u64 {
+        let client = state.client.clone();
         let buf = state.buffers.take();
-        tokio::task::spawn_blocking(move || {
-            copy_and_check(&reader, lease, buf, request_id, announced, count, validation)
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || copy_and_check(&client, call, &answer, buf, count, validation))
+            .await
+            .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))??
     } else {
-        copy_and_check(&channel.reader, lease, state.buffers.take(), request_id, announced, count, validation)
+        copy_and_check(&state.client, call, &answer, state.buffers.take(), count, validation)?
     };
-    match checked {
-        Ok(copy) => {
-            t.read_us = copy.read_us;
-            t.validate_us = copy.validate_us;
-            Ok(state.buffers.into_bytes(copy.body))
-        }
-        Err(SlotFailure::Read(e)) => {
-            if matches!(
-                e,
-                ReadError::Truncated { .. }
-                    | ReadError::HeaderChanged
-                    | ReadError::Io(_)
-                    | ReadError::NoSuchSlot { .. }
-            ) {
-                state.channel.forget(&channel);
-            }
-            tracing::warn!(slot, request_id, epoch = answer.epoch, source = %answer.source, error = %e, "slot read failed");
-            Err(AppError::from(e))
-        }
-        Err(SlotFailure::Payload(e)) => Err(e),
-    }
+    t.read_us = copy.read_us;
+    t.validate_us = copy.validate_us;
+    Ok(state.buffers.into_bytes(copy.body))
 }
 
 /// A slot's payload, copied out and checked.
@@ -138,40 +104,32 @@ struct CheckedCopy {
     validate_us: u64,
 }
 
-enum SlotFailure {
-    /// The slot failed its own checks (seqlock, request id, checksum, bounds).
-    Read(ReadError),
-    /// The copy is not what the producer announced, or failed validation.
-    Payload(AppError),
-}
-
-/// Steps 6 to 8: copy the slot out into `body` (a reused buffer), give the slot back,
+/// Steps 5 to 8: copy the slot out into `body` (a reused buffer), give the slot back,
 /// check the private copy.
 fn copy_and_check(
-    reader: &ChannelReader,
-    lease: SlotLease,
+    client: &Client,
+    call: Call,
+    answer: &Written,
     mut body: Vec<u8>,
-    request_id: u64,
-    announced: u64,
     count: u32,
     validation: Validation,
-) -> Result<CheckedCopy, SlotFailure> {
-    let slot = lease.slot();
+) -> Result<CheckedCopy, AppError> {
+    let (slot, request_id) = (call.slot(), call.request_id());
     let read = Instant::now();
-    let meta = reader.read_slot(slot, Some(request_id), &mut body);
-    // The copy is private now: the slot can serve another request.
-    drop(lease);
-    let meta = meta.map_err(SlotFailure::Read)?;
+    // The client reopens the channel if the answer came from a newer file, and gives
+    // the slot back once the copy is private.
+    let meta = client.read_into(call, answer, &mut body)?;
     let read_us = elapsed_us(read);
-    if meta.length != announced || meta.encoding != Encoding::Json {
-        return Err(SlotFailure::Payload(AppError::InvalidPayload(format!(
-            "slot {slot} holds {} bytes encoded as {}, but the producer announced {announced} bytes of json",
+    if meta.length != answer.length || meta.encoding != Encoding::Json {
+        return Err(AppError::InvalidPayload(format!(
+            "slot {slot} holds {} bytes encoded as {}, but the producer announced {} bytes of json",
             meta.length,
             meta.encoding.name(),
-        ))));
+            answer.length,
+        )));
     }
     tracing::debug!(slot, request_id, sequence = meta.sequence, length = meta.length, "slot read");
     let check = Instant::now();
-    validate::check(validation, &body, count).map_err(SlotFailure::Payload)?;
+    validate::check(validation, &body, count)?;
     Ok(CheckedCopy { body, read_us, validate_us: elapsed_us(check) })
 }

@@ -21,6 +21,7 @@ use std::time::Instant;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
+use shmbridge::client::ClientError;
 
 use super::{elapsed_us, finish, Payload, Timings};
 use crate::error::AppError;
@@ -45,15 +46,14 @@ async fn serve(state: &AppState, query: Option<&str>, t: &mut Timings) -> Result
     t.count = count;
 
     let read = Instant::now();
-    let channel = state.channel.get()?;
-    if !channel.reader.producer_alive() {
-        state.channel.forget(&channel);
-        return Err(AppError::Channel(format!(
+    let reader = state.client.live_reader().map_err(|e| match e {
+        ClientError::ProducerGone { path } => AppError::Channel(format!(
             "the producer of {} is no longer running, so its last snapshot is not served (is the producer running?)",
-            channel.reader.path().display()
-        )));
-    }
-    let (snapshot, refreshed) = state.snapshots.get(&channel.reader, settings.validation).await?;
+            path.display()
+        )),
+        other => AppError::from(other),
+    })?;
+    let (snapshot, refreshed) = state.snapshots.get(&reader, settings.validation).await?;
     let elapsed = elapsed_us(read);
     // A refresh copies, parses and (in full mode) validates the whole snapshot.
     if refreshed {
@@ -78,8 +78,8 @@ async fn serve_from_memory(state: &AppState, query: Option<&str>, t: &mut Timing
     let snapshot = match state.snapshots.current() {
         Some(snapshot) => snapshot,
         None => {
-            let channel = state.channel.get()?;
-            state.snapshots.get(&channel.reader, state.settings.validation).await?.0
+            let reader = state.client.reader()?;
+            state.snapshots.get(&reader, state.settings.validation).await?.0
         }
     };
     first_users(&snapshot, count)

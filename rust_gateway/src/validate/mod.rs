@@ -12,7 +12,6 @@ mod scanner;
 
 use bytes::Bytes;
 
-use crate::error::AppError;
 use crate::settings::Validation;
 
 /// Bodies larger than this are validated on the blocking pool, off the async workers.
@@ -30,6 +29,20 @@ pub enum PayloadError {
     WrongCount { expected: u32, found: usize },
     #[error("user number {position} has id {found}, expected {expected}")]
     WrongId { position: usize, expected: u64, found: u64 },
+    /// A handler's JSON reply is not JSON (`GET /api/bridge/{handler}`).
+    #[error("the handler's reply is not valid JSON: {0}")]
+    NotJson(String),
+    /// The check itself could not run (its task failed): not the payload's fault.
+    #[error("the payload could not be checked: {0}")]
+    Unchecked(String),
+}
+
+/// Checks that `body` is one JSON value (any shape), without building it.
+///
+/// # Errors
+/// [`PayloadError::NotJson`] with serde_json's position.
+pub fn check_json(body: &[u8]) -> Result<(), PayloadError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map(drop).map_err(|e| PayloadError::NotJson(e.to_string()))
 }
 
 /// Checks `body` as the answer to a request for `count` users. Verdicts in order: a
@@ -75,26 +88,27 @@ pub fn check_user(text: &str, position: usize) -> Result<(), PayloadError> {
 /// Validates `body` according to `mode`, here and now (the caller picks the thread).
 ///
 /// # Errors
-/// [`AppError::InvalidPayload`] when the check fails.
-pub fn check(mode: Validation, body: &[u8], count: u32) -> Result<(), AppError> {
+/// A [`PayloadError`] when the check fails.
+pub fn check(mode: Validation, body: &[u8], count: u32) -> Result<(), PayloadError> {
     match mode {
         Validation::None => Ok(()),
-        Validation::Full => check_users(body, count).map_err(AppError::from),
+        Validation::Full => check_users(body, count),
     }
 }
 
 /// Validates `body` according to `mode`, on the blocking pool when it is large.
 ///
 /// # Errors
-/// [`AppError::InvalidPayload`] when the check fails.
-pub async fn validate(mode: Validation, body: &Bytes, count: u32) -> Result<(), AppError> {
+/// A [`PayloadError`] when the check fails ([`PayloadError::Unchecked`] if its task
+/// failed).
+pub async fn validate(mode: Validation, body: &Bytes, count: u32) -> Result<(), PayloadError> {
     if mode == Validation::None || body.len() <= BLOCKING_THRESHOLD {
         return check(mode, body, count);
     }
     let owned = body.clone(); // a reference count, not a copy
     tokio::task::spawn_blocking(move || check(mode, &owned, count))
         .await
-        .map_err(|e| AppError::Internal(format!("validation task failed: {e}")))?
+        .map_err(|e| PayloadError::Unchecked(format!("validation task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Request ids: unique per gateway instance, never 0, at most 2^63-1 (the range the
+//! Request ids: unique per client, never 0, at most 2^63-1 (the range the
 //! channel accepts). The id a slot holds proves which request its payload answers,
 //! so a late write for an abandoned request is detected and never served.
 
@@ -11,7 +11,7 @@ const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 const PREFIX_MASK: u64 = (1 << PREFIX_BITS) - 1;
 
 /// `prefix << 40 | counter`: a nonzero 23-bit prefix drawn from the start time and the
-/// process id, so two gateways (or two runs) rarely share ids, and a 40-bit counter.
+/// process id, so two clients (or two runs) rarely share ids, and a 40-bit counter.
 #[derive(Debug)]
 pub struct RequestIds {
     prefix: u64,
@@ -19,8 +19,11 @@ pub struct RequestIds {
 }
 
 impl RequestIds {
+    /// Ids with a prefix drawn from the time and the process id.
     #[must_use]
     pub fn new() -> Self {
+        // The low 64 bits of the nanoseconds are the varying ones: the cut is wanted.
+        #[allow(clippy::cast_possible_truncation)]
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let seed = nanos ^ (u64::from(std::process::id()) << 32);
         Self::with_prefix(splitmix64(seed))
