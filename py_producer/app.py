@@ -204,8 +204,11 @@ class ProducerState:
             return channel.write_bytes(slot, request_id, self.payload(count), encoding="json")
         return channel.write_json(slot, request_id, self.users[:count])
 
-    def signal_write(self, slot: int, request_id: int, count: int) -> native.Receipt:
-        """The signal socket's handler: runs on a native listener thread, the GIL held.
+    def signal_write(
+        self, slot: int, request_id: int, name: str, params: Mapping[str, str]
+    ) -> native.Receipt:
+        """The signal socket's handler (frame version 2: handler ``users``, param
+        ``count``): runs on a native listener thread, the GIL held.
 
         Does what ``/api/write-to-shm`` does (the ``--write-delay-ms`` hook included, as a
         blocking sleep that releases the GIL) and logs one access line per request.
@@ -217,7 +220,14 @@ class ProducerState:
         outcome = "ok"
         receipt: native.Receipt | None = None
         write_s = 0.0
+        count = -1
         try:
+            if name != "users":
+                raise LookupError(f'no handler "{name}"; known: users')
+            try:
+                count = count_param(params, len(self.users))
+            except ApiError as exc:
+                raise ValueError(exc.detail) from None
             if self.settings.write_delay_ms:
                 time.sleep(self.settings.write_delay_ms / 1000.0)
             write_start = time.perf_counter()
@@ -228,7 +238,9 @@ class ProducerState:
         except Exception as exc:
             outcome = type(exc).__name__
             shm = self.shm
-            expected = (ValueError, TimeoutError) + ((shm.ShmError,) if shm is not None else ())
+            expected = (ValueError, LookupError, TimeoutError) + (
+                (shm.ShmError,) if shm is not None else ()
+            )
             if not isinstance(exc, expected):
                 log.exception("signal socket: write for request %d failed", request_id)
             raise

@@ -44,7 +44,7 @@ class Channel(Protocol):
     def publish_bytes(self, data: bytes, *, encoding: Literal["raw", "json"] = ...) -> Receipt: ...
     def serve_uds(
         self,
-        handler: Callable[[int, int, int], Receipt],
+        handler: Callable[[int, int, str, dict[str, str]], Receipt],
         path: str | None = None,
         *,
         spin_us: int = 0,
