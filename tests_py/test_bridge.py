@@ -409,6 +409,53 @@ def test_dispatch_in_process(bridge: shmbridge.Bridge) -> None:
     assert reader.read_bytes(0, 7) == b'{"a":1}'
 
 
+def test_a_plain_script_is_a_complete_producer(tmp_path: Path) -> None:
+    """examples/orders_producer.py: serves, publishes, answers, and stops on SIGTERM."""
+    import os
+    import signal
+
+    directory = private_dir(tmp_path)
+    script = Path(__file__).resolve().parent.parent / "examples" / "orders_producer.py"
+    env = {**os.environ, "SHMBRIDGE_DIR": str(directory)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        reader = shmbridge.Reader(directory / "orders.shm")
+        snapshot = reader.read_snapshot_json()[1]
+        assert [o["id"] for o in snapshot] == [1000, 999, 998, 997, 996]
+        with SignalClient(str(directory / "orders.sock")) as client:
+            answer = client.call(0, 1, "recent", {"limit": "3"})
+            assert answer.status == OK and answer.message == ""
+            orders = reader.read_json(0, 1)
+            assert [o["id"] for o in orders] == [1000, 999, 998]
+            first = orders[0]
+            assert set(first) == {"id", "customer", "lines", "placed"}
+            assert set(first["customer"]) == {"name", "city"}
+            assert isinstance(first["lines"][0]["price"], float)
+            assert first["placed"].endswith("+00:00")
+            assert client.call(0, 2, "recent").status == OK  # no limit: 10
+            assert len(reader.read_json(0, 2)) == 10
+            answer = client.call(1, 3, "prices", {"n": "5"})
+            assert answer.status == OK and answer.message == "application/x-f64le"
+            assert reader.read_bytes(1, 3) == struct.pack("<5d", 0.0, 0.5, 1.0, 1.5, 2.0)
+            assert client.call(1, 4, "prices").length == 8 * 8
+            for params in ({"limit": "1001"}, {"limit": "-1"}, {"limit": "x"}):
+                assert client.call(0, 5, "recent", params).status == BAD_REQUEST
+            assert client.call(0, 6, "prices", {"n": "100001"}).status == BAD_REQUEST
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not (directory / "orders.shm").exists()
+        assert not (directory / "orders.sock").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_the_docs_example_shape() -> None:
     """Everything the issue names is importable from shmbridge."""
     for name in ("Bridge", "Reply", "Out", "PayloadTooLarge"):
