@@ -30,7 +30,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeAlias, TypeVar
+from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, overload
 
 from shmbridge._native import Channel, Receipt, Reservation, ShmError, _remaining_budget
 
@@ -43,10 +43,10 @@ _CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 MAX_CONTENT_TYPE_LEN: Final = 255
 
 Params: TypeAlias = Mapping[str, str]
-SyncHandler: TypeAlias = Callable[[Params], object]
-AsyncHandler: TypeAlias = Callable[[Params], Awaitable[object]]
-WriterHandler: TypeAlias = Callable[[Params, "Out"], object]
-F = TypeVar("F", bound=Callable[..., Any])
+#: A handler: a function of ``params`` (plain or async) returning what is written.
+H = TypeVar("H", bound=Callable[[Params], object])
+#: A ``writes=True`` handler: a plain function of ``params`` and :class:`Out`.
+W = TypeVar("W", bound=Callable[[Params, "Out"], object])
 
 
 def check_handler_name(name: str) -> str:
@@ -163,7 +163,7 @@ class _Registered:
 class Bridge:
     """A producer: a channel file and the handlers its signal socket calls by name.
 
-    ``Bridge(name, directory)`` creates the channel file ``{directory}/{name}`` (as
+    ``Bridge(name, directory)`` creates the channel file ``{directory}/{name}.shm`` (as
     ``Channel`` does, with its ``slot_count``, ``slot_capacity`` and ``snapshot_slots``);
     ``@bridge.handler("name")`` registers a handler; :meth:`serve` starts the signal
     socket's listener (``{directory}/{name}.sock``) and returns. A plain script with a
@@ -199,7 +199,11 @@ class Bridge:
 
     # --- registration ---------------------------------------------------------------
 
-    def handler(self, name: str, *, writes: bool = False) -> Callable[[F], F]:
+    @overload
+    def handler(self, name: str, *, writes: Literal[False] = False) -> Callable[[H], H]: ...
+    @overload
+    def handler(self, name: str, *, writes: Literal[True]) -> Callable[[W], W]: ...
+    def handler(self, name: str, *, writes: bool = False) -> Callable[[Any], Any]:
         """Registers the decorated function as handler ``name``.
 
         The function takes ``params`` (a ``Mapping[str, str]``) and returns what is
@@ -211,7 +215,7 @@ class Bridge:
         """
         check_handler_name(name)
 
-        def register(function: F) -> F:
+        def register(function: Callable[..., object]) -> Callable[..., object]:
             if not callable(function):
                 raise TypeError(f"handler {name!r} must be callable")
             is_async = inspect.iscoroutinefunction(function)
