@@ -65,9 +65,9 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p shmbridge --all-targets --features python -- -D warnings
 	cargo clippy -p shmbridge --all-targets --features abi3 -- -D warnings
-	$(VENV)/bin/ruff check python py_producer tests_py scripts
-	$(VENV)/bin/ruff format --check python py_producer tests_py scripts
-	$(VENV)/bin/mypy python/shmbridge py_producer scripts
+	$(VENV)/bin/ruff check python py_producer tests_py scripts examples
+	$(VENV)/bin/ruff format --check python py_producer tests_py scripts examples
+	$(VENV)/bin/mypy python/shmbridge py_producer scripts examples
 	$(PY) -m mypy.stubtest shmbridge._native
 
 # BENCH_ARGS, e.g. "--runs 1 --duration 2 --paths api,shm-http": see scripts/bench.py --help.

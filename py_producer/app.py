@@ -4,8 +4,10 @@ Hot paths return plain starlette Responses of orjson bytes; query values are par
 hand so every error has the project's shape ``{"error": kind, "detail": sentence}``.
 
 Besides HTTP, the channel's native listener takes write requests on the Unix socket
-``<shm-dir>/<channel>.sock`` (``--signal-socket``) and runs :meth:`ProducerState.signal_write`
-on its own threads; and in snapshot mode (``--snapshot``) every user is published as one
+``<shm-dir>/<channel>.sock`` (``--signal-socket``) and runs the producer's
+:class:`shmbridge.Bridge` handlers (``users``, ``profiles``: :mod:`py_producer.bridge`) on
+its own threads; ``/api/write-to-shm`` writes through the same handler; and in snapshot
+mode (``--snapshot``) every user is published as one
 JSON array at start and after each data change (:func:`on_data_changed`).
 """
 
@@ -16,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -23,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI
@@ -36,9 +39,13 @@ from py_producer import native
 from py_producer import openapi_docs as docs
 from py_producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from py_producer.metrics import ProducerMetrics
-from py_producer.middleware import AccessLogMiddleware, StartupError, access_log, log_extra
+from py_producer.middleware import AccessLogMiddleware, StartupError, log_extra
+from py_producer.profiles import MAX_PROFILES, Profile, build_profile
 from py_producer.settings import Settings
 from py_producer.users import USER_HARD_CAP, User, build_users, extend_users
+
+if TYPE_CHECKING:
+    from py_producer.bridge import ProducerBridge
 
 log = logging.getLogger("py_producer")
 
@@ -111,6 +118,12 @@ def count_param(params: Mapping[str, str], users: int) -> int:
     return min(DEFAULT_COUNT, users) if value is None else value
 
 
+def profiles_param(params: Mapping[str, str]) -> int:
+    """The ``count`` query parameter in 0..MAX_PROFILES; absent, ``DEFAULT_COUNT``."""
+    value = int_param(params, "count", 0, MAX_PROFILES)
+    return DEFAULT_COUNT if value is None else value
+
+
 # --- state -------------------------------------------------------------------------------
 
 
@@ -160,12 +173,25 @@ class ProducerState:
     shm: ModuleType | None = None
     shm_unavailable: str | None = None
     channel: native.Channel | None = None
+    #: The Bridge whose handlers every shared-memory write goes through.
+    bridge: ProducerBridge | None = None
     startup_error: str | None = None
     #: Path of the signal socket while the native listener serves it.
     signal_socket: str | None = None
     #: Generation of the newest published snapshot (0: none yet).
     snapshot_generation: int = 0
     metrics: ProducerMetrics = field(default_factory=ProducerMetrics)
+    #: Profiles built so far (on demand: the second dataset, see py_producer.profiles).
+    _profiles: list[Profile] = field(default_factory=list)
+    _profiles_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def profiles(self, count: int) -> list[Profile]:
+        """Profiles 1..count (built once, on first use; ``count`` <= ``MAX_PROFILES``)."""
+        built = self._profiles
+        if len(built) < count:
+            with self._profiles_lock:
+                built.extend(build_profile(i) for i in range(len(built) + 1, count + 1))
+        return built[:count]
 
     def payload(self, count: int) -> bytes:
         """orjson bytes of the first ``count`` users (cached per data version if enabled)."""
@@ -187,71 +213,18 @@ class ProducerState:
     # writes into the channel
 
     def write_users(self, slot: int, request_id: int, count: int) -> native.Receipt:
-        """Write the first ``count`` users into ``slot`` for ``request_id``: the one write
-        both signals (HTTP and the Unix socket) share.
+        """Write the first ``count`` users into ``slot`` for ``request_id`` through the
+        bridge's ``users`` handler, the one the signal socket calls too.
 
         Raises ValueError for a count out of range, and the native module's errors
         (PayloadTooLarge, SlotBusy, ValueError for a bad slot or id, ShmError).
         """
-        channel = self.channel
-        if channel is None:
+        bridge = self.bridge
+        if bridge is None:
             raise RuntimeError(
                 f"shared memory is unavailable: {self.shm_unavailable or 'no channel'}"
             )
-        if not 0 <= count <= len(self.users):
-            raise ValueError(f"'count' must be in 0..{len(self.users)}, got {count}")
-        if self.cache is not None:
-            return channel.write_bytes(slot, request_id, self.payload(count), encoding="json")
-        return channel.write_json(slot, request_id, self.users[:count])
-
-    def signal_write(self, slot: int, request_id: int, count: int) -> native.Receipt:
-        """The signal socket's handler: runs on a native listener thread, the GIL held.
-
-        Does what ``/api/write-to-shm`` does (the ``--write-delay-ms`` hook included, as a
-        blocking sleep that releases the GIL) and logs one access line per request.
-        Exceptions go back to the gateway as error answers (see ``Channel.serve_uds``);
-        a write reached after the gateway's budget raises TimeoutError in the native
-        layer, so it never starts late (the HTTP endpoint's ``deadline_ms`` does the same).
-        """
-        start = time.perf_counter()
-        outcome = "ok"
-        receipt: native.Receipt | None = None
-        write_s = 0.0
-        try:
-            if self.settings.write_delay_ms:
-                time.sleep(self.settings.write_delay_ms / 1000.0)
-            write_start = time.perf_counter()
-            receipt = self.write_users(slot, request_id, count)
-            write_s = time.perf_counter() - write_start
-            self.metrics.record_write("uds", receipt.length, write_s)
-            return receipt
-        except Exception as exc:
-            outcome = type(exc).__name__
-            shm = self.shm
-            expected = (ValueError, TimeoutError) + ((shm.ShmError,) if shm is not None else ())
-            if not isinstance(exc, expected):
-                log.exception("signal socket: write for request %d failed", request_id)
-            raise
-        finally:
-            if access_log.isEnabledFor(logging.INFO):
-                elapsed_ms = (time.perf_counter() - start) * 1000.0
-                extra = (
-                    f" length={receipt.length} write_ms={write_s * 1000.0:.2f}"
-                    if receipt is not None
-                    else ""
-                )
-                access_log.info(
-                    "UDS write-users?count=%d&slot=%d&request_id=%d %s %.2fms "
-                    "slot=%d request_id=%d%s",
-                    count,
-                    slot,
-                    request_id,
-                    outcome,
-                    elapsed_ms,
-                    slot,
-                    request_id,
-                    extra,
-                )
+        return bridge.write(slot, request_id, "users", {"count": str(count)})
 
     def publish_snapshot(self) -> None:
         """Publish every user as the channel's newest snapshot (snapshot mode only).
@@ -312,14 +285,11 @@ class ProducerState:
             log.warning("%s: shared-memory endpoints answer 503; REST works", why)
             return
         self.shm = shm
+        from py_producer.bridge import make_bridge  # imports the native module
+
         try:
-            self.channel = shm.Channel(
-                name=settings.channel,
-                directory=settings.shm_dir,
-                slot_count=settings.slot_count,
-                slot_capacity=settings.slot_capacity,
-                snapshot_slots=SNAPSHOT_RING if settings.snapshot else 0,
-            )
+            self.bridge = make_bridge(self)
+            self.channel = self.bridge.channel
         except (shm.ShmError, OSError, ValueError, OverflowError) as exc:
             raise StartupError(
                 f"cannot create channel {settings.channel!r} in {str(directory)!r}: {exc}"
@@ -334,9 +304,7 @@ class ProducerState:
         self.publish_snapshot()
         if settings.signal_socket:
             try:
-                self.signal_socket = self.channel.serve_uds(
-                    self.signal_write, spin_us=settings.signal_spin_us
-                )
+                self.signal_socket = self.bridge.serve(spin_us=settings.signal_spin_us)
             except (shm.ShmError, OSError, ValueError) as exc:
                 self.close_channel()
                 raise StartupError(
@@ -347,12 +315,13 @@ class ProducerState:
 
     def close_channel(self) -> None:
         channel, self.channel = self.channel, None
-        if channel is None:
+        bridge, self.bridge = self.bridge, None
+        if channel is None or bridge is None:
             return
         path = channel.path
         socket_path, self.signal_socket = self.signal_socket, None
         try:
-            channel.close()  # stops the signal listener and removes its socket too
+            bridge.close()  # stops the signal listener and removes its socket too
         except Exception as exc:
             log.error("closing channel %s failed: %s", path, exc)
         else:
@@ -436,6 +405,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def get_users(request: Request) -> Response:
         count = count_param(request.query_params, len(state.users))
         return Response(state.payload(count), media_type="application/json")
+
+    @app.get("/api/profiles", **docs.PROFILES_GET)
+    async def get_profiles(request: Request) -> Response:
+        count = profiles_param(request.query_params)
+        return Response(orjson.dumps(state.profiles(count)), media_type="application/json")
 
     @app.post("/api/users", **docs.USERS_POST)
     async def post_users(request: Request) -> Response:

@@ -9,7 +9,6 @@ package type-checks whether or not the native module is built.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from types import ModuleType
 from typing import Literal, Protocol
 
@@ -42,13 +41,6 @@ class Channel(Protocol):
     ) -> Receipt: ...
     def publish(self, obj: object) -> Receipt: ...
     def publish_bytes(self, data: bytes, *, encoding: Literal["raw", "json"] = ...) -> Receipt: ...
-    def serve_uds(
-        self,
-        handler: Callable[[int, int, int], Receipt],
-        path: str | None = None,
-        *,
-        spin_us: int = 0,
-    ) -> str: ...
     def stop_uds(self) -> None: ...
     def close(self) -> None: ...
 

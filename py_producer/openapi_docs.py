@@ -102,6 +102,22 @@ USERS_GET: dict[str, Any] = {
     },
 }
 
+PROFILES_COUNT = _query(
+    "count",
+    "how many profiles, from the first: 0..5000; absent: 100",
+    required=False,
+    minimum=0,
+)
+
+PROFILES_GET: dict[str, Any] = {
+    "summary": "The first `count` profiles as JSON: nested objects, lists and floats",
+    "openapi_extra": {"parameters": [PROFILES_COUNT]},
+    "responses": {
+        200: _json("the profiles, in id order", {"type": "array", "items": {"type": "object"}}),
+        400: _error("count not an integer, or out of range"),
+    },
+}
+
 USERS_POST: dict[str, Any] = {
     "summary": "Add users (changes the data; publishes a snapshot in snapshot mode)",
     "openapi_extra": {

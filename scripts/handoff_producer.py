@@ -3,10 +3,11 @@
 Creates a channel in a private temp directory under /dev/shm (memory-backed), serves its
 signal socket with the native listener (``Channel.serve_uds``, polling as the producer
 does: ``--signal-spin-us``), and answers each request
-frame by writing a cached bytes object into the slot with ``write_bytes``. The frame's
-``count`` field names the payload size in bytes (one of ``--sizes``), so one process
-serves every size. Prints one JSON line ``{"channel": ..., "socket": ...}`` once it
-listens, then serves until its standard input closes (the Rust side owns its life).
+frame (version 2, any handler name) by writing a cached bytes object into the slot with
+``write_bytes``. The frame's parameter ``size`` names the payload size in bytes (one of
+``--sizes``), so one process serves every size. Prints one JSON line
+``{"channel": ..., "socket": ...}`` once it listens, then serves until its standard
+input closes (the Rust side owns its life).
 """
 
 from __future__ import annotations
@@ -50,10 +51,13 @@ def main() -> None:
         ) as channel,
     ):
 
-        def handler(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
-            data = payloads.get(count)
+        def handler(
+            slot: int, request_id: int, name: str, params: dict[str, str]
+        ) -> shmbridge.Receipt:
+            size = params.get("size", "")
+            data = payloads.get(int(size)) if size.isdigit() else None
             if data is None:
-                raise ValueError(f"no cached payload of {count} bytes (sizes: {sizes})")
+                raise ValueError(f"no cached payload of {size!r} bytes (sizes: {sizes})")
             return channel.write_bytes(slot, request_id, data)
 
         socket_path = channel.serve_uds(handler, spin_us=args.signal_spin_us)

@@ -4,7 +4,7 @@
   every flag there is documented, every documented flag exists, and each one's
   environment variable and default agree.
 - docs/design.md's signal frame tables are checked against the byte map in
-  src/signal.rs.
+  src/wire.rs (the frames' version 2).
 - Every ```python block in README.md and docs/python-api.md runs, each in a fresh
   namespace with a temporary working directory.
 """
@@ -24,7 +24,7 @@ from py_producer import native
 
 CONFIGURATION = REPO_ROOT / "docs" / "configuration.md"
 DESIGN = REPO_ROOT / "docs" / "design.md"
-SIGNAL_RS = REPO_ROOT / "src" / "signal.rs"
+WIRE_RS = REPO_ROOT / "src" / "wire.rs"
 BENCHMARK = REPO_ROOT / "docs" / "benchmark.md"
 BENCH_RESULTS = REPO_ROOT / "results" / "bench.md"
 SNIPPET_FILES = [REPO_ROOT / "README.md", REPO_ROOT / "docs" / "python-api.md"]
@@ -189,22 +189,22 @@ Field = tuple[int, str, str]
 
 
 def frames_in_code() -> dict[str, list[Field]]:
-    """(offset, name, type) of each field in src/signal.rs's byte map comment."""
+    """(offset, name, type) of each field in src/wire.rs's byte map comment."""
     frames: dict[str, list[Field]] = {}
     current: list[Field] | None = None
-    for line in SIGNAL_RS.read_text(encoding="utf-8").splitlines():
+    for line in WIRE_RS.read_text(encoding="utf-8").splitlines():
         if not line.startswith("//!"):
             continue
         text = line[3:].strip()
-        if text.startswith(("request,", "response,")):
-            current = frames.setdefault(text.split(",")[0], [])
+        if text.startswith(("request:", "response:")):
+            current = frames.setdefault(text.split(":")[0], [])
             continue
         field = re.match(r"(\d+)\s+(\w+)\s+(\[[^\]]*\]|\w+)", text)
         if field and current is not None:
             current.append((int(field.group(1)), field.group(2), field.group(3)))
         elif not text:
             current = None
-    assert set(frames) == {"request", "response"}, f"cannot read src/signal.rs: {frames}"
+    assert set(frames) == {"request", "response"}, f"cannot read src/wire.rs: {frames}"
     return frames
 
 

@@ -33,7 +33,9 @@ def test_package_reexports_the_native_module() -> None:
 
     for name in _native.__all__:
         assert getattr(shmbridge, name) is getattr(_native, name)
-    assert set(shmbridge.__all__) == set(_native.__all__)
+    # Beyond the native module: the pure-Python Bridge and its reply types.
+    assert set(shmbridge.__all__) == set(_native.__all__) | {"Bridge", "Out", "Reply"}
+    assert shmbridge.Bridge.__module__ == "shmbridge.bridge"
     assert Channel.__module__ == "shmbridge._native"
     assert shmbridge.MAX_DEPTH == 254
 

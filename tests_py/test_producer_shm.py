@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from signal_helpers import BAD_REQUEST, OK, TOO_LARGE, SignalClient
+from signal_helpers import BAD_REQUEST, NOT_FOUND, OK, TOO_LARGE, SignalClient
 
 from py_producer.app import create_app
+from py_producer.profiles import MAX_PROFILES, expected_profiles_json
 from py_producer.settings import Settings
 from py_producer.users import expected_users_json
 
@@ -278,3 +279,63 @@ def test_a_snapshot_too_large_publishes_a_marker(tmp_path: Path) -> None:
         assert body["error"] == "payload_too_large"
         assert f"{MAX_COUNT} users" in body["detail"]
         assert "SHMBRIDGE_SLOT_CAPACITY" in body["detail"]
+
+
+# --- the Bridge handlers: users and profiles ---------------------------------------------
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_the_users_handler_serves_todays_bytes(tmp_path: Path, cache: bool) -> None:
+    with make_client(tmp_path, cache_payload=cache) as test_client:
+        health = test_client.get("/healthz").json()
+        with SignalClient(health["signal_socket"]) as sc:
+            for request_id, params in enumerate([{"count": "7"}, {}, {"count": "0"}], 1):
+                answer = sc.call(0, request_id, "users", params)
+                assert answer.status == OK, answer
+                count = int(params.get("count", "100"))  # absent: DEFAULT_COUNT
+                # The cached payload goes out as a JSON buffer reply.
+                assert answer.message == ("application/json" if cache else "")
+                assert read_slot(health["channel"], 0, request_id) == expected_users_json(count)
+                # The same bytes as the REST path.
+                assert test_client.get("/api/users", params=params).content == read_slot(
+                    health["channel"], 0, request_id
+                )
+            metrics = test_client.get("/metrics").text
+            assert 'signal="uds"' in metrics
+
+
+def test_the_profiles_handler_and_endpoint(client: TestClient) -> None:
+    health = client.get("/healthz").json()
+    with SignalClient(health["signal_socket"]) as sc:
+        for request_id, count in enumerate([0, 1, 50], 1):
+            answer = sc.call(1, request_id, "profiles", {"count": str(count)})
+            assert answer.status == OK, answer
+            body = read_slot(health["channel"], 1, request_id)
+            assert body == expected_profiles_json(count)
+            assert client.get(f"/api/profiles?count={count}").content == body
+        answer = sc.call(1, 9, "profiles")
+        assert answer.status == OK
+        assert read_slot(health["channel"], 1, 9) == expected_profiles_json(100)
+        bad = sc.call(1, 10, "profiles", {"count": str(MAX_PROFILES + 1)})
+        assert bad.status == BAD_REQUEST and f"0..{MAX_PROFILES}" in bad.message
+        unknown = sc.call(1, 11, "orders")
+        assert unknown.status == NOT_FOUND
+        assert unknown.message == 'LookupError: no handler "orders"; known: profiles, users'
+    profiles = client.get("/api/profiles?count=3").json()
+    assert [p["id"] for p in profiles] == [1, 2, 3]
+    first = profiles[0]
+    assert isinstance(first["address"]["geo"]["lat"], float)
+    assert isinstance(first["work_history"], list) and isinstance(first["education"], list)
+    assert 1500 < len(expected_profiles_json(1)) < 4000  # a few KB each
+    assert len(client.get("/api/profiles").json()) == 100
+    for query in ("count=-1", f"count={MAX_PROFILES + 1}", "count=x"):
+        response = client.get(f"/api/profiles?{query}")
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_parameter"
+
+
+def test_profiles_are_deterministic() -> None:
+    from py_producer.profiles import build_profile
+
+    assert build_profile(42) == build_profile(42)
+    assert build_profile(42) != build_profile(43)

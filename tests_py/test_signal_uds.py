@@ -17,17 +17,20 @@ from native_helpers import make_channel, private_dir
 from signal_helpers import (
     BAD_REQUEST,
     BUSY,
+    HANDLER_ERROR,
     INTERNAL,
+    NOT_FOUND,
     OK,
     TIMED_OUT,
     TOO_LARGE,
     SignalClient,
     request_frame,
+    v1_request_frame,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
-Handler = Callable[[int, int, int], shmbridge.Receipt]
+Handler = Callable[[int, int, str, dict[str, str]], object]
 
 
 @pytest.fixture
@@ -42,10 +45,18 @@ def channel(shm_dir: Path) -> Iterator[shmbridge.Channel]:
 
 
 def writer(channel: shmbridge.Channel) -> Handler:
-    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+    """Handler ``users``: writes ``count`` rows."""
+
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
+        assert name == "users", name
+        count = int(params["count"])
         return channel.write_json(slot, request_id, [{"id": i + 1} for i in range(count)])
 
     return handle
+
+
+def count_of(params: dict[str, str]) -> int:
+    return int(params["count"])
 
 
 def expected(count: int) -> bytes:
@@ -75,9 +86,9 @@ def test_round_trip_on_one_connection(
 def test_connections_are_served_concurrently(channel: shmbridge.Channel) -> None:
     gate = threading.Barrier(2, timeout=10)
 
-    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
         gate.wait()  # both requests must be inside the handler at once
-        return writer(channel)(slot, request_id, count)
+        return writer(channel)(slot, request_id, name, params)
 
     path = channel.serve_uds(handle)
     answers = {}
@@ -95,7 +106,8 @@ def test_connections_are_served_concurrently(channel: shmbridge.Channel) -> None
 
 
 def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
-    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
+        count = count_of(params)
         if count == 1:
             raise ValueError("count 1 is not served")
         if count == 2:
@@ -105,9 +117,17 @@ def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
         if count == 4:
             raise RuntimeError("boom")
         if count == 5:
-            return "not a receipt"  # type: ignore[return-value]
+            return "not a receipt"
         if count == 6:
             raise KeyError("no such thing")
+        if count == 7:
+            raise shmbridge.ChannelClosed("closed under us")
+        if count == 8:
+            return (channel.write_json(slot, request_id, []), 42)
+        if count == 9:
+            return (channel.write_json(slot, request_id, []), "text/plain\r\nX-Evil: 1")
+        if count == 10:
+            raise IndexError("list index out of range")
         return channel.write_json(slot, request_id, ["x" * 1000] * count)
 
     path = channel.serve_uds(handle)
@@ -116,9 +136,13 @@ def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
             (1, BAD_REQUEST, "ValueError: count 1 is not served"),
             (2, BUSY, "SlotBusy: slot is busy"),
             (3, TIMED_OUT, "TimeoutError: too late"),
-            (4, INTERNAL, "RuntimeError: boom"),
+            (4, HANDLER_ERROR, "RuntimeError: boom"),
             (5, INTERNAL, "the handler returned a str, not a Receipt"),
-            (6, INTERNAL, "KeyError: 'no such thing'"),
+            (6, NOT_FOUND, "KeyError: 'no such thing'"),
+            (7, INTERNAL, "ChannelClosed: closed under us"),
+            (8, INTERNAL, "content type is a int, not a str"),
+            (9, INTERNAL, "printable ASCII"),
+            (10, NOT_FOUND, "IndexError: list index out of range"),
             (1000, TOO_LARGE, "PayloadTooLarge"),
         ]
         for count, status, needle in cases:
@@ -127,6 +151,7 @@ def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
             assert needle in answer.message, (count, answer.message)
             assert (answer.slot, answer.request_id) == (0, 100 + count)
             assert (answer.sequence, answer.length) == (0, 0)
+            assert "Traceback" not in answer.message
         # The native layer's own refusals (bad slot, request id 0) are ValueErrors.
         answer = client.write_users(99, 7, 0)
         assert answer.status == BAD_REQUEST and "slot 99 does not exist" in answer.message
@@ -139,16 +164,16 @@ def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
 def test_an_expired_budget_skips_the_handler(channel: shmbridge.Channel) -> None:
     calls: list[int] = []
 
-    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
         calls.append(request_id)
-        return writer(channel)(slot, request_id, count)
+        return writer(channel)(slot, request_id, name, params)
 
     path = channel.serve_uds(handle)
     with SignalClient(path) as client:
         old = sys.getswitchinterval()
         sys.setswitchinterval(10.0)
         try:
-            client.send_raw(request_frame(0, 77, 2, timeout_ms=50))
+            client.send_raw(request_frame(0, 77, "users", {"count": "2"}, timeout_ms=50))
             # Hold the GIL well past the budget: the listener cannot start the handler.
             end = time.perf_counter() + 0.3
             while time.perf_counter() < end:
@@ -164,9 +189,9 @@ def test_an_expired_budget_skips_the_handler(channel: shmbridge.Channel) -> None
 
 
 def test_a_write_after_the_budget_never_starts(channel: shmbridge.Channel) -> None:
-    def slow(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+    def slow(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
         time.sleep(0.2)
-        return writer(channel)(slot, request_id, count)
+        return writer(channel)(slot, request_id, name, params)
 
     path = channel.serve_uds(slow)
     with SignalClient(path) as client:
@@ -183,10 +208,11 @@ def test_a_write_after_the_budget_never_starts(channel: shmbridge.Channel) -> No
 @pytest.mark.parametrize(
     ("frame", "needle"),
     [
-        (request_frame(0, 1, 1, magic=b"XXXX"), "bad magic"),
-        (request_frame(0, 1, 1, version=2), "protocol version 2"),
-        (request_frame(0, 1, 1, op=9), "unknown op 9"),
-        (b"SBRQ\x01\x00", "cut short: 6 of 32 bytes"),
+        (request_frame(0, 1, magic=b"XXXX"), "bad magic"),
+        (request_frame(0, 1, version=3), "protocol version 3"),
+        (request_frame(0, 1, op=9), "unknown op 9"),
+        (b"SBRQ\x02\x00", "cut short: 6 of 32 bytes"),
+        (request_frame(0, 1)[:-2], "cut short: 3 of the 5 bytes"),
     ],
 )
 def test_malformed_frames_are_answered_then_closed(
@@ -195,15 +221,123 @@ def test_malformed_frames_are_answered_then_closed(
     path = channel.serve_uds(writer(channel))
     with SignalClient(path) as client:
         client.send_raw(frame)
-        if len(frame) < 32:
+        if "cut short" in needle:  # the rest never comes
             client.sock.shutdown(socket.SHUT_WR)
         answer = client.read_answer()
         assert answer.status == BAD_REQUEST
         assert needle in answer.message
-        assert answer.request_id == 0
+        assert answer.request_id == (1 if "of the 5 bytes" in needle else 0)
         assert client.at_eof()
     with SignalClient(path) as client:  # the listener lives on
         assert client.write_users(0, 5, 1).status == OK
+
+
+def test_a_version_1_frame_gets_the_version_error_and_the_connection_closes(
+    channel: shmbridge.Channel,
+) -> None:
+    calls: list[int] = []
+
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
+        calls.append(request_id)
+        return writer(channel)(slot, request_id, name, params)
+
+    path = channel.serve_uds(handle)
+    with SignalClient(path) as client:
+        client.send_raw(v1_request_frame(0, 5, 3))  # no shutdown: the listener closes
+        answer = client.read_answer()
+        assert answer.status == BAD_REQUEST, answer
+        assert "protocol version 1" in answer.message and "version 2" in answer.message
+        assert client.at_eof()
+    assert calls == []
+    with pytest.raises(shmbridge.SlotEmpty):
+        shmbridge.Reader(channel.path).read_bytes(0)
+
+
+HOSTILE: list[tuple[str, bytes, str]] = [
+    ("name too long", request_frame(0, 3, "x" * 65), "handler name is 65 bytes"),
+    ("empty name", request_frame(0, 3, b""), "handler name is empty"),
+    ("name traversal", request_frame(0, 3, "../x"), "outside [a-z0-9_.-]"),
+    ("name with a slash", request_frame(0, 3, "users/x"), "outside [a-z0-9_.-]"),
+    ("name with NUL", request_frame(0, 3, b"users\0"), "outside [a-z0-9_.-]"),
+    ("name not UTF-8", request_frame(0, 3, b"us\xffrs"), "outside [a-z0-9_.-]"),
+    ("name upper case", request_frame(0, 3, "Users"), "outside [a-z0-9_.-]"),
+    ("key not UTF-8", request_frame(0, 3, "users", [(b"c\xff", "1")]), "not UTF-8"),
+    ("value not UTF-8", request_frame(0, 3, "users", [("count", b"\xc3")]), "not UTF-8"),
+    ("NUL in a value", request_frame(0, 3, "users", [("count", "1\0")]), "NUL"),
+    ("NUL in a key", request_frame(0, 3, "users", [("co\0unt", "1")]), "NUL"),
+    ("empty key", request_frame(0, 3, "users", [("", "1")]), "empty name"),
+    ("a key twice", request_frame(0, 3, "users", [("a", "1"), ("a", "2")]), "given twice"),
+    (
+        "65 pairs",
+        request_frame(0, 3, "users", [(f"k{i}", "v") for i in range(65)]),
+        "65 parameters",
+    ),
+    (
+        "params over 8 KiB",
+        request_frame(0, 3, "users", {"count": "1", "pad": "x" * 8200}),
+        "at most 8192",
+    ),
+    (
+        "a block larger than announced",
+        request_frame(0, 3, "users", {"a": "1", "b": "2"}, param_count=1),
+        "does not match its announced pairs",
+    ),
+    (
+        "an announced block over 8 KiB",
+        request_frame(0, 3, "users", {"a": "1"}, params_len=8193),
+        "at most 8192",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("frame", "needle"), [(f, n) for _, f, n in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+def test_hostile_names_and_params_are_refused_before_the_handler(
+    channel: shmbridge.Channel, frame: bytes, needle: str
+) -> None:
+    calls: list[int] = []
+
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
+        calls.append(request_id)
+        return writer(channel)(slot, request_id, name, params)
+
+    path = channel.serve_uds(handle)
+    with SignalClient(path) as client:
+        client.send_raw(frame)
+        # A head that announces more than it may is refused before its body is read.
+        client.sock.shutdown(socket.SHUT_WR)
+        answer = client.read_answer()
+        assert answer.status == BAD_REQUEST, answer
+        assert needle in answer.message, answer.message
+        assert (answer.sequence, answer.length) == (0, 0)
+        assert client.at_eof()
+    assert calls == []
+    with pytest.raises(shmbridge.SlotEmpty):
+        shmbridge.Reader(channel.path).read_bytes(0)
+    with SignalClient(path) as client:  # the listener lives on
+        assert client.write_users(0, 4, 1).status == OK
+    assert calls == [4]
+
+
+def test_names_and_params_reach_the_handler_as_sent(channel: shmbridge.Channel) -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
+        seen.append((name, params))
+        return channel.write_json(slot, request_id, params), "application/x-test"
+
+    path = channel.serve_uds(handle)
+    params = {"city": "Zürich", "empty": "", "k" * 60: "v" * 7000, "?&=": "a b"}
+    name = "a" + "b.c_d-9" * 9  # 64 bytes
+    with SignalClient(path) as client:
+        answer = client.call(1, 11, name, params)
+        assert answer.status == OK, answer
+        assert answer.message == "application/x-test"
+        answer = client.call(0, 12, "x", {})
+        assert answer.status == OK and answer.message == "application/x-test"
+    assert seen == [(name, params), ("x", {})]
+    assert shmbridge.Reader(channel.path).read_json(1, 11) == params
 
 
 def test_socket_is_private_and_removed_on_close(shm_dir: Path) -> None:
@@ -245,16 +379,16 @@ def test_stop_waits_for_a_running_handler(channel: shmbridge.Channel) -> None:
     entered = threading.Event()
     finished: list[int] = []
 
-    def handle(slot: int, request_id: int, count: int) -> shmbridge.Receipt:
+    def handle(slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
         entered.set()
         time.sleep(0.3)
-        receipt = writer(channel)(slot, request_id, count)
+        receipt = writer(channel)(slot, request_id, name, params)
         finished.append(request_id)
         return receipt
 
     path = channel.serve_uds(handle)
     with SignalClient(path) as client:
-        client.send_raw(request_frame(0, 9, 1))
+        client.send_raw(request_frame(0, 9, "users", {"count": "1"}))
         assert entered.wait(10)
         channel.stop_uds()
         assert finished == [9], "stop_uds returns after the running handler"
@@ -362,7 +496,7 @@ from signal_helpers import request_frame
 channel = shmbridge.Channel("exit", sys.argv[1], slot_count=2, slot_capacity=4096)
 started = threading.Event()
 
-def handle(slot, request_id, count):
+def handle(slot, request_id, name, params):
     started.set()
     time.sleep(0.2)  # the GIL released: the main thread goes on to exit meanwhile
     receipt = channel.write_json(slot, request_id, [])
@@ -372,7 +506,7 @@ def handle(slot, request_id, count):
 path = channel.serve_uds(handle)
 client = socket.socket(socket.AF_UNIX)
 client.connect(path)
-client.sendall(request_frame(0, 1, 0))
+client.sendall(request_frame(0, 1, "users", {"count": "0"}))
 started.wait(10)
 print("exiting while a handler runs", flush=True)
 """

@@ -35,11 +35,11 @@ CHECK_SCRIPT = textwrap.dedent(
     assert package.parent in site_dirs, (package, site_dirs)
     print(f"shmbridge {shmbridge.__version__} imported from {package}")
 
-    for name in ("__init__.py", "py.typed", "_native.pyi"):
+    for name in ("__init__.py", "bridge.py", "py.typed", "_native.pyi"):
         assert (package / name).is_file(), f"{name} missing from {package}"
     natives = sorted(p.name for p in package.glob("_native*.so"))
     assert len(natives) == 1 and sys.argv[2] in natives[0], (natives, sys.argv[2])
-    print(f"installed files: __init__.py, py.typed, _native.pyi, {natives[0]}")
+    print(f"installed files: __init__.py, bridge.py, py.typed, _native.pyi, {natives[0]}")
 
     users = [
         {"id": 1, "first_name": "Zo\\u00eb", "age": 33, "tags": ["a", "b"], "vip": True},
@@ -75,7 +75,11 @@ CHECK_SCRIPT = textwrap.dedent(
                 f"{len(data)} bytes, identical; wrong request id refused; channel file {path}"
             )
         assert not os.path.exists(path), "the channel file outlived close()"
-    print("channel closed and its file removed")
+        with shmbridge.Bridge("wheel_bridge", private, slot_count=2, slot_capacity=4096) as bridge:
+            bridge.handler("echo")(lambda params: dict(params))
+            receipt, content_type = bridge.dispatch(0, 7, "echo", {"k": "v"})
+            assert shmbridge.Reader(bridge.channel.path).read_json(0, 7) == {"k": "v"}
+    print("channel closed and its file removed; Bridge dispatches")
     print("WHEEL OK")
     """
 )

@@ -4,7 +4,9 @@ through a memory-mapped channel file.
 The producer creates a :class:`Channel` and writes request slots
 (``write_json``, ``write_bytes``, ``reserve``) or snapshots (``publish``);
 readers open the file with :class:`Reader` (or the Rust core's ``ChannelReader``).
-Everything here is implemented in the native module :mod:`shmbridge._native`.
+:class:`Bridge` serves named handlers on the channel's signal socket (a complete
+producer without an HTTP server). The rest is implemented in the native module
+:mod:`shmbridge._native`.
 """
 
 import sys
@@ -48,16 +50,21 @@ except ImportError as exc:  # a module built for another interpreter, or none at
         f"{_SUPPORTED}: install it with this interpreter's pip."
     ) from exc
 
+from shmbridge.bridge import Bridge, Out, Reply  # noqa: E402  (after the native check)
+
 __all__ = [
     "MAX_DEPTH",
+    "Bridge",
     "Channel",
     "ChannelClosed",
     "ChannelInUse",
     "CorruptChannel",
     "NotSerializable",
+    "Out",
     "PayloadTooLarge",
     "Reader",
     "Receipt",
+    "Reply",
     "Reservation",
     "ShmError",
     "SlotBusy",

@@ -73,6 +73,10 @@ def dumps(obj: object, /, *, default: _Default | None = None) -> bytes:
     ``write_json`` and ``publish`` take the same `default`.
     """
 
+def _remaining_budget() -> float | None:
+    """Seconds left of the budget of the signal request handled on this thread; None on
+    any other thread or without a deadline (``shmbridge.Bridge`` bounds async handlers by it)."""
+
 def _direct_reads() -> list[str]:
     """Objects the serializer reads directly here (``dict``, ``int-3.11`` or ``int-3.12``);
     empty in the abi3 build, which uses the C API only."""
@@ -135,7 +139,7 @@ class Channel:
     def uds_path(self) -> str | None: ...
     def serve_uds(
         self,
-        handler: Callable[[int, int, int], Receipt],
+        handler: Callable[[int, int, str, dict[str, str]], Receipt | tuple[Receipt, str]],
         path: str | os.PathLike[str] | None = None,
         *,
         spin_us: int = 0,

@@ -12,8 +12,8 @@ use pyo3::types::{PyBytes, PyMemoryView, PyType};
 use super::buffer::contiguous_bytes;
 use super::errors::{self, ChannelClosed, ShmError};
 use super::json;
+use super::listener::{self, UdsListener};
 use super::reservation::Reservation;
-use super::signal::{self, UdsListener};
 use crate::error::WriteError;
 use crate::fsutil;
 use crate::layout::{Encoding, DEFAULT_SLOT_CAPACITY, DEFAULT_SLOT_COUNT, DEFAULT_SNAPSHOT_SLOTS};
@@ -216,7 +216,7 @@ impl Channel {
     ) -> PyResult<Receipt> {
         let encoding = parse_encoding(encoding)?;
         let writer = self.writer()?;
-        signal::check_deadline()?;
+        listener::check_deadline()?;
         let receipt = with_buffer_bytes(py, data, |bytes| writer.write_bytes(slot, request_id, encoding, bytes))??;
         Ok(receipt.into())
     }
@@ -235,7 +235,7 @@ impl Channel {
     ) -> PyResult<Receipt> {
         let options = json::Options::new(default)?;
         let writer = self.writer()?;
-        signal::check_deadline()?;
+        listener::check_deadline()?;
         let mut slot_writer = SlotWriter::begin(&*writer, slot, request_id, Encoding::Json)?;
         json::serialize(obj, &options, &mut slot_writer).map_err(|err| errors::serialize_error(obj.py(), err))?;
         Ok(slot_writer.commit()?.into())
@@ -247,7 +247,7 @@ impl Channel {
     /// PayloadTooLarge before touching the slot if `size` exceeds the capacity.
     fn reserve(&self, slot: u32, request_id: u64, size: usize) -> PyResult<Reservation> {
         let writer = self.writer()?;
-        signal::check_deadline()?;
+        listener::check_deadline()?;
         let capacity = writer.slot_capacity();
         if size as u64 > capacity {
             let slot_count = writer.request_slots();
@@ -293,14 +293,20 @@ impl Channel {
     /// (nobody listening) is replaced; a live one raises ChannelInUse; a symlink or
     /// any other file there raises ShmError (never followed, never removed).
     ///
-    /// Each request frame calls ``handler(slot, request_id, count)`` with the GIL
-    /// held; it must write the slot and return its Receipt. Its exceptions become
-    /// error answers: PayloadTooLarge → "too large", SlotBusy → "busy", ValueError →
-    /// "bad request", TimeoutError → "timed out", anything else → "internal"; the
-    /// listener keeps serving. A request whose budget (its frame's ``timeout_ms``)
-    /// is spent is answered "timed out" without calling the handler, and inside the
-    /// handler ``write_json``/``write_bytes``/``reserve`` raise TimeoutError once it
-    /// is spent: a write starts in time or never. The frame format is in src/signal.rs.
+    /// Each request frame (version 2, see src/wire.rs) calls
+    /// ``handler(slot, request_id, name, params)`` with the GIL held, `params` a
+    /// ``dict[str, str]``; it must write the slot and return its Receipt, or a
+    /// ``(Receipt, content_type)`` pair whose content type (printable ASCII, at most
+    /// 255 bytes) the answer carries. Its exceptions become error answers:
+    /// PayloadTooLarge → "too large", SlotBusy → "busy", another ShmError →
+    /// "internal", ValueError → "bad request", LookupError → "not found",
+    /// TimeoutError → "timed out", anything else → "handler error", with the message
+    /// ``TypeName: text``; the listener keeps serving. A frame that cannot be decoded
+    /// (another version, a bad name or parameters...) is answered "bad request"
+    /// without calling the handler, and its connection is closed. A request whose
+    /// budget (its frame's ``timeout_ms``) is spent is answered "timed out" without
+    /// calling the handler, and inside the handler ``write_json``/``write_bytes``/
+    /// ``reserve`` raise TimeoutError once it is spent: a write starts in time or never.
     ///
     /// ``spin_us`` (0 to 1000, default 0): after answering, a connection polls for its
     /// next request for up to this many microseconds before it sleeps, when no other

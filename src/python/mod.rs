@@ -1,5 +1,5 @@
 //! PyO3 bindings: the module `shmbridge._native`. Bindings only; the channel
-//! logic lives in the core modules ([`signal`] runs the signal socket's listener
+//! logic lives in the core modules ([`listener`] runs the signal socket's listener
 //! threads around the core's frame format). The `unsafe` code is in [`buffer`] (the
 //! buffer protocol) and [`borrowed`] (the JSON serializer's C-API fast paths).
 
@@ -8,9 +8,9 @@ mod buffer;
 mod channel;
 mod errors;
 mod json;
+mod listener;
 mod reader;
 mod reservation;
-mod signal;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -36,10 +36,18 @@ fn _direct_reads(py: Python<'_>) -> Vec<&'static str> {
     borrowed::Layouts::get(py).describe()
 }
 
-/// The `atexit` hook: stops the signal listeners still running (see [`signal`]).
+/// Seconds left of the budget of the signal request being handled on this thread
+/// (``serve_uds`` handlers); None on any other thread or without a deadline. For
+/// ``shmbridge.Bridge``, which bounds an async handler by it.
+#[pyfunction]
+fn _remaining_budget() -> Option<f64> {
+    listener::remaining_budget().map(|left| left.as_secs_f64())
+}
+
+/// The `atexit` hook: stops the signal listeners still running (see [`listener`]).
 #[pyfunction]
 fn _stop_signal_listeners(py: Python<'_>) {
-    py.detach(signal::stop_all_at_exit);
+    py.detach(listener::stop_all_at_exit);
 }
 
 /// Shared-memory channels between a Python producer and Rust (or Python) readers.
@@ -57,6 +65,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(dumps, module)?)?;
     // Not in `__all__`: a diagnostic, not part of the API `shmbridge` re-exports.
     module.setattr("_direct_reads", wrap_pyfunction!(_direct_reads, module)?)?;
+    module.setattr("_remaining_budget", wrap_pyfunction!(_remaining_budget, module)?)?;
     let hook = wrap_pyfunction!(_stop_signal_listeners, module)?;
     module.py().import("atexit")?.call_method1("register", (hook,))?;
     errors::register(module)?;

@@ -6,20 +6,32 @@
 //! - one acceptor thread: `poll`s the listening socket and a wake-up pipe, so
 //!   [`UdsListener::stop`] ends it without depending on the socket path.
 //! - one thread per connection (the gateway keeps a few persistent ones): reads
-//!   32-byte request frames ([`crate::signal`]), calls `handler(slot, request_id,
-//!   count)` with the GIL, releases it, and answers with a response frame. The
-//!   thread keeps one interpreter thread state for the connection's life and holds
-//!   the GIL only while a handler runs: attaching afresh per request made and freed
-//!   a thread state each time, with its frame stack (an mmap, page faults, a munmap
-//!   and its TLB shootdown), which cost more than a small handler itself.
+//!   request frames of version 2 ([`crate::wire`]): the 32-byte head, then the
+//!   `body_len()` bytes of name and parameters it announces (bounded by the codec, at
+//!   most [`MAX_REQUEST_LEN`] in all); calls `handler(slot, request_id, name, params)`
+//!   (`params` a `dict[str, str]`) with the GIL, releases it, and answers with a
+//!   response frame. The handler returns the `Receipt` of its write, or a
+//!   `(Receipt, content_type)` pair: the OK answer's message is the content type
+//!   (empty for a bare Receipt). The thread keeps one interpreter thread state for the
+//!   connection's life and holds the GIL only while a handler runs: attaching afresh
+//!   per request made and freed a thread state each time, with its frame stack (an
+//!   mmap, page faults, a munmap and its TLB shootdown), which cost more than a small
+//!   handler itself.
 //! - at interpreter exit (an `atexit` hook, which runs before finalization) every
 //!   listener still running is stopped and its connection threads joined, so no
 //!   thread of ours tries to take the GIL of a finalizing interpreter.
 //! - a Python exception becomes an error response: `PayloadTooLarge` → too large,
-//!   `SlotBusy` → busy, `ValueError` → bad request, `TimeoutError` → timed out,
-//!   anything else → internal. The listener itself never dies of a handler error.
-//! - a malformed frame gets a bad-request answer and the connection is closed
-//!   (the byte stream is out of step); nothing here panics on input.
+//!   `SlotBusy` → busy, any other `ShmError` (the producer's machinery: a closed
+//!   channel, a value with no JSON form...) → internal, `ValueError` → bad request,
+//!   `LookupError` (`KeyError`, `IndexError`, an unknown handler) → not found,
+//!   `TimeoutError` → timed out, anything else → handler error; the message is
+//!   `TypeName: text`, never a traceback. The listener itself never dies of a handler
+//!   error.
+//! - a frame that cannot be decoded (bad magic, another version such as version 1,
+//!   an unknown op, a name or parameters that break the rules of [`crate::wire`], a
+//!   frame cut short) gets a bad-request answer before any handler runs, and the
+//!   connection is closed (after a bad frame the byte stream cannot be trusted to be
+//!   in step); nothing here panics on input.
 //! - a request whose budget (`timeout_ms`) ran out before the handler could start
 //!   is answered "timed out" without calling the handler; and while the handler runs,
 //!   the channel's writes on its thread (`write_json`, `write_bytes`, `reserve`) raise
@@ -38,16 +50,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyLookupError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
 use rustix::event::{PollFd, PollFlags};
 
 use super::channel::{lock, Receipt};
-use super::errors::{PayloadTooLarge, SlotBusy};
+use super::errors::{PayloadTooLarge, ShmError, SlotBusy};
 use crate::error::CreateError;
 use crate::fsutil::{self, FileIdentity};
 use crate::poll::{self, RecvMode, WaitPredictor};
-use crate::signal::{Op, Request, Response, Status, REQUEST_LEN};
+use crate::wire::{Request, RequestHead, Response, Status, MAX_REQUEST_LEN, REQUEST_HEAD_LEN};
 
 /// Pending connections the kernel queues before `accept`.
 const BACKLOG: i32 = 64;
@@ -76,6 +89,15 @@ pub fn check_deadline() -> PyResult<()> {
         _ => Ok(()),
     }
 }
+
+/// What is left of the budget of the signal request being handled on this thread:
+/// `None` on any other thread, or for a request without a deadline.
+pub fn remaining_budget() -> Option<Duration> {
+    DEADLINE.get().map(|(deadline, _)| deadline.saturating_duration_since(Instant::now()))
+}
+
+/// Longest content type a handler may give its reply, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
 
 /// Sets this thread's deadline for the life of the guard.
 struct DeadlineGuard;
@@ -307,10 +329,12 @@ fn admit(stream: UnixStream, shared: &Arc<Shared>) {
 /// listener stops; attached to the interpreter throughout, the GIL released but for
 /// the handler calls.
 fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
-    let mut frame = [0u8; REQUEST_LEN];
-    // A budget starts when its frame is read, before any wait for the GIL: the first
-    // frame is read before attaching, the others while detached.
-    let mut first = Some((read_frame(stream, &mut frame), Instant::now()));
+    let mut head = [0u8; REQUEST_HEAD_LEN];
+    // Name and parameters: at most this many bytes follow a head the codec accepted.
+    let mut body = vec![0u8; MAX_REQUEST_LEN - REQUEST_HEAD_LEN];
+    // A budget starts when its head is read, before any wait for the GIL: the first
+    // head is read before attaching, the others while detached.
+    let mut first = Some((read_frame(stream, &mut head), Instant::now()));
     if matches!(first, Some((Ok(Frame::Closed) | Err(_), _))) {
         return;
     }
@@ -324,7 +348,7 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
                 if gap.fits(shared.spin) {
                     wait_for_next_request(stream, id, shared);
                 }
-                let read = read_frame(stream, &mut frame);
+                let read = read_frame(stream, &mut head);
                 let received = Instant::now();
                 gap.record(received - answered);
                 (read, received)
@@ -334,7 +358,8 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
             Ok(Frame::Complete) => {}
             Ok(Frame::Closed) | Err(_) => return,
             Ok(Frame::Short(got)) => {
-                let message = format!("request frame cut short: {got} of {REQUEST_LEN} bytes before end of stream");
+                let message =
+                    format!("request frame cut short: {got} of {REQUEST_HEAD_LEN} bytes before end of stream");
                 let answer = Response::error(Status::BadRequest, shared.epoch, None, &message).encode();
                 let _ = py.detach(|| send_all(stream, &answer));
                 return;
@@ -343,11 +368,27 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
+        // The head says how much follows (bounded by the codec); a bad head, body or
+        // call gets an answer and the connection closes.
+        let request = match RequestHead::decode(&head) {
+            Err(err) => Err(Response::error(Status::BadRequest, shared.epoch, None, &err.to_string())),
+            Ok(parsed) => {
+                let body = &mut body[..parsed.body_len()];
+                match py.detach(|| read_frame(stream, body)) {
+                    Ok(Frame::Complete) => parsed.finish(body).map(|request| (parsed, request)).map_err(|err| {
+                        Response::error(Status::BadRequest, shared.epoch, Some(&parsed), &err.to_string())
+                    }),
+                    Ok(Frame::Closed) => Err(cut_short(&parsed, 0, shared.epoch)),
+                    Ok(Frame::Short(got)) => Err(cut_short(&parsed, got, shared.epoch)),
+                    Err(_) => return,
+                }
+            }
+        };
         shared.busy.fetch_add(1, Ordering::Relaxed);
         shared.latest_request_on.store(id, Ordering::Relaxed);
-        let (response, keep_open) = match Request::decode(&frame) {
-            Ok(request) => (handle(py, &request, received, shared), true),
-            Err(err) => (Response::error(Status::BadRequest, shared.epoch, None, &err.to_string()), false),
+        let (response, keep_open) = match request {
+            Ok((parsed, request)) => (handle(py, &parsed, &request, received, shared), true),
+            Err(refused) => (refused, false),
         };
         let answer = response.encode();
         let sent = py.detach(|| send_all(stream, &answer));
@@ -362,6 +403,15 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
         let answer = Response::error(Status::Internal, shared.epoch, None, "the Python interpreter is not running");
         let _ = send_all(stream, &answer.encode());
     }
+}
+
+fn cut_short(head: &RequestHead, got: usize, epoch: u64) -> Response {
+    let message = format!(
+        "request frame cut short: {got} of the {} bytes of name and parameters its head announced \
+         before end of stream",
+        head.body_len()
+    );
+    Response::error(Status::BadRequest, epoch, Some(head), &message)
 }
 
 /// Polls `stream` ([`poll::poll_recv`]) for up to `shared.spin`, until it has bytes (or
@@ -393,9 +443,10 @@ enum Frame {
     Short(usize),
 }
 
-fn read_frame(mut stream: &UnixStream, frame: &mut [u8; REQUEST_LEN]) -> io::Result<Frame> {
+/// Fills all of `frame` from the stream.
+fn read_frame(mut stream: &UnixStream, frame: &mut [u8]) -> io::Result<Frame> {
     let mut filled = 0;
-    while filled < REQUEST_LEN {
+    while filled < frame.len() {
         match stream.read(&mut frame[filled..]) {
             Ok(0) if filled == 0 => return Ok(Frame::Closed),
             Ok(0) => return Ok(Frame::Short(filled)),
@@ -425,37 +476,64 @@ fn budget(request: &Request) -> Option<Duration> {
     (request.timeout_ms != 0).then(|| Duration::from_millis(u64::from(request.timeout_ms)))
 }
 
-fn timed_out(request: &Request, received: Instant, epoch: u64, when: &str) -> Response {
+fn timed_out(head: &RequestHead, request: &Request, received: Instant, epoch: u64, when: &str) -> Response {
     let message = format!(
         "the request's budget of {} ms ran out {when} ({} ms after it arrived); nothing was written",
         request.timeout_ms,
         received.elapsed().as_millis()
     );
-    Response::error(Status::TimedOut, epoch, Some(request), &message)
+    Response::error(Status::TimedOut, epoch, Some(head), &message)
 }
 
 /// Runs one request through the Python handler (the GIL held).
-fn handle(py: Python<'_>, request: &Request, received: Instant, shared: &Shared) -> Response {
+fn handle(py: Python<'_>, head: &RequestHead, request: &Request, received: Instant, shared: &Shared) -> Response {
     let epoch = shared.epoch;
     // Waiting for the GIL may have used up the budget.
     if budget(request).is_some_and(|b| received.elapsed() >= b) {
-        return timed_out(request, received, epoch, "before the handler could start");
-    }
-    match request.op {
-        Op::WriteUsers => {}
+        return timed_out(head, request, received, epoch, "before the handler could start");
     }
     let Some(handler) = lock(&shared.handler).as_ref().map(|h| h.clone_ref(py)) else {
-        return Response::error(Status::Busy, epoch, Some(request), "the listener is stopping");
+        return Response::error(Status::Busy, epoch, Some(head), "the listener is stopping");
     };
+    let params = PyDict::new(py);
+    for (key, value) in &request.params {
+        if let Err(err) = params.set_item(key, value) {
+            return error_response(py, &err, head, epoch);
+        }
+    }
     let _deadline = DeadlineGuard::set(budget(request).map(|b| (received + b, request.timeout_ms)));
-    match handler.call1(py, (request.slot, request.request_id, request.count)) {
-        Ok(result) => receipt_response(result.bind(py), request, epoch),
-        Err(err) => error_response(py, &err, request, epoch),
+    match handler.call1(py, (request.slot, request.request_id, request.name.as_str(), params)) {
+        Ok(result) => receipt_response(result.bind(py), head, epoch),
+        Err(err) => error_response(py, &err, head, epoch),
     }
 }
 
-fn receipt_response(result: &Bound<'_, PyAny>, request: &Request, epoch: u64) -> Response {
-    match result.cast::<Receipt>() {
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}
+
+/// The OK answer for a handler's `Receipt` or `(Receipt, content_type)`.
+fn receipt_response(result: &Bound<'_, PyAny>, head: &RequestHead, epoch: u64) -> Response {
+    let internal = |message: &str| Response::error(Status::Internal, epoch, Some(head), message);
+    let (receipt, content_type) = match result.cast::<PyTuple>() {
+        Ok(pair) if pair.len() == 2 => {
+            let (Ok(receipt), Ok(content_type)) = (pair.get_item(0), pair.get_item(1)) else {
+                return internal("the handler's reply pair could not be read");
+            };
+            let Ok(content_type) = content_type.cast::<PyString>().map(|s| s.to_string_lossy().into_owned()) else {
+                let kind = type_name(&content_type);
+                return internal(&format!("the handler's content type is a {kind}, not a str"));
+            };
+            (receipt, content_type)
+        }
+        _ => (result.clone(), String::new()),
+    };
+    if content_type.len() > MAX_CONTENT_TYPE_LEN || !content_type.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return internal(&format!(
+            "the handler's content type must be at most {MAX_CONTENT_TYPE_LEN} printable ASCII characters"
+        ));
+    }
+    match receipt.cast::<Receipt>() {
         Ok(receipt) => {
             let receipt = receipt.get();
             Response {
@@ -465,33 +543,36 @@ fn receipt_response(result: &Bound<'_, PyAny>, request: &Request, epoch: u64) ->
                 request_id: receipt.request_id,
                 sequence: receipt.sequence,
                 length: receipt.length,
-                message: String::new(),
+                message: content_type,
             }
         }
         Err(_) => {
-            let kind = result.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
-            let message = format!("the handler returned a {kind}, not a Receipt");
-            Response::error(Status::Internal, epoch, Some(request), &message)
+            let kind = type_name(&receipt);
+            internal(&format!("the handler returned a {kind}, not a Receipt or a (Receipt, content_type) pair"))
         }
     }
 }
 
 /// A handler exception as an error response: its kind picks the status, and the
-/// message carries `TypeName: text`.
-fn error_response(py: Python<'_>, err: &PyErr, request: &Request, epoch: u64) -> Response {
+/// message carries `TypeName: text` (never a traceback).
+fn error_response(py: Python<'_>, err: &PyErr, head: &RequestHead, epoch: u64) -> Response {
     let status = if err.is_instance_of::<PayloadTooLarge>(py) {
         Status::TooLarge
     } else if err.is_instance_of::<SlotBusy>(py) {
         Status::Busy
+    } else if err.is_instance_of::<ShmError>(py) {
+        Status::Internal
     } else if err.is_instance_of::<PyValueError>(py) {
         Status::BadRequest
+    } else if err.is_instance_of::<PyLookupError>(py) {
+        Status::NotFound
     } else if err.is_instance_of::<PyTimeoutError>(py) {
         Status::TimedOut
     } else {
-        Status::Internal
+        Status::HandlerError
     };
     let kind = err.get_type(py).name().map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
     let text = err.value(py).str().map_or_else(|_| String::new(), |s| s.to_string());
     let message = if text.is_empty() { kind } else { format!("{kind}: {text}") };
-    Response::error(status, epoch, Some(request), &message)
+    Response::error(status, epoch, Some(head), &message)
 }
