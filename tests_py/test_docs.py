@@ -248,22 +248,70 @@ def test_benchmark_page_has_the_latest_results() -> None:
 # --- snippets --------------------------------------------------------------------------
 
 
-def python_blocks(path: Path) -> list[tuple[int, str]]:
-    """The ```python blocks of a markdown file, with the line each starts on."""
-    blocks: list[tuple[int, str]] = []
+EXCERPT = re.compile(r"<!-- excerpt: (\S+) -->")
+
+
+def code_blocks(path: Path) -> list[tuple[int, str, str, str | None]]:
+    """The fenced code blocks of a markdown file: (line, language, code, excerpt source).
+
+    A block right after a line ``<!-- excerpt: PATH -->`` is an excerpt of that file
+    (one that is compiled and run elsewhere), not a program of its own."""
+    blocks: list[tuple[int, str, str, str | None]] = []
     lines = path.read_text(encoding="utf-8").splitlines()
-    inside: int | None = None
+    inside: tuple[int, str, str | None] | None = None
     body: list[str] = []
+    previous = ""
     for number, line in enumerate(lines, start=1):
-        if inside is None and line.strip() == "```python":
-            inside, body = number, []
+        if inside is None and line.startswith("```") and line.strip() != "```":
+            marker = EXCERPT.fullmatch(previous.strip())
+            inside, body = (number, line.strip()[3:], marker[1] if marker else None), []
         elif inside is not None and line.strip() == "```":
-            blocks.append((inside, "\n".join(body) + "\n"))
+            blocks.append((inside[0], inside[1], "\n".join(body) + "\n", inside[2]))
             inside = None
         elif inside is not None:
             body.append(line)
-    assert inside is None, f"{path.name}: a ```python block opened on line {inside} never ends"
+        if line.strip():
+            previous = line
+    assert inside is None, f"{path.name}: a code block opened on line {inside[0]} never ends"
     return blocks
+
+
+def python_blocks(path: Path) -> list[tuple[int, str]]:
+    """The ```python blocks of a markdown file that are programs, with their lines."""
+    return [
+        (line, code)
+        for line, language, code, source in code_blocks(path)
+        if language == "python" and source is None
+    ]
+
+
+def stripped_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+EXCERPTS = [
+    pytest.param(path, line, code, source, id=f"{path.relative_to(REPO_ROOT)}:{line}")
+    for path in SNIPPET_FILES
+    for line, language, code, source in code_blocks(path)
+    if source is not None or language == "rust"
+]
+
+
+@pytest.mark.parametrize(("path", "line", "code", "source"), EXCERPTS)
+def test_excerpts_are_taken_from_files_that_run(
+    path: Path, line: int, code: str, source: str | None
+) -> None:
+    """Rust blocks and marked excerpts are verbatim runs of lines of a file the tests
+    build and run (the orders example), so they cannot drift from working code."""
+    assert source is not None, (
+        f"{path.name}:{line}: a rust block must be an excerpt (<!-- excerpt: PATH --> above it)"
+    )
+    wanted = stripped_lines(code)
+    have = stripped_lines((REPO_ROOT / source).read_text(encoding="utf-8"))
+    runs = (have[i : i + len(wanted)] for i in range(len(have) - len(wanted) + 1))
+    assert wanted and any(run == wanted for run in runs), (
+        f"{path.name}:{line}: the block is not a verbatim excerpt of {source}"
+    )
 
 
 SNIPPETS = [
