@@ -56,7 +56,7 @@ pytestmark = [
     *NEEDS_SERVICES,
     pytest.mark.skipif(
         load_binary() is None,
-        reason="shmbridge_load not built (cargo build --release -p rust_gateway)",
+        reason="shmbridge_load not built (make gateway, or set SHMBRIDGE_LOAD_BIN)",
     ),
 ]
 
