@@ -33,8 +33,10 @@ develop: venv
 	rm -f python/shmbridge/*.so
 	$(VENV)/bin/maturin develop --release --quiet
 
+# The gateway and, next to it in target/release/, the load tool the reliability tests and
+# `make bench` drive (tools/): one cargo run, so both share one feature resolution.
 gateway:
-	cargo build --release -p rust_gateway
+	cargo build --release -p rust_gateway -p shmbridge_tools --bins
 
 # The example service on shmbridge::client (tests_py/test_example_orders.py runs it).
 example:
@@ -79,7 +81,7 @@ bench: build
 MICRO_TARGET := $(or $(CARGO_TARGET_DIR),target)
 MICRO_TMP := results/tmp
 microbench: develop
-	cargo build --release -p rust_gateway --example handoff
+	cargo build --release -p shmbridge_tools --example handoff
 	mkdir -p $(MICRO_TMP)
 	$(MICRO_TARGET)/release/examples/handoff --python $(PY) --json-out $(MICRO_TMP)/microbench-handoff.json
 	cargo bench -p shmbridge --bench slot

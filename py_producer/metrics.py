@@ -19,7 +19,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 # No `*_created` series: they double the page and nothing here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-#: Seconds, 50 µs to 10 s (a 30 MB write takes tens of milliseconds).
+#: Seconds, 50 µs to 10 s: from the smallest write to the largest a slot holds, with room
+#: above for a loaded machine.
 WRITE_BUCKETS = (
     0.00005,
     0.0001,

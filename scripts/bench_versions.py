@@ -19,19 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from find_python import find_python
+
 REPO = Path(__file__).resolve().parent.parent
 VERSIONS = ("3.11", "3.12", "3.13")
-
-
-def find_python(version: str) -> str | None:
-    proc = subprocess.run(
-        ["bash", "-c", 'source scripts/find_python.sh && find_python "$1"', "-", version],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() or None
 
 
 def bench(python: str, wheel: Path, venv: Path, args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Sourced by scripts/test_versions.sh and scripts/build_wheels.sh (and run by
-# tests_py/test_wheels.py): find_python VERSION prints the interpreter for VERSION
-# (e.g. 3.12): $PYTHON_3_12 if set, else python3.12 on PATH, else the newest pyenv
-# build of it; only one that runs and reports that version. It fails if none does.
+# Sourced by scripts/test_versions.sh and scripts/build_wheels.sh, and by
+# scripts/find_python.py for the Python scripts and tests: find_python VERSION prints
+# the interpreter for VERSION (e.g. 3.12): $PYTHON_3_12 if set, else python3.12 on
+# PATH, else the newest pyenv build of it; only one that runs and reports that version.
+# It fails if none does.
 find_python() {
     local version=$1 var candidate root
     var="PYTHON_${version//./_}"

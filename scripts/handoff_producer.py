@@ -1,4 +1,4 @@
-"""The Python side of the handoff microbench (rust_gateway/examples/handoff.rs).
+"""The Python side of the handoff microbench (tools/examples/handoff.rs).
 
 Creates a channel in a private temp directory under /dev/shm (memory-backed), serves its
 signal socket with the native listener (``Channel.serve_uds``, polling as the producer

@@ -130,7 +130,7 @@ def main() -> None:
         "The machine is shared and noisy (other builds and tests run on its 2 cores): "
         "read the medians, the spreads and the side-by-side ratios, not single numbers.",
         "",
-        "## 1. Handoff, Rust -> Python -> Rust (`rust_gateway/examples/handoff.rs`)",
+        "## 1. Handoff, Rust -> Python -> Rust (`tools/examples/handoff.rs`)",
         "",
         "The Rust side sends the 32-byte signal frame over the Unix socket; the producer's "
         "native listener calls a Python handler that writes a cached bytes object into the "

@@ -29,9 +29,8 @@ use crate::segment::{Segment, COPY_CHUNK};
 
 /// Payload offset from which [`SlotWriter::write_all`] uses streaming stores: one
 /// core's L2 cache (2 MiB here). Bytes beyond it cannot stay in cache for the reader,
-/// and plain stores would read each destination line first. Measured on the 2-core
-/// dev machine: hash + copy of 25 MB at 0.95 of memcpy with them, 0.65 without; a
-/// write then read of 2.9 MB in 0.67 ms against 0.77 ms.
+/// and plain stores would read each destination line first (docs/benchmark.md, "What
+/// the profiles say", has the measurements behind the choice).
 pub const STREAMING_FROM: u64 = 2 << 20;
 
 /// The shape of a channel to create.

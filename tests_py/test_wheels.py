@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 from wheel_helpers import STEP_TIMEOUT, install_and_check, isolated_env, run
+
+from scripts.find_python import find_python
 
 pytestmark = pytest.mark.wheels
 
@@ -26,18 +27,6 @@ DIST = REPO_ROOT / os.environ.get("DIST", "dist")
 VERSIONS = ("3.11", "3.12", "3.13")
 SDIST_BUILD_TIMEOUT = 1800.0  # seconds: a cold release build, on a busy machine
 PLATFORM = re.compile(r"manylinux_2_17_x86_64\.manylinux2014_x86_64|manylinux2014_x86_64")
-
-
-def find_python(version: str) -> str | None:
-    """The interpreter scripts/find_python.sh finds for ``version``, if any."""
-    proc = subprocess.run(
-        ["bash", "-c", 'source scripts/find_python.sh && find_python "$1"', "-", version],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return proc.stdout.strip() or None
 
 
 def python_or_skip(version: str) -> str:

@@ -18,7 +18,7 @@
 //! channel lives in a temp directory under /dev/shm.
 //!
 //! ```text
-//! cargo run --release -p rust_gateway --example handoff -- --json-out results/tmp/handoff.json
+//! cargo run --release -p shmbridge_tools --example handoff -- --json-out results/tmp/handoff.json
 //! ```
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
