@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -40,8 +39,9 @@ from py_producer import openapi_docs as docs
 from py_producer.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from py_producer.metrics import ProducerMetrics
 from py_producer.middleware import AccessLogMiddleware, StartupError, log_extra
-from py_producer.profiles import MAX_PROFILES, Profile, build_profile
-from py_producer.settings import Settings
+from py_producer.params import ApiError, count_param, int_param, profiles_param
+from py_producer.profiles import Profile, build_profile
+from py_producer.settings import SLOT_CAPACITY_SETTING, Settings
 from py_producer.users import USER_HARD_CAP, User, build_users, extend_users
 
 if TYPE_CHECKING:
@@ -53,22 +53,7 @@ MAX_REQUEST_ID = 2**63 - 1
 MAX_USERS_PER_POST = 1000
 CACHE_MAX_ENTRIES = 8
 CACHE_MAX_BYTES = 256 * 1024 * 1024
-#: Snapshot ring slots: readers copying an older snapshot are not overwritten at once.
-SNAPSHOT_RING = 4
-SLOT_CAPACITY_SETTING = "--slot-capacity / SHMBRIDGE_SLOT_CAPACITY"
-
-_INT_RE = re.compile(r"-?[0-9]{1,19}")
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.detail = detail
+# --- answers -----------------------------------------------------------------------------
 
 
 def error_response(
@@ -80,48 +65,6 @@ def error_response(
 
 def json_response(obj: object, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
-
-
-def _shorten(raw: str, limit: int = 40) -> str:
-    return raw if len(raw) <= limit else raw[:limit] + "..."
-
-
-def int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
-    """The query parameter ``name`` as an int in lo..hi; None if absent; ApiError if bad."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    if not _INT_RE.fullmatch(raw):
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"query parameter '{name}' must be an integer in {lo}..{hi}, got {_shorten(raw)!r}",
-        )
-    value = int(raw)
-    if not lo <= value <= hi:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"query parameter '{name}' must be in {lo}..{hi}, got {value}",
-        )
-    return value
-
-
-#: Users served when a request names no ``count``: what the original service served
-#: (its curl lines and its load test ask without one). The gateway has the same default.
-DEFAULT_COUNT = 100
-
-
-def count_param(params: Mapping[str, str], users: int) -> int:
-    """The ``count`` query parameter in 0..users; absent, ``DEFAULT_COUNT`` (at most ``users``)."""
-    value = int_param(params, "count", 0, users)
-    return min(DEFAULT_COUNT, users) if value is None else value
-
-
-def profiles_param(params: Mapping[str, str]) -> int:
-    """The ``count`` query parameter in 0..MAX_PROFILES; absent, ``DEFAULT_COUNT``."""
-    value = int_param(params, "count", 0, MAX_PROFILES)
-    return DEFAULT_COUNT if value is None else value
 
 
 # --- state -------------------------------------------------------------------------------
@@ -484,9 +427,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             receipt = state.write_users(slot, request_id, count)
         except shm.PayloadTooLarge as exc:
-            detail = str(exc)
-            if "SHMBRIDGE_SLOT_CAPACITY" not in detail:
-                detail = f"{detail} (raise it with {SLOT_CAPACITY_SETTING})"
+            detail = f"{exc} (raise it with {SLOT_CAPACITY_SETTING})"
             raise ApiError(507, "payload_too_large", detail) from None
         except shm.SlotBusy as exc:
             raise ApiError(409, "slot_busy", str(exc)) from None

@@ -23,6 +23,8 @@ from urllib.parse import urlencode
 import shmbridge
 
 from py_producer.middleware import access_log
+from py_producer.params import ApiError, count_param, profiles_param
+from py_producer.settings import SLOT_CAPACITY_SETTING, SNAPSHOT_RING
 
 if TYPE_CHECKING:
     from py_producer.app import ProducerState
@@ -82,6 +84,10 @@ class ProducerBridge(shmbridge.Bridge):
             write_s = time.perf_counter() - write_start
             state.metrics.record_write("uds", receipt.length, write_s)
             return receipt, content_type
+        except shmbridge.PayloadTooLarge as exc:
+            outcome = type(exc).__name__
+            hint = f"{exc} (raise it with {SLOT_CAPACITY_SETTING})"
+            raise shmbridge.PayloadTooLarge(hint) from None
         except Exception as exc:
             outcome = type(exc).__name__
             expected = (ValueError, LookupError, TimeoutError, shmbridge.ShmError)
@@ -113,8 +119,6 @@ class ProducerBridge(shmbridge.Bridge):
 
 def make_bridge(state: ProducerState) -> ProducerBridge:
     """The producer's Bridge over its channel, with its handlers registered."""
-    from py_producer.app import SNAPSHOT_RING, ApiError, count_param, profiles_param
-
     settings = state.settings
     bridge = ProducerBridge(
         state,

@@ -70,6 +70,11 @@ _SIZE_UNITS = {
     "gib": 1024**3,
 }
 MAX_SLOT_CAPACITY = 4 * 1024**3
+#: Snapshot ring slots: readers copying an older snapshot are not overwritten at once.
+SNAPSHOT_RING = 4
+#: Where a user raises the slot capacity: added to "too large" errors by the producer
+#: (the library's own messages name no setting of this app).
+SLOT_CAPACITY_SETTING = "--slot-capacity / SHMBRIDGE_SLOT_CAPACITY"
 
 
 def parse_size(raw: str) -> int:

@@ -31,9 +31,7 @@ pub enum CreateError {
     #[error("socket {path} is in use: a process is listening on it (is another producer running?)")]
     SocketInUse { path: PathBuf },
     /// The file could not be given its full size (a full tmpfs or disk).
-    #[error(
-        "cannot allocate {size} bytes for {path}: {source} (lower --slot-count or --slot-capacity, or free space)"
-    )]
+    #[error("cannot allocate {size} bytes for {path}: {source} (fewer or smaller slots need less room)")]
     Allocate { path: PathBuf, size: u64, source: std::io::Error },
     /// Any other file-system failure.
     #[error("{action} {path}: {source}")]
@@ -95,7 +93,7 @@ pub enum ReadError {
 pub enum WriteError {
     #[error("slot {slot} does not exist: the channel has {slot_count} request slots")]
     NoSuchSlot { slot: u32, slot_count: u32 },
-    #[error("payload of {size} bytes does not fit slot {slot}: the slot capacity is {capacity} bytes (raise it with --slot-capacity / SHMBRIDGE_SLOT_CAPACITY); nothing was published")]
+    #[error("payload of {size} bytes does not fit slot {slot}: the slot capacity is {capacity} bytes; nothing was published")]
     TooLarge { slot: u32, size: u64, capacity: u64 },
     #[error("slot {slot} is being written by another writer in this process")]
     SlotBusy { slot: u32 },
