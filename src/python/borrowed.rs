@@ -125,6 +125,8 @@ impl Layouts {
                     (3, 12 | 13) => (true, IntLayout::Tag312),
                     _ => return Self::NONE,
                 };
+                // `int_parts` reads the layout of the version built for.
+                let int = if cfg!(Py_3_12) == (int == IntLayout::Tag312) { int } else { IntLayout::Api };
                 let dict_311 = dict && dict_layout_holds(py).unwrap_or(false);
                 let int = if int_layout_holds(py, int).unwrap_or(false) { int } else { IntLayout::Api };
                 Self { dict_311, int }
@@ -374,7 +376,7 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
 /// CPython 3.11's int (`struct _longobject` in `Include/cpython/longintrepr.h`):
 /// the size, whose sign is the int's and whose magnitude is the number of
 /// digits, then the digits, 30 bits each, least significant first.
-#[cfg(not(Py_LIMITED_API))]
+#[cfg(not(any(Py_LIMITED_API, Py_3_12)))]
 #[repr(C)]
 struct Long311 {
     ob_base: ffi::PyVarObject,
@@ -385,7 +387,7 @@ struct Long311 {
 /// `Include/cpython/longintrepr.h`): a tag whose bits 3 and up are the number of
 /// digits and whose two low bits the sign (0 positive, 1 zero, 2 negative), then
 /// the digits as in 3.11.
-#[cfg(not(Py_LIMITED_API))]
+#[cfg(all(not(Py_LIMITED_API), Py_3_12))]
 #[repr(C)]
 struct Long312 {
     ob_base: ffi::PyObject,
@@ -425,11 +427,16 @@ pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool
         // checked against the C API: the fields read are the digit count, the
         // sign and the address of the digits. Ints are immutable.
         let (negative, count, digits) = unsafe {
-            if layouts.int == IntLayout::Size311 {
+            // The layout is the one this module was built for (each non-abi3
+            // build serves one CPython version), which `Layouts::get` checked.
+            #[cfg(not(Py_3_12))]
+            {
                 let long = obj.as_ptr().cast::<Long311>();
                 let size = (*long).ob_base.ob_size;
                 (size < 0, size.unsigned_abs(), std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
-            } else {
+            }
+            #[cfg(Py_3_12)]
+            {
                 let long = obj.as_ptr().cast::<Long312>();
                 let tag = (*long).lv_tag;
                 (tag & 3 == 2, tag >> 3, std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
@@ -454,9 +461,12 @@ unsafe fn digits_magnitude(digits: *const u32, count: usize) -> Option<u64> {
     // SAFETY: by the contract, each digit read (index < count) is one of the int's.
     unsafe {
         let digit = |i: usize| u64::from(*digits.add(i));
+        // One digit (below 2**30) first: by far the most frequent.
+        if count == 1 {
+            return Some(digit(0));
+        }
         match count {
             0 => Some(0),
-            1 => Some(digit(0)),
             2 => Some(digit(0) | (digit(1) << 30)),
             // 64 bits need the low 4 bits of the third digit at most.
             3 if digit(2) < 16 => Some(digit(0) | (digit(1) << 30) | (digit(2) << 60)),
