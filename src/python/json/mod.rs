@@ -11,7 +11,8 @@
 //!
 //! Values go through a 64 KiB staging buffer that is flushed into the slot with
 //! [`Sink::write_chunk`] (for a slot: `SlotWriter::write_all`, which checksums the
-//! stream and refuses to pass the capacity). The hot path creates no Python
+//! stream and refuses to pass the capacity); for `dumps` it grows instead and
+//! becomes the `bytes` object in one copy at the end. The hot path creates no Python
 //! objects:
 //! - dicts and lists are walked with borrowed references (see [`borrowed`]),
 //!   which is sound because no Python code runs while the fast paths do: the
@@ -36,7 +37,7 @@ mod types;
 mod walk;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyString};
 
 use super::borrowed;
 use crate::error::WriteError;
@@ -51,9 +52,17 @@ use walk::{Serializer, Types};
 pub const MAX_DEPTH: u32 = 254;
 /// Bytes staged before a flush into the slot.
 pub const STAGING_CAPACITY: usize = 64 * 1024;
+/// A staging buffer grown past this for a whole output (`Sink::WHOLE`) is
+/// shrunk back after the call, so that one large output does not stay allocated.
+const KEPT_CAPACITY: usize = 4 * 1024 * 1024;
 
 /// Where serialized chunks go.
 pub trait Sink {
+    /// Whether the staging buffer grows to hold the whole output, handed over
+    /// in one chunk at the end, instead of being flushed each time it fills
+    /// (for an output that is copied whole anyway, such as a `bytes` object).
+    const WHOLE: bool = false;
+
     /// Appends `bytes` to the output.
     ///
     /// # Errors
@@ -67,9 +76,28 @@ impl<W: Deref<Target = ChannelWriter>> Sink for SlotWriter<W> {
     }
 }
 
-impl Sink for Vec<u8> {
+/// The output of `dumps`: a `bytes` object made from the whole text at once.
+pub struct BytesOut<'py> {
+    py: Python<'py>,
+    bytes: Option<Bound<'py, PyBytes>>,
+}
+
+impl<'py> BytesOut<'py> {
+    pub fn new(py: Python<'py>) -> Self {
+        Self { py, bytes: None }
+    }
+
+    /// The text written, as `bytes`.
+    pub fn into_bytes(self) -> Bound<'py, PyBytes> {
+        self.bytes.unwrap_or_else(|| PyBytes::new(self.py, b""))
+    }
+}
+
+impl Sink for BytesOut<'_> {
+    const WHOLE: bool = true;
+
     fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
-        self.extend_from_slice(bytes);
+        self.bytes = Some(PyBytes::new(self.py, bytes));
         Ok(())
     }
 }
@@ -166,6 +194,11 @@ pub fn serialize<'py, S: Sink>(
     let Serializer { buf, keys, values, seen, seen_keys, .. } = ser;
     let (keys, key_owners) = keys.into_cleared();
     let (values, value_owners) = values.into_cleared();
+    let mut buf = buf;
+    if buf.len() > KEPT_CAPACITY {
+        buf.truncate(STAGING_CAPACITY);
+        buf.shrink_to_fit();
+    }
     SCRATCH.set(Some(Scratch {
         buf,
         keys,
