@@ -573,7 +573,12 @@ pub struct ListItems<'a, 'py> {
     #[cfg(not(Py_LIMITED_API))]
     items: std::slice::Iter<'a, *mut ffi::PyObject>,
     /// Items returned so far (where [`ListItems::refresh`] goes on from).
+    #[cfg(Py_LIMITED_API)]
     taken: usize,
+    /// The list's length when its items were last read: the items returned so
+    /// far are this less the items left (where [`ListItems::refresh`] goes on from).
+    #[cfg(not(Py_LIMITED_API))]
+    len: usize,
     /// Prefetch ahead (see above).
     #[cfg(not(Py_LIMITED_API))]
     ahead: bool,
@@ -637,7 +642,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
             && items.len() >= PREFETCH_MIN_LEN
             // SAFETY: the first item of a live list is a live object (see `next`).
             && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
-        Self { list, items: items.iter(), taken: 0, ahead }
+        Self { list, items: items.iter(), len: items.len(), ahead }
     }
 
     /// The list's item array as it is now.
@@ -671,7 +676,9 @@ impl<'a, 'py> ListItems<'a, 'py> {
         // SAFETY: called, by the contract of `new`, after Python code ran and
         // before the next item is used; the slice lives until code runs again.
         let items = unsafe { Self::items(self.list) };
-        self.items = items.get(self.taken..).unwrap_or(&[]).iter();
+        let taken = self.len - self.items.len();
+        self.items = items.get(taken..).unwrap_or(&[]).iter();
+        self.len = items.len();
     }
 
     /// The prefetches of one step (see the type's docs).
@@ -774,7 +781,6 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
             self.prefetch_ahead();
         }
         let &item = self.items.next()?;
-        self.taken += 1;
         // SAFETY: a list's items are non-null strong references owned by the list,
         // which lives for 'a and, by the contract of `new`, is not modified meanwhile
         // (or the array was read again by `refresh` since it was).

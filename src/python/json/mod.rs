@@ -53,7 +53,9 @@ pub const MAX_DEPTH: u32 = 254;
 /// Bytes staged before a flush into the slot.
 pub const STAGING_CAPACITY: usize = 64 * 1024;
 /// A staging buffer grown past this for a whole output (`Sink::WHOLE`) is
-/// shrunk back after the call, so that one large output does not stay allocated.
+/// shrunk back after a call that used less than a quarter of it: outputs of
+/// one size in a row reuse it (growing it anew each call costs more than the
+/// serializing), and one large output does not keep it large for long.
 const KEPT_CAPACITY: usize = 4 * 1024 * 1024;
 
 /// Where serialized chunks go.
@@ -159,17 +161,38 @@ pub fn serialize<'py, S: Sink>(
     options: &Options<'py>,
     sink: &mut S,
 ) -> Result<(), SerializeError> {
+    // One look-up of the thread-local for both the take and the put back.
+    SCRATCH.with(|cell| {
+        let scratch = cell.take().unwrap_or_else(Scratch::new);
+        let (scratch, result) = serialize_with(obj, options, sink, scratch);
+        cell.set(Some(scratch));
+        result
+    })
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; STAGING_CAPACITY],
+            keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+            values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+            key_owners: Vec::with_capacity(64),
+            value_owners: Vec::with_capacity(64),
+            seen: Box::new([0; CACHE_SLOTS]),
+            seen_keys: Box::new([0; CACHE_SLOTS]),
+            calls: 0,
+        }
+    }
+}
+
+/// [`serialize`] with the thread's scratch buffers, which it hands back.
+fn serialize_with<'py, S: Sink>(
+    obj: &Bound<'py, PyAny>,
+    options: &Options<'py>,
+    sink: &mut S,
+    scratch: Scratch,
+) -> (Scratch, Result<(), SerializeError>) {
     let py = obj.py();
-    let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
-        buf: vec![0; STAGING_CAPACITY],
-        keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
-        values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
-        key_owners: Vec::with_capacity(64),
-        value_owners: Vec::with_capacity(64),
-        seen: Box::new([0; CACHE_SLOTS]),
-        seen_keys: Box::new([0; CACHE_SLOTS]),
-        calls: 0,
-    });
     let salt = scratch.calls.wrapping_add(1);
     // Before the pause: the first call checks the layouts (see `Layouts::get`).
     let layouts = borrowed::Layouts::get(py);
@@ -190,16 +213,18 @@ pub fn serialize<'py, S: Sink>(
         epoch: 0,
         _gc: &gc,
     };
-    let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
+    let result = ser.value(obj.as_borrowed(), 0);
+    let used = ser.pos;
+    let result = result.and_then(|()| ser.flush());
     let Serializer { buf, keys, values, seen, seen_keys, .. } = ser;
     let (keys, key_owners) = keys.into_cleared();
     let (values, value_owners) = values.into_cleared();
     let mut buf = buf;
-    if buf.len() > KEPT_CAPACITY {
+    if buf.len() > KEPT_CAPACITY && used < buf.len() / 4 {
         buf.truncate(STAGING_CAPACITY);
         buf.shrink_to_fit();
     }
-    SCRATCH.set(Some(Scratch {
+    let scratch = Scratch {
         buf,
         keys,
         values,
@@ -208,7 +233,7 @@ pub fn serialize<'py, S: Sink>(
         seen: seen.addresses,
         seen_keys: seen_keys.addresses,
         calls: salt,
-    }));
+    };
     drop(gc);
-    result
+    (scratch, result)
 }

@@ -6,7 +6,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
-use super::escape::escape_into;
+use super::escape::{copy_clean, escape_bytes, escape_into, load_word, short_word, CLEAN_MAX};
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
 
@@ -44,8 +44,9 @@ impl Types {
 /// `-2.2250738585072014e-308`, written with 8-byte stores).
 pub(super) const INT_ROOM: usize = 24;
 pub(super) const FLOAT_ROOM: usize = 32;
-// A container's item reserves `CACHED_COPY` bytes, which must cover both.
-const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY);
+// A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
+// short clean str in quotes (`item_string`).
+const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && CLEAN_MAX + 2 <= CACHED_COPY);
 
 /// Source bytes escaped per step; a step needs at most `6 * STEP + 16` bytes of room.
 pub(super) const STEP: usize = 4096;
@@ -178,6 +179,23 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.other(&obj.to_owned(), depth)
     }
 
+    /// A container's item that is not a scalar: an exact list or dict walked
+    /// straight away (the usual case), anything else through `value`.
+    #[inline(always)]
+    fn nested(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        let ty = obj.get_type_ptr();
+        if ty == self.types.list {
+            if let Ok(l) = obj.cast_exact::<PyList>() {
+                return self.list(l, depth);
+            }
+        } else if ty == self.types.dict {
+            if let Ok(d) = obj.cast_exact::<PyDict>() {
+                return self.dict(d, depth);
+            }
+        }
+        self.value(obj, depth)
+    }
+
     pub(super) fn enter(depth: u32) -> Result<u32, SerializeError> {
         if depth >= MAX_DEPTH {
             return Err(SerializeError::value(format!(
@@ -229,7 +247,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 None => {
                     let key = key.to_owned();
                     self.pos = pos;
-                    let result = self.value(value, depth);
+                    let result = self.nested(value, depth);
                     if self.epoch != epoch {
                         items.refresh();
                         epoch = self.epoch;
@@ -267,7 +285,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 Some(Err(err)) => return Err(err.at(Step::Index(index))),
                 None => {
                     self.pos = pos;
-                    let result = self.value(item, depth);
+                    let result = self.nested(item, depth);
                     if self.epoch != epoch {
                         items.refresh();
                         epoch = self.epoch;
@@ -426,9 +444,23 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
             self.values.insert(s, utf8, b"\"", b"\"");
         }
-        self.pos = pos;
-        self.escaped(utf8)?;
-        Ok(self.pos)
+        if utf8.len() > CLEAN_MAX {
+            self.pos = pos;
+            self.escaped(utf8)?;
+            return Ok(self.pos);
+        }
+        // Short clean text fits the room the caller reserved: no reserve of its own.
+        if let Some(end) = copy_clean(&mut self.buf, pos + 1, utf8) {
+            self.buf[pos] = b'"';
+            self.buf[end] = b'"';
+            return Ok(end + 1);
+        }
+        // Short text with escapes (`copy_clean` wrote scratch only).
+        let mut pos = self.room(pos, 6 * CLEAN_MAX + 16)?;
+        self.buf[pos] = b'"';
+        pos = escape_bytes(&mut self.buf, pos + 1, utf8);
+        self.buf[pos] = b'"';
+        Ok(pos + 1)
     }
 
     #[inline(always)]
@@ -482,25 +514,22 @@ fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
     copy_short(buf, pos, buffer.format_finite(value).as_bytes())
 }
 
-/// Copies `text` (3 to 24 bytes) to `buf` at `pos`, with fixed-size stores
+/// Copies `text` (at most 24 bytes) to `buf` at `pos` with fixed-size stores
 /// rather than a `memcpy` call: the first 8 bytes, the last 8 (overlapping)
-/// and, past 16, the middle 8; shorter text as 4 and 4. Returns the new position.
+/// and, past 16, the middle 8; shorter text as one word padded with scratch.
+/// Needs 8 bytes of room; returns the new position.
 #[inline(always)]
 fn copy_short(buf: &mut [u8], pos: usize, text: &[u8]) -> usize {
     let len = text.len();
-    if len >= 8 {
-        buf[pos..pos + 8].copy_from_slice(&text[..8]);
-        if len > 16 {
-            buf[pos + 8..pos + 16].copy_from_slice(&text[8..16]);
-        }
-        buf[pos + len - 8..pos + len].copy_from_slice(&text[len - 8..]);
-    } else if len >= 4 {
-        buf[pos..pos + 4].copy_from_slice(&text[..4]);
-        buf[pos + len - 4..pos + len].copy_from_slice(&text[len - 4..]);
+    if len < 8 {
+        buf[pos..pos + 8].copy_from_slice(&short_word(text).to_le_bytes());
     } else {
-        for (i, &b) in text.iter().enumerate() {
-            buf[pos + i] = b;
+        let (head, tail) = (load_word(text), load_word(&text[len - 8..]));
+        buf[pos..pos + 8].copy_from_slice(&head.to_le_bytes());
+        if len > 16 {
+            buf[pos + 8..pos + 16].copy_from_slice(&load_word(&text[8..]).to_le_bytes());
         }
+        buf[pos + len - 8..pos + len].copy_from_slice(&tail.to_le_bytes());
     }
     pos + len
 }
