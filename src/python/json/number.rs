@@ -40,13 +40,21 @@ pub(super) fn write_int(buf: &mut [u8], pos: usize, negative: bool, magnitude: u
     // The sign byte is written either way; only a negative int keeps it.
     buf[pos] = b'-';
     let pos = pos + usize::from(negative);
+    // Up to 9 digits in groups of three, each from a table: short chains of
+    // work, so one int's digits overlap with the next one's.
     if magnitude < 1000 {
-        let entry = SMALL_INTS[magnitude as usize];
-        buf[pos..pos + 4].copy_from_slice(&entry.to_le_bytes());
-        return pos + (entry >> 24) as usize;
+        return put_group(buf, pos, SMALL_INTS[magnitude as usize]);
     }
-    if magnitude < 100_000_000 {
-        return write_short(buf, pos, magnitude as u32);
+    if magnitude < 1_000_000 {
+        let n = magnitude as u32;
+        let pos = put_group(buf, pos, SMALL_INTS[(n / 1000) as usize]);
+        return put_group(buf, pos, PADDED_INTS[(n % 1000) as usize]);
+    }
+    if magnitude < 1_000_000_000 {
+        let n = magnitude as u32;
+        let pos = put_group(buf, pos, SMALL_INTS[(n / 1_000_000) as usize]);
+        let pos = put_group(buf, pos, PADDED_INTS[(n / 1000 % 1000) as usize]);
+        return put_group(buf, pos, PADDED_INTS[(n % 1000) as usize]);
     }
     if magnitude < 10_000_000_000_000_000 {
         // 9 to 16 digits: the high part, then eight more.
@@ -70,15 +78,27 @@ fn write_short(buf: &mut [u8], pos: usize, n: u32) -> usize {
     pos + 8 - zeros
 }
 
+/// Writes a group from [`SMALL_INTS`] or [`PADDED_INTS`] (4 bytes of room);
+/// returns the new position.
+#[inline(always)]
+fn put_group(buf: &mut [u8], pos: usize, entry: u32) -> usize {
+    buf[pos..pos + 4].copy_from_slice(&entry.to_le_bytes());
+    pos + (entry >> 24) as usize
+}
+
 /// For each int below 1000: its digits in the low bytes (in text order) and
 /// their count in the high byte, written with one 4-byte store.
-static SMALL_INTS: [u32; 1000] = {
+static SMALL_INTS: [u32; 1000] = group_table(false);
+/// The same with three digits each (leading zeros): the groups after the first.
+static PADDED_INTS: [u32; 1000] = group_table(true);
+
+const fn group_table(padded: bool) -> [u32; 1000] {
     let mut table = [0u32; 1000];
     let mut n = 0;
     while n < 1000 {
         // The digits as text, hundreds first.
         let (d0, d1, d2) = (0x30 + (n / 100) as u32, 0x30 + (n / 10 % 10) as u32, 0x30 + (n % 10) as u32);
-        table[n] = if n >= 100 {
+        table[n] = if n >= 100 || padded {
             (3 << 24) | (d2 << 16) | (d1 << 8) | d0
         } else if n >= 10 {
             (2 << 24) | (d2 << 8) | d1
@@ -88,7 +108,7 @@ static SMALL_INTS: [u32; 1000] = {
         n += 1;
     }
     table
-};
+}
 
 /// `'0'` in each byte.
 const ASCII_ZEROS: u64 = 0x3030_3030_3030_3030;
@@ -261,6 +281,7 @@ mod tests {
             cases.push(-v);
         }
         cases.extend((0..100_000).chain(99_990_000..100_010_000));
+        cases.extend((990_000..1_010_000).chain(999_990_000..1_000_010_000));
         cases.extend((0..1000).map(|i| 9_999_999_999_999_500 + i));
         for v in cases {
             let mut buf = [0u8; 32];
