@@ -244,7 +244,9 @@ impl<'a, 'py> DictItems<'a, 'py> {
     /// Finds the entry table again after Python code may have changed the dict
     /// (resized it, or made its table anew), and goes on from the same position:
     /// what was there before may have moved, but nothing is read out of bounds.
-    #[cold]
+    /// (Inlined, though rare: a call with `&mut self` would keep the walk's
+    /// state in memory throughout.)
+    #[inline(always)]
     pub fn refresh(&mut self) {
         #[cfg(not(Py_LIMITED_API))]
         if let Walk::Entries { index, .. } = self.walk {
@@ -623,7 +625,9 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// Reads the list's length again after Python code may have changed it, and
     /// goes on from the same index (or ends, if the list is now shorter).
     #[cfg(Py_LIMITED_API)]
-    #[cold]
+    /// (Inlined, though rare: a call with `&mut self` would keep the walk's
+    /// state in memory throughout.)
+    #[inline(always)]
     pub fn refresh(&mut self) {
         use pyo3::types::PyListMethods;
         self.len = self.list.len();
@@ -671,7 +675,9 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// Reads the item array again after Python code may have changed the list,
     /// and goes on from the same index (or ends, if the list is now shorter).
     #[cfg(not(Py_LIMITED_API))]
-    #[cold]
+    /// (Inlined, though rare: a call with `&mut self` would keep the walk's
+    /// state in memory throughout.)
+    #[inline(always)]
     pub fn refresh(&mut self) {
         // SAFETY: called, by the contract of `new`, after Python code ran and
         // before the next item is used; the slice lives until code runs again.
@@ -681,15 +687,17 @@ impl<'a, 'py> ListItems<'a, 'py> {
         self.len = items.len();
     }
 
-    /// The prefetches of one step (see the type's docs).
+    /// The prefetches of one step (see the type's docs), given the items not
+    /// yet returned; only when `ahead` is set. Not a method: the walk's state
+    /// then stays in registers rather than in memory, where a `&self` handed
+    /// to a call that is not inlined would put it.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
-    fn prefetch_ahead(&self) {
-        let rest = self.items.as_slice();
+    fn prefetch_ahead(rest: &[*mut ffi::PyObject]) {
         if let Some(&obj) = rest.get(AHEAD_OBJECT) {
             prefetch(obj.cast_const().cast());
         }
-        if let Some(table) = rest.get(AHEAD_TABLE).and_then(|&obj| self.dict_table(obj)) {
+        if let Some(table) = rest.get(AHEAD_TABLE).and_then(|&obj| Self::dict_table(obj)) {
             let end = table.end();
             let mut line = table.start;
             for _ in 0..PREFETCH_TABLE_LINES {
@@ -700,7 +708,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
                 line = line.wrapping_add(64);
             }
         }
-        if let Some(table) = rest.get(AHEAD_VALUES).and_then(|&obj| self.dict_table(obj)) {
+        if let Some(table) = rest.get(AHEAD_VALUES).and_then(|&obj| Self::dict_table(obj)) {
             for index in 0..table.count.min(PREFETCH_VALUES) {
                 // SAFETY: `index < count`; the dict is an item of the list, alive and,
                 // by the contract of `new`, not modified.
@@ -716,11 +724,12 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// The entry table of `obj`, an item of the list, if it is an exact dict.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
-    fn dict_table(&self, obj: *mut ffi::PyObject) -> Option<Table> {
+    fn dict_table(obj: *mut ffi::PyObject) -> Option<Table> {
         // SAFETY: `obj` is an item of the list: a live object (see `next`), whose
         // type pointer may be read. If that is exactly `dict`, it is a live dict,
-        // the GIL is held, and `self.ahead` is set only with CPython 3.11's dict
-        // layout (`Layouts`), which is `entry_table`'s contract.
+        // the GIL is held, and this runs only from `prefetch_ahead`, only when
+        // `ahead` is set, which it is only with CPython 3.11's dict layout
+        // (`Layouts`): `entry_table`'s contract.
         unsafe {
             if ffi::Py_TYPE(obj) != std::ptr::addr_of_mut!(ffi::PyDict_Type) {
                 return None;
@@ -778,7 +787,7 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.ahead {
-            self.prefetch_ahead();
+            Self::prefetch_ahead(self.items.as_slice());
         }
         let &item = self.items.next()?;
         // SAFETY: a list's items are non-null strong references owned by the list,
