@@ -125,6 +125,8 @@ impl Layouts {
                     (3, 12 | 13) => (true, IntLayout::Tag312),
                     _ => return Self::NONE,
                 };
+                // `int_parts` reads the layout of the version built for.
+                let int = if cfg!(Py_3_12) == (int == IntLayout::Tag312) { int } else { IntLayout::Api };
                 let dict_311 = dict && dict_layout_holds(py).unwrap_or(false);
                 let int = if int_layout_holds(py, int).unwrap_or(false) { int } else { IntLayout::Api };
                 Self { dict_311, int }
@@ -242,7 +244,9 @@ impl<'a, 'py> DictItems<'a, 'py> {
     /// Finds the entry table again after Python code may have changed the dict
     /// (resized it, or made its table anew), and goes on from the same position:
     /// what was there before may have moved, but nothing is read out of bounds.
-    #[cold]
+    /// (Inlined, though rare: a call with `&mut self` would keep the walk's
+    /// state in memory throughout.)
+    #[inline(always)]
     pub fn refresh(&mut self) {
         #[cfg(not(Py_LIMITED_API))]
         if let Walk::Entries { index, .. } = self.walk {
@@ -374,7 +378,7 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
 /// CPython 3.11's int (`struct _longobject` in `Include/cpython/longintrepr.h`):
 /// the size, whose sign is the int's and whose magnitude is the number of
 /// digits, then the digits, 30 bits each, least significant first.
-#[cfg(not(Py_LIMITED_API))]
+#[cfg(not(any(Py_LIMITED_API, Py_3_12)))]
 #[repr(C)]
 struct Long311 {
     ob_base: ffi::PyVarObject,
@@ -385,7 +389,7 @@ struct Long311 {
 /// `Include/cpython/longintrepr.h`): a tag whose bits 3 and up are the number of
 /// digits and whose two low bits the sign (0 positive, 1 zero, 2 negative), then
 /// the digits as in 3.11.
-#[cfg(not(Py_LIMITED_API))]
+#[cfg(all(not(Py_LIMITED_API), Py_3_12))]
 #[repr(C)]
 struct Long312 {
     ob_base: ffi::PyObject,
@@ -425,11 +429,16 @@ pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool
         // checked against the C API: the fields read are the digit count, the
         // sign and the address of the digits. Ints are immutable.
         let (negative, count, digits) = unsafe {
-            if layouts.int == IntLayout::Size311 {
+            // The layout is the one this module was built for (each non-abi3
+            // build serves one CPython version), which `Layouts::get` checked.
+            #[cfg(not(Py_3_12))]
+            {
                 let long = obj.as_ptr().cast::<Long311>();
                 let size = (*long).ob_base.ob_size;
                 (size < 0, size.unsigned_abs(), std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
-            } else {
+            }
+            #[cfg(Py_3_12)]
+            {
                 let long = obj.as_ptr().cast::<Long312>();
                 let tag = (*long).lv_tag;
                 (tag & 3 == 2, tag >> 3, std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
@@ -454,9 +463,12 @@ unsafe fn digits_magnitude(digits: *const u32, count: usize) -> Option<u64> {
     // SAFETY: by the contract, each digit read (index < count) is one of the int's.
     unsafe {
         let digit = |i: usize| u64::from(*digits.add(i));
+        // One digit (below 2**30) first: by far the most frequent.
+        if count == 1 {
+            return Some(digit(0));
+        }
         match count {
             0 => Some(0),
-            1 => Some(digit(0)),
             2 => Some(digit(0) | (digit(1) << 30)),
             // 64 bits need the low 4 bits of the third digit at most.
             3 if digit(2) < 16 => Some(digit(0) | (digit(1) << 30) | (digit(2) << 60)),
@@ -563,7 +575,12 @@ pub struct ListItems<'a, 'py> {
     #[cfg(not(Py_LIMITED_API))]
     items: std::slice::Iter<'a, *mut ffi::PyObject>,
     /// Items returned so far (where [`ListItems::refresh`] goes on from).
+    #[cfg(Py_LIMITED_API)]
     taken: usize,
+    /// The list's length when its items were last read: the items returned so
+    /// far are this less the items left (where [`ListItems::refresh`] goes on from).
+    #[cfg(not(Py_LIMITED_API))]
+    len: usize,
     /// Prefetch ahead (see above).
     #[cfg(not(Py_LIMITED_API))]
     ahead: bool,
@@ -608,7 +625,9 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// Reads the list's length again after Python code may have changed it, and
     /// goes on from the same index (or ends, if the list is now shorter).
     #[cfg(Py_LIMITED_API)]
-    #[cold]
+    /// (Inlined, though rare: a call with `&mut self` would keep the walk's
+    /// state in memory throughout.)
+    #[inline(always)]
     pub fn refresh(&mut self) {
         use pyo3::types::PyListMethods;
         self.len = self.list.len();
@@ -627,7 +646,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
             && items.len() >= PREFETCH_MIN_LEN
             // SAFETY: the first item of a live list is a live object (see `next`).
             && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
-        Self { list, items: items.iter(), taken: 0, ahead }
+        Self { list, items: items.iter(), len: items.len(), ahead }
     }
 
     /// The list's item array as it is now.
@@ -656,23 +675,29 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// Reads the item array again after Python code may have changed the list,
     /// and goes on from the same index (or ends, if the list is now shorter).
     #[cfg(not(Py_LIMITED_API))]
-    #[cold]
+    /// (Inlined, though rare: a call with `&mut self` would keep the walk's
+    /// state in memory throughout.)
+    #[inline(always)]
     pub fn refresh(&mut self) {
         // SAFETY: called, by the contract of `new`, after Python code ran and
         // before the next item is used; the slice lives until code runs again.
         let items = unsafe { Self::items(self.list) };
-        self.items = items.get(self.taken..).unwrap_or(&[]).iter();
+        let taken = self.len - self.items.len();
+        self.items = items.get(taken..).unwrap_or(&[]).iter();
+        self.len = items.len();
     }
 
-    /// The prefetches of one step (see the type's docs).
+    /// The prefetches of one step (see the type's docs), given the items not
+    /// yet returned; only when `ahead` is set. Not a method: the walk's state
+    /// then stays in registers rather than in memory, where a `&self` handed
+    /// to a call that is not inlined would put it.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
-    fn prefetch_ahead(&self) {
-        let rest = self.items.as_slice();
+    fn prefetch_ahead(rest: &[*mut ffi::PyObject]) {
         if let Some(&obj) = rest.get(AHEAD_OBJECT) {
             prefetch(obj.cast_const().cast());
         }
-        if let Some(table) = rest.get(AHEAD_TABLE).and_then(|&obj| self.dict_table(obj)) {
+        if let Some(table) = rest.get(AHEAD_TABLE).and_then(|&obj| Self::dict_table(obj)) {
             let end = table.end();
             let mut line = table.start;
             for _ in 0..PREFETCH_TABLE_LINES {
@@ -683,7 +708,7 @@ impl<'a, 'py> ListItems<'a, 'py> {
                 line = line.wrapping_add(64);
             }
         }
-        if let Some(table) = rest.get(AHEAD_VALUES).and_then(|&obj| self.dict_table(obj)) {
+        if let Some(table) = rest.get(AHEAD_VALUES).and_then(|&obj| Self::dict_table(obj)) {
             for index in 0..table.count.min(PREFETCH_VALUES) {
                 // SAFETY: `index < count`; the dict is an item of the list, alive and,
                 // by the contract of `new`, not modified.
@@ -699,11 +724,12 @@ impl<'a, 'py> ListItems<'a, 'py> {
     /// The entry table of `obj`, an item of the list, if it is an exact dict.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
-    fn dict_table(&self, obj: *mut ffi::PyObject) -> Option<Table> {
+    fn dict_table(obj: *mut ffi::PyObject) -> Option<Table> {
         // SAFETY: `obj` is an item of the list: a live object (see `next`), whose
         // type pointer may be read. If that is exactly `dict`, it is a live dict,
-        // the GIL is held, and `self.ahead` is set only with CPython 3.11's dict
-        // layout (`Layouts`), which is `entry_table`'s contract.
+        // the GIL is held, and this runs only from `prefetch_ahead`, only when
+        // `ahead` is set, which it is only with CPython 3.11's dict layout
+        // (`Layouts`): `entry_table`'s contract.
         unsafe {
             if ffi::Py_TYPE(obj) != std::ptr::addr_of_mut!(ffi::PyDict_Type) {
                 return None;
@@ -761,10 +787,9 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.ahead {
-            self.prefetch_ahead();
+            Self::prefetch_ahead(self.items.as_slice());
         }
         let &item = self.items.next()?;
-        self.taken += 1;
         // SAFETY: a list's items are non-null strong references owned by the list,
         // which lives for 'a and, by the contract of `new`, is not modified meanwhile
         // (or the array was read again by `refresh` since it was).

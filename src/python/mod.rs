@@ -23,9 +23,9 @@ use pyo3::types::PyBytes;
 #[pyo3(signature = (obj, /, *, default = None))]
 fn dumps<'py>(obj: &Bound<'py, PyAny>, default: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
     let options = json::Options::new(default)?;
-    let mut out = Vec::new();
+    let mut out = json::BytesOut::new(obj.py());
     json::serialize(obj, &options, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
-    Ok(PyBytes::new(obj.py(), &out))
+    Ok(out.into_bytes())
 }
 
 /// Which objects the serializer reads directly on this interpreter (see

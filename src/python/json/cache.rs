@@ -51,7 +51,17 @@ impl TextCache {
 
     /// Empties the slots this call filled and drops its references (the GIL is
     /// held: the serializer's caller holds it), for reuse.
+    #[inline]
     pub(super) fn into_cleared(self) -> (CacheSlots, Vec<Py<PyString>>) {
+        if self.owners.is_empty() {
+            // Nothing cached this call (a small value): nothing to clear.
+            return (self.slots, self.owners);
+        }
+        self.clear_slots()
+    }
+
+    #[inline(never)]
+    fn clear_slots(self) -> (CacheSlots, Vec<Py<PyString>>) {
         let mut slots = self.slots;
         let mut owners = self.owners;
         for key in &owners {

@@ -2,6 +2,8 @@
 //! first, the canonical 8-4-4-4-12 lowercase hex for the second). Pure byte
 //! formatting: reading the Python objects' fields is the walk's job.
 
+use super::number::DIGIT_PAIRS;
+
 /// Text of at most 40 bytes, built on the stack (the longest here is a datetime
 /// with microseconds and an offset: 32 bytes).
 pub(super) struct ShortText {
@@ -21,11 +23,19 @@ impl ShortText {
         }
     }
 
-    /// Appends `value` as exactly `width` decimal digits (the low ones).
+    /// Appends `value` as exactly `width` decimal digits (the low ones; `width`
+    /// is 2, 4 or 6), two at a time.
     fn digits(&mut self, value: u32, width: u32) {
-        for place in (0..width).rev() {
-            let digit = (value / 10u32.pow(place)) % 10;
-            self.push(b'0' + digit as u8);
+        let mut divisor = match width {
+            6 => 10_000,
+            4 => 100,
+            _ => 1,
+        };
+        while divisor > 0 {
+            let pair = (value / divisor % 100) as usize * 2;
+            self.push(DIGIT_PAIRS[pair]);
+            self.push(DIGIT_PAIRS[pair + 1]);
+            divisor /= 100;
         }
     }
 

@@ -105,13 +105,27 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
 /// escaped byte by byte.
 #[inline(always)]
 pub(super) fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    if src.len() > CLEAN_MAX {
+        return escape_long(buf, pos, src);
+    }
+    copy_clean(buf, pos, src).unwrap_or_else(|| escape_bytes(buf, pos, src))
+}
+
+/// Longest text [`copy_clean`] takes.
+pub(super) const CLEAN_MAX: usize = 2 * CHUNK;
+
+/// Copies `src` (at most `CLEAN_MAX` bytes) to `buf` at `pos` if no byte of it
+/// needs an escape, and returns the new position; `None` (and scratch written)
+/// otherwise. Writes at most `max(src.len(), 8)` bytes.
+#[inline(always)]
+pub(super) fn copy_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize> {
     let len = src.len();
     if len < 8 {
         // Writing all eight bytes is fine: the room past the string is scratch.
         let word = short_word(src);
         if !word_needs_escape(word) {
             buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
-            return pos + len;
+            return Some(pos + len);
         }
     } else if len <= 16 {
         let first = load_word(src);
@@ -119,20 +133,18 @@ pub(super) fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
         if word_escape_mask(first) | word_escape_mask(last) == 0 {
             buf[pos..pos + 8].copy_from_slice(&first.to_le_bytes());
             buf[pos + len - 8..pos + len].copy_from_slice(&last.to_le_bytes());
-            return pos + len;
+            return Some(pos + len);
         }
-    } else if len <= 2 * CHUNK {
+    } else if len <= CLEAN_MAX {
         let first = load_chunk(src);
         let last = load_chunk(&src[len - CHUNK..]);
         if !chunk_needs_escape(&first) && !chunk_needs_escape(&last) {
             buf[pos..pos + CHUNK].copy_from_slice(&first);
             buf[pos + len - CHUNK..pos + len].copy_from_slice(&last);
-            return pos + len;
+            return Some(pos + len);
         }
-    } else {
-        return escape_long(buf, pos, src);
     }
-    escape_bytes(buf, pos, src)
+    None
 }
 
 /// [`escape_into`] for more than 32 bytes: 16-byte chunks, then the last 16

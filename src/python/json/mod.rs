@@ -11,7 +11,8 @@
 //!
 //! Values go through a 64 KiB staging buffer that is flushed into the slot with
 //! [`Sink::write_chunk`] (for a slot: `SlotWriter::write_all`, which checksums the
-//! stream and refuses to pass the capacity). The hot path creates no Python
+//! stream and refuses to pass the capacity); for `dumps` it grows instead and
+//! becomes the `bytes` object in one copy at the end. The hot path creates no Python
 //! objects:
 //! - dicts and lists are walked with borrowed references (see [`borrowed`]),
 //!   which is sound because no Python code runs while the fast paths do: the
@@ -36,7 +37,7 @@ mod types;
 mod walk;
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyString};
 
 use super::borrowed;
 use crate::error::WriteError;
@@ -51,9 +52,19 @@ use walk::{Serializer, Types};
 pub const MAX_DEPTH: u32 = 254;
 /// Bytes staged before a flush into the slot.
 pub const STAGING_CAPACITY: usize = 64 * 1024;
+/// A staging buffer grown past this for a whole output (`Sink::WHOLE`) is
+/// shrunk back after a call that used less than a quarter of it: outputs of
+/// one size in a row reuse it (growing it anew each call costs more than the
+/// serializing), and one large output does not keep it large for long.
+const KEPT_CAPACITY: usize = 4 * 1024 * 1024;
 
 /// Where serialized chunks go.
 pub trait Sink {
+    /// Whether the staging buffer grows to hold the whole output, handed over
+    /// in one chunk at the end, instead of being flushed each time it fills
+    /// (for an output that is copied whole anyway, such as a `bytes` object).
+    const WHOLE: bool = false;
+
     /// Appends `bytes` to the output.
     ///
     /// # Errors
@@ -67,9 +78,28 @@ impl<W: Deref<Target = ChannelWriter>> Sink for SlotWriter<W> {
     }
 }
 
-impl Sink for Vec<u8> {
+/// The output of `dumps`: a `bytes` object made from the whole text at once.
+pub struct BytesOut<'py> {
+    py: Python<'py>,
+    bytes: Option<Bound<'py, PyBytes>>,
+}
+
+impl<'py> BytesOut<'py> {
+    pub fn new(py: Python<'py>) -> Self {
+        Self { py, bytes: None }
+    }
+
+    /// The text written, as `bytes`.
+    pub fn into_bytes(self) -> Bound<'py, PyBytes> {
+        self.bytes.unwrap_or_else(|| PyBytes::new(self.py, b""))
+    }
+}
+
+impl Sink for BytesOut<'_> {
+    const WHOLE: bool = true;
+
     fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
-        self.extend_from_slice(bytes);
+        self.bytes = Some(PyBytes::new(self.py, bytes));
         Ok(())
     }
 }
@@ -131,17 +161,38 @@ pub fn serialize<'py, S: Sink>(
     options: &Options<'py>,
     sink: &mut S,
 ) -> Result<(), SerializeError> {
+    // One look-up of the thread-local for both the take and the put back.
+    SCRATCH.with(|cell| {
+        let scratch = cell.take().unwrap_or_else(Scratch::new);
+        let (scratch, result) = serialize_with(obj, options, sink, scratch);
+        cell.set(Some(scratch));
+        result
+    })
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; STAGING_CAPACITY],
+            keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+            values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
+            key_owners: Vec::with_capacity(64),
+            value_owners: Vec::with_capacity(64),
+            seen: Box::new([0; CACHE_SLOTS]),
+            seen_keys: Box::new([0; CACHE_SLOTS]),
+            calls: 0,
+        }
+    }
+}
+
+/// [`serialize`] with the thread's scratch buffers, which it hands back.
+fn serialize_with<'py, S: Sink>(
+    obj: &Bound<'py, PyAny>,
+    options: &Options<'py>,
+    sink: &mut S,
+    scratch: Scratch,
+) -> (Scratch, Result<(), SerializeError>) {
     let py = obj.py();
-    let scratch = SCRATCH.take().unwrap_or_else(|| Scratch {
-        buf: vec![0; STAGING_CAPACITY],
-        keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
-        values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
-        key_owners: Vec::with_capacity(64),
-        value_owners: Vec::with_capacity(64),
-        seen: Box::new([0; CACHE_SLOTS]),
-        seen_keys: Box::new([0; CACHE_SLOTS]),
-        calls: 0,
-    });
     let salt = scratch.calls.wrapping_add(1);
     // Before the pause: the first call checks the layouts (see `Layouts::get`).
     let layouts = borrowed::Layouts::get(py);
@@ -162,11 +213,18 @@ pub fn serialize<'py, S: Sink>(
         epoch: 0,
         _gc: &gc,
     };
-    let result = ser.value(obj.as_borrowed(), 0).and_then(|()| ser.flush());
+    let result = ser.value(obj.as_borrowed(), 0);
+    let used = ser.pos;
+    let result = result.and_then(|()| ser.flush());
     let Serializer { buf, keys, values, seen, seen_keys, .. } = ser;
     let (keys, key_owners) = keys.into_cleared();
     let (values, value_owners) = values.into_cleared();
-    SCRATCH.set(Some(Scratch {
+    let mut buf = buf;
+    if buf.len() > KEPT_CAPACITY && used < buf.len() / 4 {
+        buf.truncate(STAGING_CAPACITY);
+        buf.shrink_to_fit();
+    }
+    let scratch = Scratch {
         buf,
         keys,
         values,
@@ -175,7 +233,7 @@ pub fn serialize<'py, S: Sink>(
         seen: seen.addresses,
         seen_keys: seen_keys.addresses,
         calls: salt,
-    }));
+    };
     drop(gc);
-    result
+    (scratch, result)
 }

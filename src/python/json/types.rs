@@ -28,6 +28,8 @@ use super::walk::{type_name, Serializer};
 use super::{Sink, MAX_DEPTH};
 
 static UUID_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `datetime.datetime`, `datetime.date` and `datetime.time`, compared by address.
+static DATE_TYPES: PyOnceLock<[Py<PyType>; 3]> = PyOnceLock::new();
 static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// `dataclasses._FIELD`: the field kind of a real field (not a ClassVar or InitVar).
 static DATACLASS_FIELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -37,6 +39,26 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[cold]
     #[inline(never)]
     pub(super) fn other(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        // Exact dates and times first, by address: the most frequent here, and
+        // they run no Python code (but for an aware datetime's `utcoffset`, which
+        // `datetime` deals with), so the walk need not read its containers again.
+        let ty = obj.get_type_ptr();
+        if let Ok([datetime_type, date_type, time_type]) = date_types(obj.py()) {
+            // (Each cast then succeeds at its first, exact-type compare.)
+            if ty == datetime_type.as_ptr().cast() {
+                if let Ok(dt) = obj.cast::<PyDateTime>() {
+                    return self.datetime(dt);
+                }
+            } else if ty == date_type.as_ptr().cast() {
+                if let Ok(d) = obj.cast::<PyDate>() {
+                    return self.date(d);
+                }
+            } else if ty == time_type.as_ptr().cast() {
+                if let Ok(t) = obj.cast::<PyTime>() {
+                    return self.time(t);
+                }
+            }
+        }
         // From here on Python code may run (a hook, an attribute), so the
         // containers being walked are read again once this returns.
         self.epoch += 1;
@@ -49,6 +71,16 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// paused again first (`GcPause::renew`).
     fn other_value(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
         let py = obj.py();
+        // Exact UUIDs and the last dataclass seen, by address, before the
+        // subclass checks below.
+        let ty = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>();
+        if UUID_TYPE.get(py).is_some_and(|uuid| uuid.as_ptr() == ty) {
+            return self.uuid(obj);
+        }
+        if let Some(kind) = self.dataclass.as_ref().filter(|kind| kind.class.as_ptr() == ty) {
+            let kind = kind.clone_ref(py);
+            return self.dataclass(obj, &kind, depth);
+        }
         if let Ok(s) = obj.cast::<PyString>() {
             return self.string(s.as_borrowed());
         }
@@ -72,9 +104,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.datetime(dt);
         }
         if let Ok(d) = obj.cast::<PyDate>() {
-            let mut text = ShortText::new();
-            datetime::date(&mut text, year(d.get_year()), d.get_month().into(), d.get_day().into());
-            return self.quoted(text.as_bytes());
+            return self.date(d);
         }
         if let Ok(t) = obj.cast::<PyTime>() {
             return self.time(t);
@@ -96,11 +126,22 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Err(SerializeError::value(format!("Type is not JSON serializable: {}", type_name(obj))))
     }
 
-    /// Writes `"text"` (text that needs no escape).
+    /// Writes `"text"` (short text that needs no escape).
     fn quoted(&mut self, text: &[u8]) -> Result<(), SerializeError> {
-        self.byte(b'"')?;
-        self.small(text)?;
-        self.byte(b'"')
+        self.reserve(text.len() + 2)?;
+        let pos = self.pos;
+        self.buf[pos] = b'"';
+        self.buf[pos + 1..pos + 1 + text.len()].copy_from_slice(text);
+        self.buf[pos + 1 + text.len()] = b'"';
+        self.pos = pos + text.len() + 2;
+        Ok(())
+    }
+
+    /// `YYYY-MM-DD`.
+    fn date(&mut self, d: &Bound<'py, PyDate>) -> Result<(), SerializeError> {
+        let mut text = ShortText::new();
+        datetime::date(&mut text, year(d.get_year()), d.get_month().into(), d.get_day().into());
+        self.quoted(text.as_bytes())
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]`: the offset only when the datetime
@@ -122,9 +163,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             // `timezone.utc` itself: its offset is known without a call.
             datetime::offset(&mut text, 0, 0);
         } else if tzinfo.is_some() {
-            let offset = dt
-                .call_method0(intern!(dt.py(), "utcoffset"))
-                .map_err(|err| raised("the datetime's utcoffset()", err))?;
+            // Python code runs: the walk reads its containers again after this.
+            self.epoch += 1;
+            let offset = dt.call_method0(intern!(dt.py(), "utcoffset"));
+            self._gc.renew();
+            let offset = offset.map_err(|err| raised("the datetime's utcoffset()", err))?;
             if offset.is_none() {
                 datetime::offset(&mut text, 0, 0);
             } else {
@@ -281,6 +324,15 @@ impl DataclassKind {
     fn clone_ref(&self, py: Python<'_>) -> Self {
         Self { class: self.class.clone_ref(py), fields: self.fields.clone_ref(py), from_dict: self.from_dict }
     }
+}
+
+/// `datetime.datetime`, `datetime.date` and `datetime.time`, imported the first time.
+fn date_types(py: Python<'_>) -> PyResult<&[Py<PyType>; 3]> {
+    DATE_TYPES.get_or_try_init(py, || {
+        let module = py.import("datetime")?;
+        let get = |name: &str| -> PyResult<Py<PyType>> { Ok(module.getattr(name)?.cast_into::<PyType>()?.unbind()) };
+        Ok([get("datetime")?, get("date")?, get("time")?])
+    })
 }
 
 /// `cell`'s type, imported from `module` the first time.

@@ -6,7 +6,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
-use super::escape::escape_into;
+use super::escape::{copy_clean, escape_bytes, escape_into, load_word, short_word, CLEAN_MAX};
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
 
@@ -40,6 +40,14 @@ impl Types {
         }
     }
 }
+/// Room an int needs (`write_int`), and a float (at most 24 bytes, such as
+/// `-2.2250738585072014e-308`, written with 8-byte stores).
+pub(super) const INT_ROOM: usize = 24;
+pub(super) const FLOAT_ROOM: usize = 32;
+// A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
+// short clean str in quotes (`item_string`).
+const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && CLEAN_MAX + 2 <= CACHED_COPY);
+
 /// Source bytes escaped per step; a step needs at most `6 * STEP + 16` bytes of room.
 pub(super) const STEP: usize = 4096;
 
@@ -81,12 +89,41 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 
     /// Makes room for `n` more bytes (`n` at most the staging capacity).
-    #[inline]
+    #[inline(always)]
     pub(super) fn reserve(&mut self, n: usize) -> Result<(), SerializeError> {
         if self.buf.len() - self.pos < n {
-            self.flush()?;
+            self.make_room(n)?;
         }
         Ok(())
+    }
+
+    /// [`Serializer::reserve`] for a caller that keeps the write position in a
+    /// local (`pos`) rather than in `self.pos`, so that it can stay in a register
+    /// (a byte written to the buffer could be `self.pos` as far as the compiler
+    /// knows, which makes it reload the field after every write); returns the
+    /// position, which a flush moves back to 0.
+    #[inline(always)]
+    pub(super) fn room(&mut self, pos: usize, n: usize) -> Result<usize, SerializeError> {
+        if self.buf.len() - pos < n {
+            self.pos = pos;
+            self.make_room(n)?;
+            return Ok(self.pos);
+        }
+        Ok(pos)
+    }
+
+    /// [`Serializer::reserve`]'s slow path: flushes the staging buffer, or for
+    /// a sink that takes the whole output at once, grows it.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, n: usize) -> Result<(), SerializeError> {
+        if S::WHOLE {
+            let len = (2 * self.buf.len()).max(self.pos + n);
+            self.buf.resize(len, 0);
+            Ok(())
+        } else {
+            self.flush()
+        }
     }
 
     #[inline]
@@ -95,14 +132,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.buf[self.pos] = b;
         self.pos += 1;
         Ok(())
-    }
-
-    /// Writes the first `len` bytes of `word` with one fixed-size copy (the bytes
-    /// past them are scratch). The caller has reserved 8 bytes.
-    #[inline(always)]
-    pub(super) fn put_word(&mut self, word: &[u8; 8], len: usize) {
-        self.buf[self.pos..self.pos + 8].copy_from_slice(word);
-        self.pos += len;
     }
 
     /// Copies `bytes` (short: at most a few dozen).
@@ -150,6 +179,23 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.other(&obj.to_owned(), depth)
     }
 
+    /// A container's item that is not a scalar: an exact list or dict walked
+    /// straight away (the usual case), anything else through `value`.
+    #[inline(always)]
+    fn nested(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
+        let ty = obj.get_type_ptr();
+        if ty == self.types.list {
+            if let Ok(l) = obj.cast_exact::<PyList>() {
+                return self.list(l, depth);
+            }
+        } else if ty == self.types.dict {
+            if let Ok(d) = obj.cast_exact::<PyDict>() {
+                return self.dict(d, depth);
+            }
+        }
+        self.value(obj, depth)
+    }
+
     pub(super) fn enter(depth: u32) -> Result<u32, SerializeError> {
         if depth >= MAX_DEPTH {
             return Err(SerializeError::value(format!(
@@ -184,26 +230,34 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // takes a strong reference to the key, the value's own walk takes one to
         // the value, and the table is read again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::DictItems::new(dict.as_borrowed(), self.layouts) };
+        // The write position, kept in a local (see `room`) and stored back
+        // around anything that writes through `self.pos`.
+        let mut pos = self.pos;
         while let Some((key, value)) = items.next() {
             if SKIP_PRIVATE && is_private(key) {
                 continue;
             }
             // Room for a cached key and a cached value (`key` and `scalar` rely on it).
-            self.reserve(2 * CACHED_COPY)?;
-            self.key(key, separator)?;
+            pos = self.room(pos, 2 * CACHED_COPY)?;
+            pos = self.key(key, separator, pos)?;
             separator = true;
-            if let Some(result) = self.scalar(value) {
-                result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
-            } else {
-                let key = key.to_owned();
-                let result = self.value(value, depth);
-                if self.epoch != epoch {
-                    items.refresh();
-                    epoch = self.epoch;
+            match self.scalar(value, pos) {
+                Some(Ok(end)) => pos = end,
+                Some(Err(err)) => return Err(err.at(Step::Key(key_text(&key)))),
+                None => {
+                    let key = key.to_owned();
+                    self.pos = pos;
+                    let result = self.nested(value, depth);
+                    if self.epoch != epoch {
+                        items.refresh();
+                        epoch = self.epoch;
+                    }
+                    result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
+                    pos = self.pos;
                 }
-                result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
             }
         }
+        self.pos = pos;
         self.byte(b'}')
     }
 
@@ -218,54 +272,61 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::ListItems::new(list.as_borrowed(), self.layouts) };
         let mut index = 0;
+        // The write position, kept in a local as in `dict_items`.
+        let mut pos = self.pos;
         while let Some(item) = items.next() {
             // Room for a comma and a cached value (`scalar` relies on it).
-            self.reserve(CACHED_COPY + 1)?;
-            if index > 0 {
-                self.buf[self.pos] = b',';
-                self.pos += 1;
-            }
-            let result = match self.scalar(item) {
-                Some(result) => result,
+            pos = self.room(pos, CACHED_COPY + 1)?;
+            // The comma is written either way; the first item writes over it.
+            self.buf[pos] = b',';
+            pos += usize::from(index > 0);
+            match self.scalar(item, pos) {
+                Some(Ok(end)) => pos = end,
+                Some(Err(err)) => return Err(err.at(Step::Index(index))),
                 None => {
-                    let result = self.value(item, depth);
+                    self.pos = pos;
+                    let result = self.nested(item, depth);
                     if self.epoch != epoch {
                         items.refresh();
                         epoch = self.epoch;
                     }
-                    result
+                    result.map_err(|err| err.at(Step::Index(index)))?;
+                    pos = self.pos;
                 }
-            };
-            result.map_err(|err| err.at(Step::Index(index)))?;
+            }
             index += 1;
         }
+        self.pos = pos;
         self.byte(b']')
     }
 
-    /// A container's item if it is of an exact scalar type (str, int, float,
-    /// bool, None), which runs no Python code; `None` for anything else.
-    /// The caller has reserved `CACHED_COPY` bytes.
+    /// Writes a container's item at `pos` if it is of an exact scalar type (str,
+    /// int, float, bool, None), which runs no Python code, and returns the new
+    /// position; `None` for anything else. The caller has reserved `CACHED_COPY`
+    /// bytes from `pos`, and keeps the position (`self.pos` is not kept up to date).
     #[inline(always)]
-    pub(super) fn scalar(&mut self, obj: Borrowed<'_, 'py, PyAny>) -> Option<Result<(), SerializeError>> {
+    pub(super) fn scalar(
+        &mut self,
+        obj: Borrowed<'_, 'py, PyAny>,
+        pos: usize,
+    ) -> Option<Result<usize, SerializeError>> {
         let ty = obj.get_type_ptr();
         let t = &self.types;
         if ty == t.str_ {
             if let Ok(s) = obj.cast_exact::<PyString>() {
-                return Some(self.item_string(s));
+                return Some(self.item_string(s, pos));
             }
         } else if ty == t.int {
-            return Some(self.int(obj, false));
+            return Some(self.put_int(obj, pos));
         } else if ty == t.float {
             if let Ok(f) = obj.cast_exact::<PyFloat>() {
-                return Some(self.float(f.value()));
+                return Some(Ok(put_float(&mut self.buf, pos, f.value())));
             }
         } else if ty == t.bool_ {
             let (text, len) = if obj.as_ptr() == t.true_ { (b"true    ", 4) } else { (b"false   ", 5) };
-            self.put_word(text, len);
-            return Some(Ok(()));
+            return Some(Ok(put_word(&mut self.buf, pos, text, len)));
         } else if obj.as_ptr() == t.none {
-            self.put_word(b"null    ", 4);
-            return Some(Ok(()));
+            return Some(Ok(put_word(&mut self.buf, pos, b"null    ", 4)));
         }
         None
     }
@@ -283,26 +344,31 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b']')
     }
 
-    /// A comma if `separator`, then a dict key and its colon: str as is (through
-    /// the key cache); int, float, bool and None as their JSON text in quotes,
-    /// like `json.dumps`; anything else is refused.
+    /// A comma if `separator`, then a dict key (a str; anything else is refused)
+    /// and its colon, at `pos`; returns the new position.
     ///
     /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
     #[inline(always)]
-    pub(super) fn key(&mut self, key: Borrowed<'_, 'py, PyAny>, separator: bool) -> Result<(), SerializeError> {
+    pub(super) fn key(
+        &mut self,
+        key: Borrowed<'_, 'py, PyAny>,
+        separator: bool,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         // Only exact `str` keys are ever cached, so an address match is enough.
         if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
             let skip = usize::from(!separator);
             // A fixed-size copy; the staging bytes past the key are scratch.
-            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
-            self.pos += entry.len - skip;
-            return Ok(());
+            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
+            return Ok(pos + entry.len - skip);
         }
+        self.pos = pos;
         if separator {
             self.byte(b',')?;
         }
         self.new_key(key)?;
-        self.reserve(CACHED_COPY)
+        self.reserve(CACHED_COPY)?;
+        Ok(self.pos)
     }
 
     #[cold]
@@ -326,11 +392,22 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(always)]
     pub(super) fn int(&mut self, obj: Borrowed<'_, 'py, PyAny>, subclass: bool) -> Result<(), SerializeError> {
         if let Some((negative, magnitude)) = borrowed::int_parts(obj, self.layouts) {
-            self.reserve(24)?;
+            self.reserve(INT_ROOM)?;
             self.pos = write_int(&mut self.buf, self.pos, negative, magnitude);
             return Ok(());
         }
         self.big_int(&obj.to_owned(), subclass)
+    }
+
+    /// An exact int at `pos` (`INT_ROOM` bytes reserved); returns the new position.
+    #[inline(always)]
+    pub(super) fn put_int(&mut self, obj: Borrowed<'_, 'py, PyAny>, pos: usize) -> Result<usize, SerializeError> {
+        if let Some((negative, magnitude)) = borrowed::int_parts(obj, self.layouts) {
+            return Ok(write_int(&mut self.buf, pos, negative, magnitude));
+        }
+        self.pos = pos;
+        self.big_int(&obj.to_owned(), false)?;
+        Ok(self.pos)
     }
 
     #[cold]
@@ -346,37 +423,44 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     #[inline]
     pub(super) fn float(&mut self, value: f64) -> Result<(), SerializeError> {
-        if !value.is_finite() {
-            // orjson's choice: JSON has no NaN or Infinity.
-            return self.small(b"null");
-        }
-        let mut buffer = zmij::Buffer::new();
-        let text = buffer.format_finite(value).as_bytes();
-        // At most 24 bytes (`-2.2250738585072014e-308`).
-        self.reserve(32)?;
-        self.buf[self.pos..self.pos + text.len()].copy_from_slice(text);
-        self.pos += text.len();
+        self.reserve(FLOAT_ROOM)?;
+        self.pos = put_float(&mut self.buf, self.pos, value);
         Ok(())
     }
 
-    /// A str inside a container: from the value cache if this object was seen
-    /// before, else written (and cached if seen for the second time).
-    /// The caller has reserved `CACHED_COPY` bytes.
+    /// A str inside a container, at `pos`: from the value cache if this object
+    /// was seen before, else written (and cached if seen for the second time).
+    /// The caller has reserved `CACHED_COPY` bytes; returns the new position.
     #[inline(always)]
-    pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>) -> Result<(), SerializeError> {
+    pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
         let address = s.as_ptr() as usize;
         if let Some(entry) = self.values.get(address) {
             // A fixed-size copy; the staging bytes past the value are scratch.
-            self.buf[self.pos..self.pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
-            self.pos += entry.len;
-            return Ok(());
+            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            return Ok(pos + entry.len);
         }
         let utf8 = utf8_of(s)?;
         // Only a str short enough to be cached is remembered as seen.
         if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
             self.values.insert(s, utf8, b"\"", b"\"");
         }
-        self.escaped(utf8)
+        if utf8.len() > CLEAN_MAX {
+            self.pos = pos;
+            self.escaped(utf8)?;
+            return Ok(self.pos);
+        }
+        // Short clean text fits the room the caller reserved: no reserve of its own.
+        if let Some(end) = copy_clean(&mut self.buf, pos + 1, utf8) {
+            self.buf[pos] = b'"';
+            self.buf[end] = b'"';
+            return Ok(end + 1);
+        }
+        // Short text with escapes (`copy_clean` wrote scratch only).
+        let mut pos = self.room(pos, 6 * CLEAN_MAX + 16)?;
+        self.buf[pos] = b'"';
+        pos = escape_bytes(&mut self.buf, pos + 1, utf8);
+        self.buf[pos] = b'"';
+        Ok(pos + 1)
     }
 
     #[inline(always)]
@@ -409,6 +493,45 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         self.byte(b'"')
     }
+}
+
+/// Writes the first `len` bytes of `word` at `pos` with one fixed-size copy (the
+/// bytes past them are scratch; 8 bytes of room); returns the new position.
+#[inline(always)]
+fn put_word(buf: &mut [u8], pos: usize, word: &[u8; 8], len: usize) -> usize {
+    buf[pos..pos + 8].copy_from_slice(word);
+    pos + len
+}
+
+/// Writes a float at `pos` (`FLOAT_ROOM` bytes of room); returns the new position.
+#[inline(always)]
+fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
+    if !value.is_finite() {
+        // orjson's choice: JSON has no NaN or Infinity.
+        return put_word(buf, pos, b"null    ", 4);
+    }
+    let mut buffer = zmij::Buffer::new();
+    copy_short(buf, pos, buffer.format_finite(value).as_bytes())
+}
+
+/// Copies `text` (at most 24 bytes) to `buf` at `pos` with fixed-size stores
+/// rather than a `memcpy` call: the first 8 bytes, the last 8 (overlapping)
+/// and, past 16, the middle 8; shorter text as one word padded with scratch.
+/// Needs 8 bytes of room; returns the new position.
+#[inline(always)]
+fn copy_short(buf: &mut [u8], pos: usize, text: &[u8]) -> usize {
+    let len = text.len();
+    if len < 8 {
+        buf[pos..pos + 8].copy_from_slice(&short_word(text).to_le_bytes());
+    } else {
+        let (head, tail) = (load_word(text), load_word(&text[len - 8..]));
+        buf[pos..pos + 8].copy_from_slice(&head.to_le_bytes());
+        if len > 16 {
+            buf[pos + 8..pos + 16].copy_from_slice(&load_word(&text[8..]).to_le_bytes());
+        }
+        buf[pos + len - 8..pos + len].copy_from_slice(&tail.to_le_bytes());
+    }
+    pos + len
 }
 
 #[inline(always)]
