@@ -705,7 +705,7 @@ def test_build_context_holds_a_complete_locked_workspace(dockerfile: Path, tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     members = {p["name"] for p in json.loads(done.stdout)["packages"] if p["source"] is None}
-    assert members == {"shmbridge", "rust_gateway", "shmbridge_tools"}, members
+    assert members == {"shmbridge", "rust_gateway", "shmbridge_tools", "orders_service"}, members
 
 
 def test_gateway_dockerfile(gateway_settings: dict[str, Setting]) -> None:

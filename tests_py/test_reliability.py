@@ -601,9 +601,11 @@ def test_gateway_stopped_with_requests_in_flight(services: Services) -> None:
     expected = expected_users_json(big)
     for name, outcome in sorted(outcomes.items()):
         if isinstance(outcome, httpx.HTTPError):
-            # Allowed only for a request that had not reached the gateway: a refused or
-            # cleanly closed connection, never a truncated body.
-            assert isinstance(outcome, httpx.ConnectError | httpx.RemoteProtocolError), outcome
+            # Allowed only for a request that had not reached the gateway: a refused
+            # connection, or one still in the listen backlog when the gateway closed its
+            # socket (the kernel resets it: a ReadError before any byte of an answer).
+            allowed = httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError
+            assert isinstance(outcome, allowed), outcome
             assert name == "api", f"{name} was in flight and must have finished: {outcome}"
             continue
         assert isinstance(outcome, tuple)
