@@ -1,7 +1,7 @@
-//! `Channel`, the producer's writer, and `Receipt`, what a write published.
+//! `Channel`, the producer's writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -13,65 +13,18 @@ use super::buffer::contiguous_bytes;
 use super::errors::{self, ChannelClosed, ShmError};
 use super::json;
 use super::listener::{self, UdsListener};
+use super::receipt::Receipt;
 use super::reservation::Reservation;
+use super::sync::{lock, ExportCount};
 use crate::error::WriteError;
 use crate::fsutil;
 use crate::layout::{Encoding, DEFAULT_SLOT_CAPACITY, DEFAULT_SLOT_COUNT, DEFAULT_SNAPSHOT_SLOTS};
 use crate::poll;
-use crate::writer::{self, ChannelConfig, ChannelWriter, SlotWriter};
-
-/// What a completed write published: where, for which request, and its checksum.
-#[pyclass(frozen, eq, hash, get_all, skip_from_py_object, module = "shmbridge._native")]
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Receipt {
-    /// Slot index (for a snapshot: its slot in the ring, after the request slots).
-    pub slot: u32,
-    /// Request id written (for a snapshot: its publish generation).
-    pub request_id: u64,
-    /// The slot's sequence number after the write (always even).
-    pub sequence: u64,
-    /// Payload length in bytes.
-    pub length: u64,
-    /// xxh3-64 of the payload.
-    pub checksum: u64,
-    /// ``"json"`` or ``"raw"``.
-    pub encoding: &'static str,
-}
-
-impl From<writer::Receipt> for Receipt {
-    fn from(r: writer::Receipt) -> Self {
-        Self {
-            slot: r.slot,
-            request_id: r.request_id,
-            sequence: r.sequence,
-            length: r.length,
-            checksum: r.checksum,
-            encoding: r.encoding.name(),
-        }
-    }
-}
-
-#[pymethods]
-impl Receipt {
-    fn __repr__(&self) -> String {
-        format!(
-            "Receipt(slot={}, request_id={}, sequence={}, length={}, checksum={:#018x}, encoding='{}')",
-            self.slot, self.request_id, self.sequence, self.length, self.checksum, self.encoding
-        )
-    }
-}
+use crate::writer::{ChannelConfig, ChannelWriter, SlotWriter};
 
 // The signature of `Channel.__new__` spells the defaults as literals (so that
 // `__text_signature__` and the stubs show them); they are the core's defaults.
 const _: () = assert!(DEFAULT_SLOT_COUNT == 16 && DEFAULT_SNAPSHOT_SLOTS == 4 && DEFAULT_SLOT_CAPACITY == 33_554_432);
-
-/// Live memoryviews over this channel's slots, counted so that `close()` can
-/// refuse while one exists. Lock order: a reservation's state, then this.
-pub type ExportCount = Arc<Mutex<usize>>;
-
-pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn parse_encoding(encoding: &str) -> PyResult<Encoding> {
     match encoding {

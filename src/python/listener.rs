@@ -55,8 +55,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use rustix::event::{PollFd, PollFlags};
 
-use super::channel::{lock, Receipt};
 use super::errors::{PayloadTooLarge, ShmError, SlotBusy};
+use super::receipt::Receipt;
+use super::sync::lock;
 use crate::error::CreateError;
 use crate::fsutil::{self, FileIdentity};
 use crate::poll::{self, RecvMode, WaitPredictor};

@@ -10,7 +10,9 @@ mod errors;
 mod json;
 mod listener;
 mod reader;
+mod receipt;
 mod reservation;
+mod sync;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -59,7 +61,7 @@ fn _stop_signal_listeners(py: Python<'_>) {
 #[pyo3(name = "_native", gil_used = true)]
 fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<channel::Channel>()?;
-    module.add_class::<channel::Receipt>()?;
+    module.add_class::<receipt::Receipt>()?;
     module.add_class::<reservation::Reservation>()?;
     module.add_class::<reader::Reader>()?;
     module.add_function(wrap_pyfunction!(dumps, module)?)?;

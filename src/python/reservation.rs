@@ -23,8 +23,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyMemoryView, PyType};
 
 use super::buffer::fill_writable_view;
-use super::channel::{lock, ExportCount, Receipt};
 use super::errors::{ChannelClosed, ShmError};
+use super::receipt::Receipt;
+use super::sync::{lock, ExportCount};
 use crate::error::WriteError;
 use crate::writer::{ChannelWriter, SlotWriter};
 
