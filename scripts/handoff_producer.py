@@ -4,10 +4,10 @@ Creates a channel in a private temp directory under /dev/shm (memory-backed), se
 signal socket with the native listener (``Channel.serve_uds``, polling as the producer
 does: ``--signal-spin-us``), and answers each request
 frame (version 2, any handler name) by writing a cached bytes object into the slot with
-``write_bytes``. The frame's parameter ``size`` names the payload size in bytes (one of
-``--sizes``), so one process serves every size. Prints one JSON line
-``{"channel": ..., "socket": ...}`` once it listens, then serves until its standard
-input closes (the Rust side owns its life).
+``write_bytes``. The call's parameter ``count`` (what the gateway's users call sends)
+names the payload size in bytes (one of ``--sizes``), so one process serves every size.
+Prints one JSON line ``{"channel": ..., "socket": ...}`` once it listens, then serves
+until its standard input closes (the Rust side owns its life).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main() -> None:
         def handler(
             slot: int, request_id: int, name: str, params: dict[str, str]
         ) -> shmbridge.Receipt:
-            size = params.get("size", "")
+            size = params.get("count", "")
             data = payloads.get(int(size)) if size.isdigit() else None
             if data is None:
                 raise ValueError(f"no cached payload of {size!r} bytes (sizes: {sizes})")

@@ -7,8 +7,7 @@
 //! ([`writer::ChannelWriter`]); readers map it read-only ([`reader::ChannelReader`]).
 //!
 //! All `unsafe` code touching shared memory lives in [`segment`]. The signal socket's
-//! frame format (how a reader asks the producer's handler for a write) is in [`wire`];
-//! [`signal`] holds version 1's, until the listener and the tools move to version 2.
+//! frame format (how a reader asks the producer's handler for a write) is in [`wire`].
 //!
 //! With the `client` feature, [`client`] is the async client a Rust service uses to
 //! call the producer's handlers and read their replies (tokio).
@@ -21,7 +20,6 @@ pub mod layout;
 pub mod poll;
 pub mod reader;
 pub mod segment;
-pub mod signal;
 pub mod wire;
 pub mod writer;
 

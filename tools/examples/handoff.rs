@@ -2,8 +2,9 @@
 //! through the Python producer's native signal listener, back to a private copy.
 //!
 //! One handoff, timed on the Rust side:
-//! 1. send a 32-byte request frame over the Unix socket (the gateway's `UdsPool`, or a
-//!    blocking `std` socket with the core's frame codec);
+//! 1. send a call frame (wire version 2: handler `users`, parameter `count`, as the
+//!    gateway's users path) over the Unix socket (the gateway's `UdsPool`, or a
+//!    blocking `std` socket with the core's frame codec, `shmbridge::wire`);
 //! 2. the producer's Rust listener thread takes the GIL and calls the Python handler,
 //!    which writes a cached bytes object into the slot (`Channel.write_bytes`);
 //! 3. the response frame comes back;
@@ -31,7 +32,7 @@ use std::time::Instant;
 use clap::Parser;
 use rust_gateway::signal::UdsPool;
 use rust_gateway::Settings;
-use shmbridge::signal::{Op, Request, ResponseHead, Status, REQUEST_LEN, RESPONSE_HEAD_LEN};
+use shmbridge::wire::{Request, ResponseHead, Status, RESPONSE_HEAD_LEN};
 use shmbridge::ChannelReader;
 
 /// The slot every handoff uses.
@@ -158,8 +159,15 @@ fn check(expected: &Expected, epoch: u64, slot: u32, length: u64, out: &[u8]) {
 
 /// One blocking handoff over a std socket; returns (epoch, slot, length) of the answer.
 fn blocking_request(stream: &mut StdUnixStream, size: usize, request_id: u64) -> (u64, u32, u64) {
-    let request = Request { op: Op::WriteUsers, slot: SLOT, timeout_ms: 10_000, request_id, count: size as u64 };
-    let frame: [u8; REQUEST_LEN] = request.encode();
+    // The same call as the gateway's users path: handler `users`, parameter `count`.
+    let request = Request {
+        slot: SLOT,
+        timeout_ms: 10_000,
+        request_id,
+        name: "users".to_owned(),
+        params: vec![("count".to_owned(), size.to_string())],
+    };
+    let frame = request.encode().expect("a valid call");
     stream.write_all(&frame).expect("sending the request frame");
     let mut head = [0u8; RESPONSE_HEAD_LEN];
     stream.read_exact(&mut head).expect("reading the response frame");
