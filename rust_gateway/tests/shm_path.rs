@@ -143,13 +143,14 @@ async fn producer_error_statuses_are_mapped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payload_over_the_slot_capacity_is_507_naming_the_setting() {
+async fn a_payload_over_the_slot_capacity_is_507_with_the_producers_reason() {
     let (_dir, _producer, _state, app) = setup(2, &[]).await;
-    // The fake's slots hold 1 MiB; 5000 users are about 1.3 MB.
+    // The fake's slots hold 1 MiB; 5000 users are about 1.3 MB. The fake answers with
+    // the core's own message (the real producer adds its setting's name to it).
     let detail = get(&app, &format!("{SHM}?count=5000"))
         .await
         .assert_error(StatusCode::INSUFFICIENT_STORAGE, "payload_too_large");
-    assert!(detail.contains("--slot-capacity"), "{detail}");
+    assert!(detail.contains("the slot capacity is 1048576 bytes"), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
