@@ -187,6 +187,8 @@ class ProducerState:
                 "payload_too_large" if isinstance(exc, shm.PayloadTooLarge) else "snapshot_failed"
             )
             detail = f"the producer could not publish its {len(self.users)} users: {exc}"
+            if isinstance(exc, shm.PayloadTooLarge):
+                detail = f"{detail} (raise it with {SLOT_CAPACITY_SETTING})"
             log.error("snapshot not published: %s", detail)
             marker = orjson.dumps({"error": kind, "detail": detail})
             try:
