@@ -27,7 +27,7 @@ PROFILE=quick-release
 TESTS=(tests_py/test_native_*.py)
 # What tests_py/test_native_*.py and tests_py/conftest.py import, at the versions pinned
 # for the main .venv.
-PACKAGES=$(grep -E '^(pytest|pytest-timeout|orjson|httpx|hypothesis)==' requirements-dev.txt)
+PACKAGES=$(grep -E '^(pytest|pytest-timeout|orjson|httpx|hypothesis|numpy)==' requirements-dev.txt)
 
 summary=()
 failed=0
@@ -45,7 +45,7 @@ source scripts/find_python.sh
 # A virtualenv at $2 for interpreter $1 with the test packages (kept between runs).
 make_venv() {
     local python=$1 venv=$2
-    if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import pytest, orjson, httpx, hypothesis' 2>/dev/null; then
+    if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import pytest, orjson, httpx, hypothesis, numpy' 2>/dev/null; then
         rm -rf "$venv"
         "$python" -m venv "$venv"
         # shellcheck disable=SC2086
