@@ -33,16 +33,18 @@ develop: venv
 	rm -f python/shmbridge/*.so
 	$(VENV)/bin/maturin develop --release --quiet
 
-# The gateway and, next to it in target/release/, the load tool the reliability tests and
-# `make bench` drive (tools/): one cargo run, so both share one feature resolution.
+# The gateway, the load tool the reliability tests and `make bench` drive (tools/), and the
+# example service on shmbridge::client (tests_py/test_example_orders.py runs it), all in
+# target/release/. One cargo run: the three share one feature resolution, so the crates
+# they have in common (axum, tokio, serde_json...) are built once, not once per binary.
+RELEASE_BINS := cargo build --release -p rust_gateway -p shmbridge_tools -p orders_service --bins
 gateway:
-	cargo build --release -p rust_gateway -p shmbridge_tools --bins
+	$(RELEASE_BINS)
 
-# The example service on shmbridge::client (tests_py/test_example_orders.py runs it).
 example:
-	cargo build --release -p orders_service
+	$(RELEASE_BINS)
 
-build: develop gateway example
+build: develop gateway
 
 run: build
 	scripts/run.sh
@@ -50,7 +52,7 @@ run: build
 test: build test-rust test-python test-versions lint
 
 test-python:
-	SHMBRIDGE_GATEWAY_BIN=$(abspath $(GATEWAY_BIN)) $(PY) -m pytest -q tests_py
+	SHMBRIDGE_GATEWAY_BIN=$(abspath $(GATEWAY_BIN)) $(PY) -m pytest -q --durations=15 tests_py
 
 test-rust:
 	cargo test --workspace
