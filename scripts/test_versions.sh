@@ -4,10 +4,11 @@
 # the abi3 build's module on every interpreter found, the main one included.
 #
 # Each interpreter gets its own virtualenv (.venv-3.12, ...) with the few packages
-# those tests import (pinned in requirements-dev.txt), and its own target directory
-# (target/py-3.12, ...), so that switching between interpreters never invalidates
-# another's build. These builds use the cargo profile "quick-release" (opt-level 1,
-# no LTO): they test behaviour, not speed, and take a fraction of a release build.
+# those tests import (pinned in requirements-dev.txt). The builds share one target
+# directory, target/py-versions: what does not depend on the interpreter (syn, serde,
+# rustix...) is built once; pyo3 and the module are rebuilt for each interpreter, since
+# pyo3's build script output changes. They use the cargo profile "quick-release"
+# (opt-level 1, no LTO): they test behaviour, not speed, at a fraction of a release build.
 #
 # An interpreter that is not found is reported as SKIPPED, in a banner and again in
 # the summary at the end; with REQUIRE_ALL_PYTHONS=1 a missing one fails the run.
@@ -82,7 +83,7 @@ for version in $PY_VERSIONS; do
     make_venv "$python" "$venv"
     started=$SECONDS
     VIRTUAL_ENV="$REPO/$venv" "$MATURIN" develop --quiet --profile "$PROFILE" \
-        --target-dir "target/py-$version"
+        --target-dir target/py-versions
     echo "--- built in $((SECONDS - started)) s"
     found+=("$venv/bin/python")
     run_tests "$venv/bin/python" "CPython $version, its own module"
@@ -91,13 +92,13 @@ done
 # 2. The abi3 module: built once (for the oldest supported version, 3.11), run on
 # every interpreter found, from a directory that shadows the develop install.
 banner "abi3 module (feature \"abi3\"): build once, run the native tests on each interpreter"
-abi3_dir="target/py-abi3/package"
+abi3_dir="target/py-versions/abi3-package"
 started=$SECONDS
-rm -rf target/py-abi3/wheels "$abi3_dir"
-"$MATURIN" build --quiet --profile "$PROFILE" --features abi3 --target-dir target/py-abi3 \
-    --interpreter "$MAIN_PYTHON" --out target/py-abi3/wheels
+rm -rf target/py-versions/abi3-wheels "$abi3_dir"
+"$MATURIN" build --quiet --profile "$PROFILE" --features abi3 --target-dir target/py-versions \
+    --interpreter "$MAIN_PYTHON" --out target/py-versions/abi3-wheels
 echo "--- built in $((SECONDS - started)) s"
-wheel=$(ls target/py-abi3/wheels/*-abi3-*.whl)
+wheel=$(ls target/py-versions/abi3-wheels/*-abi3-*.whl)
 mkdir -p "$abi3_dir"
 "$MAIN_PYTHON" -m zipfile -e "$wheel" "$abi3_dir"
 for python in "${found[@]}"; do
