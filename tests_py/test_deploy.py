@@ -53,7 +53,12 @@ GATEWAY_DOCKERFILE = DEPLOY / "Dockerfile.gateway"
 PRODUCER_DOCKERFILE = DEPLOY / "Dockerfile.producer"
 RUNTIME_REQUIREMENTS = DEPLOY / "requirements-producer.txt"
 DEPLOY_README = DEPLOY / "README.md"
-OPERATIONS = REPO_ROOT / "docs" / "operations.md"
+#: Pages that name the gateway's endpoints for its users.
+ENDPOINT_PAGES = [
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "docs" / "design.md",
+    REPO_ROOT / "docs" / "operations.md",
+]
 PAGE = 4096
 MIB = 1024 * 1024
 
@@ -331,22 +336,22 @@ def test_gateway_probes_use_the_gateway_port(pod: Pod) -> None:
         assert pod.named_port("gateway", probe["httpGet"]["port"]) == 8080
 
 
-#: A gateway path as deploy/ and the operations docs write it.
+#: A gateway path as deploy/ and the docs write it.
 GATEWAY_PATH = re.compile(
     r"/api/users-via-[a-z-]*[a-z]|/api/bridge/\{?\w+\}?|/healthz|/readyz|/metrics"
 )
 
 
 def gateway_paths_named() -> list[str]:
-    """The gateway paths that the manifest's probes, deploy/README.md and
-    docs/operations.md name (a bridge call's ``{handler}`` made a concrete name)."""
+    """The gateway paths that the manifest's probes, deploy/README.md and the docs'
+    endpoint pages name (a bridge call's ``{handler}`` made a concrete name)."""
     documents = [d for d in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if d]
     spec = next(d for d in documents if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     gateway = next(c for c in spec["containers"] if c["name"] == "gateway")
     named = {probe["httpGet"]["path"] for probe in _probes(gateway).values()}
-    for page in (DEPLOY_README, OPERATIONS):
+    for page in (DEPLOY_README, *ENDPOINT_PAGES):
         named |= set(GATEWAY_PATH.findall(page.read_text(encoding="utf-8")))
-    return sorted(re.sub(r"\{\w+\}$", "users", path) for path in named)
+    return sorted({re.sub(r"\{\w+\}$", "users", path) for path in named})
 
 
 @pytest.fixture(scope="module")
