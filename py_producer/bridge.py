@@ -16,20 +16,41 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 from urllib.parse import urlencode
 
 import shmbridge
 
+from py_producer.metrics import ProducerMetrics
 from py_producer.middleware import access_log
 from py_producer.params import ApiError, count_param, profiles_param
-from py_producer.settings import SLOT_CAPACITY_SETTING, SNAPSHOT_RING
-
-if TYPE_CHECKING:
-    from py_producer.app import ProducerState
+from py_producer.profiles import Profile
+from py_producer.settings import SLOT_CAPACITY_SETTING, SNAPSHOT_RING, Settings
+from py_producer.users import User
 
 log = logging.getLogger("py_producer")
+
+
+class BridgeState(Protocol):
+    """What the handlers need of the producer's state (the app's ``ProducerState``
+    has it; this module does not import the app, which imports it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def metrics(self) -> ProducerMetrics: ...
+    @property
+    def users(self) -> Sequence[User]: ...
+    @property
+    def cache(self) -> object | None:
+        """The payload cache, or None when it is off."""
+
+    def payload(self, count: int) -> bytes:
+        """The cached JSON bytes of the first ``count`` users."""
+
+    def profiles(self, count: int) -> list[Profile]:
+        """The first ``count`` profiles."""
 
 
 class ProducerBridge(shmbridge.Bridge):
@@ -38,7 +59,7 @@ class ProducerBridge(shmbridge.Bridge):
 
     def __init__(
         self,
-        state: ProducerState,
+        state: BridgeState,
         name: str,
         directory: str | os.PathLike[str],
         *,
@@ -117,7 +138,7 @@ class ProducerBridge(shmbridge.Bridge):
                 )
 
 
-def make_bridge(state: ProducerState) -> ProducerBridge:
+def make_bridge(state: BridgeState) -> ProducerBridge:
     """The producer's Bridge over its channel, with its handlers registered."""
     settings = state.settings
     bridge = ProducerBridge(

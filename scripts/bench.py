@@ -26,10 +26,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from binaries import release_binary
+
 REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
-GATEWAY = REPO / "target" / "release" / "rust_gateway"
-LOAD = REPO / "target" / "release" / "shmbridge_load"
 # memory: the gateway serving the snapshot it holds, with no look at the channel: the
 # ceiling for any path, since every path shares that last leg to the client.
 # bridge: GET /api/bridge/users, the generic handler route calling the same handler as
@@ -66,7 +66,13 @@ class Services:
     """A producer and a gateway for one mode, stopped on exit."""
 
     def __init__(
-        self, mode: str, shm_dir: Path, max_count: int, spin_us: int | None, gateway_args: list[str]
+        self,
+        gateway: Path,
+        mode: str,
+        shm_dir: Path,
+        max_count: int,
+        spin_us: int | None,
+        gateway_args: list[str],
     ) -> None:
         self.pport, self.gport = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHMBRIDGE_")}
@@ -93,7 +99,7 @@ class Services:
         wait_http(f"http://127.0.0.1:{self.pport}/healthz", self.producer, "producer")
         self.gateway = subprocess.Popen(
             [
-                str(GATEWAY),
+                str(gateway),
                 "--port",
                 str(self.gport),
                 "--producer-url",
@@ -137,7 +143,7 @@ def children_cpu_seconds() -> float:
 
 
 def run_load(
-    base: str, path: str, count: int, conc: int, secs: float, users: Path, svc: Services
+    load: Path, base: str, path: str, count: int, conc: int, secs: float, users: Path, svc: Services
 ) -> dict[str, Any]:
     """One warm-up + measured loop; also the CPU each process spent per request (warm-up
     included in both the time and the count), which says where a path's time goes."""
@@ -148,7 +154,7 @@ def run_load(
     )
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [
-            str(LOAD),
+            str(load),
             "--url",
             base,
             "--paths",
@@ -349,7 +355,19 @@ def main() -> None:
         default=[],
         help="an extra gateway flag, e.g. --gateway-arg=--producer-timeout-ms=2000 (repeatable)",
     )
+    parser.add_argument(
+        "--gateway-bin",
+        help="the gateway binary (default: $SHMBRIDGE_GATEWAY_BIN, else "
+        "$CARGO_TARGET_DIR/release/rust_gateway, CARGO_TARGET_DIR defaulting to target)",
+    )
+    parser.add_argument(
+        "--load-bin",
+        help="the load tool (default: $SHMBRIDGE_LOAD_BIN, else "
+        "$CARGO_TARGET_DIR/release/shmbridge_load)",
+    )
     args = parser.parse_args()
+    gateway = release_binary("rust_gateway", args.gateway_bin)
+    load = release_binary("shmbridge_load", args.load_bin)
     counts = [int(c) for c in args.counts.split(",")]
     wanted = [int(c) for c in args.concurrency.split(",")]
     paths = args.paths.split(",")
@@ -383,7 +401,9 @@ def main() -> None:
             shm_dir = Path(tmp) / f"shm-{mode}"
             shm_dir.mkdir(mode=0o700)
             samples: dict[str, list[dict[str, Any]]] = {}
-            with Services(mode, shm_dir, max(counts), args.signal_spin_us, args.gateway_arg) as svc:
+            with Services(
+                gateway, mode, shm_dir, max(counts), args.signal_spin_us, args.gateway_arg
+            ) as svc:
                 base = f"http://127.0.0.1:{svc.gport}"
                 total = (
                     args.runs * sum(len(concurrencies_for(c, wanted)) for c in counts) * len(paths)
@@ -394,7 +414,9 @@ def main() -> None:
                         for conc in sorted(set(concurrencies_for(count, wanted))):
                             # Rotate the path order per run so no path always goes first.
                             for path in paths[run % len(paths) :] + paths[: run % len(paths)]:
-                                cell = run_load(base, path, count, conc, args.duration, users, svc)
+                                cell = run_load(
+                                    load, base, path, count, conc, args.duration, users, svc
+                                )
                                 samples.setdefault(f"{count}/{conc}/{path}", []).append(cell)
                                 done += 1
                                 print(

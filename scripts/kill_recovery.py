@@ -31,10 +31,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from binaries import release_binary
+
 REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
-GATEWAY = REPO / "target" / "release" / "rust_gateway"
-LOAD = REPO / "target" / "release" / "shmbridge_load"
 MAX_COUNT = 10_000
 LISTENING = re.compile(rb"rust_gateway listening on (http://\S+)")
 ALLOWED_STATUSES = {"502", "503", "504"}
@@ -90,11 +90,11 @@ class Producer:
 
 
 def start_gateway(
-    producer_url: str, shm_dir: Path, log: Path
+    binary: Path, producer_url: str, shm_dir: Path, log: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(GATEWAY), "--port", "0", "--producer-url", producer_url, "--shm-dir",
+            [str(binary), "--port", "0", "--producer-url", producer_url, "--shm-dir",
              str(shm_dir), "--max-count", str(MAX_COUNT), "--log-level", "warn"],
             cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=out,
@@ -106,9 +106,11 @@ def start_gateway(
     return proc, match.group(1).decode()
 
 
-def start_load(url: str, users_file: Path, out: Path, seconds: float, seed: int) -> Any:
+def start_load(
+    binary: Path, url: str, users_file: Path, out: Path, seconds: float, seed: int
+) -> Any:
     return subprocess.Popen(
-        [str(LOAD), "--url", url, "--paths", "api,shm", "--counts", f"0-{MAX_COUNT}",
+        [str(binary), "--url", url, "--paths", "api,shm", "--counts", f"0-{MAX_COUNT}",
          "--concurrency", "100", "--duration-secs", str(seconds), "--seed", str(seed),
          "--users-file", str(users_file), "--json-out", str(out), "--timeout-secs", "60"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -136,7 +138,19 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=1.5, help="seconds into the load")
     parser.add_argument("--out-json", type=Path, default=REPO / "results" / "recovery.json")
     parser.add_argument("--out-md", type=Path, default=REPO / "results" / "recovery.md")
+    parser.add_argument(
+        "--gateway-bin",
+        help="the gateway binary (default: $SHMBRIDGE_GATEWAY_BIN, else "
+        "$CARGO_TARGET_DIR/release/rust_gateway, CARGO_TARGET_DIR defaulting to target)",
+    )
+    parser.add_argument(
+        "--load-bin",
+        help="the load tool (default: $SHMBRIDGE_LOAD_BIN, else "
+        "$CARGO_TARGET_DIR/release/shmbridge_load)",
+    )
     args = parser.parse_args()
+    gateway_bin = release_binary("rust_gateway", args.gateway_bin)
+    load_bin = release_binary("shmbridge_load", args.load_bin)
 
     work = Path(tempfile.mkdtemp(prefix="shmbridge-recovery-"))
     shm_dir = work / "shm"
@@ -151,7 +165,7 @@ def main() -> None:
         port = int(probe.getsockname()[1])
     producer = Producer(port, shm_dir, work / "producer.log")
     wait_until("first producer start", producer.healthy, 120)
-    gateway, url = start_gateway(producer.url, shm_dir, work / "gateway.log")
+    gateway, url = start_gateway(gateway_bin, producer.url, shm_dir, work / "gateway.log")
     expected = expected_users_json(2)
 
     def shm_serves() -> bool:
@@ -164,7 +178,7 @@ def main() -> None:
         wait_until("shm before the first kill", shm_serves, 60)
         for number in range(1, args.kills + 1):
             out = work / f"load-{number}.json"
-            load = start_load(url, users_file, out, args.load_secs, seed=number)
+            load = start_load(load_bin, url, users_file, out, args.load_secs, seed=number)
             time.sleep(args.kill_after)  # into the load, not a wait for a condition
             producer.kill()
             killed = time.monotonic()

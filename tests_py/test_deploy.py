@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
-from gateway_helpers import LISTENING, GatewayHandle, gateway_binary
+from gateway_helpers import LISTENING, GatewayHandle, gateway_binary, start_gateway
+from help_helpers import (
+    Option,
+    by_variable,
+    gateway_help,
+    parse_gateway_help,
+    parse_producer_help,
+    producer_help,
+)
 from helpers import REPO_ROOT, SERVICE_LOGS, clean_env, free_port, run_producer, start_producer
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -44,7 +52,13 @@ MANIFEST = DEPLOY / "kubernetes.yaml"
 GATEWAY_DOCKERFILE = DEPLOY / "Dockerfile.gateway"
 PRODUCER_DOCKERFILE = DEPLOY / "Dockerfile.producer"
 RUNTIME_REQUIREMENTS = DEPLOY / "requirements-producer.txt"
-GATEWAY_SRC = REPO_ROOT / "rust_gateway" / "src"
+DEPLOY_README = DEPLOY / "README.md"
+#: Pages that name the gateway's endpoints for its users.
+ENDPOINT_PAGES = [
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "docs" / "design.md",
+    REPO_ROOT / "docs" / "operations.md",
+]
 PAGE = 4096
 MIB = 1024 * 1024
 
@@ -54,74 +68,16 @@ HAS_NATIVE = importlib.util.find_spec("shmbridge") is not None
 # --- what the services accept ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Setting:
-    flag: str
-    env: str
-    default: str | None
-
-
-def _help_text(args: list[str]) -> str:
-    env = clean_env({"COLUMNS": "200", "RUST_LOG": ""})
-    proc = subprocess.run(
-        args,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{args} --help failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def parse_producer_help(text: str) -> dict[str, Setting]:
-    """``--flag ... [env SHMBRIDGE_X; default D]`` entries of argparse's help."""
-    flat = " ".join(text.split())
-    settings: dict[str, Setting] = {}
-    pattern = r"(--[a-z][a-z0-9-]*)(?:(?!--[a-z]).)*?\[env (SHMBRIDGE_\w+); default ([^\]]*)\]"
-    for match in re.finditer(pattern, flat):
-        flag, env, default = match.groups()
-        settings[env] = Setting(flag, env, default.strip())
-    return settings
-
-
-def parse_clap_help(text: str) -> dict[str, Setting]:
-    """``--flag <V>`` blocks of clap's long help, each with ``[env: X=]`` and ``[default: D]``."""
-    settings: dict[str, Setting] = {}
-    block = re.compile(
-        r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)(.*?)(?=^\s+(?:-\w, )?--[a-z]|\Z)", re.M | re.S
-    )
-    for match in block.finditer(text):
-        flag, body = match.groups()
-        env = re.search(r"\[env: (SHMBRIDGE_\w+)=", body)
-        if env is None:
-            continue
-        default = re.search(r"\[default: ([^\]]*)\]", body)
-        settings[env.group(1)] = Setting(flag, env.group(1), default.group(1) if default else None)
-    return settings
-
-
-def gateway_help() -> str:
-    """``rust_gateway --help`` of the built gateway (skips the test if there is none)."""
-    binary = gateway_binary()
-    if binary is None or not binary.is_file():
-        pytest.skip("rust_gateway not built (make gateway, or set SHMBRIDGE_GATEWAY_BIN)")
-    return _help_text([str(binary), "--help"])
-
-
 @pytest.fixture(scope="module")
-def producer_settings() -> dict[str, Setting]:
-    settings = parse_producer_help(_help_text([sys.executable, "-m", "py_producer", "--help"]))
+def producer_settings() -> dict[str, Option]:
+    settings = by_variable(parse_producer_help(producer_help()))
     assert {"SHMBRIDGE_PRODUCER_PORT", "SHMBRIDGE_SHM_DIR"} <= settings.keys(), settings
     return settings
 
 
 @pytest.fixture(scope="module")
-def gateway_settings() -> dict[str, Setting]:
-    settings = parse_clap_help(gateway_help())
+def gateway_settings() -> dict[str, Option]:
+    settings = by_variable(parse_gateway_help(gateway_help()))
     assert {"SHMBRIDGE_GATEWAY_PORT", "SHMBRIDGE_SHM_DIR"} <= settings.keys(), settings
     return settings
 
@@ -139,26 +95,6 @@ def producer_routes() -> set[tuple[str, str]]:
             if isinstance(path, str):
                 routes.add((path, str(method)))
     return routes
-
-
-def gateway_routes() -> set[str]:
-    """Paths given to axum's ``.route(...)``: literals, or ``module::CONST`` str consts."""
-    sources = {p: p.read_text(encoding="utf-8") for p in GATEWAY_SRC.rglob("*.rs")}
-    paths: set[str] = set()
-    for text in sources.values():
-        for match in re.finditer(r"\.route\(\s*(\"[^\"]*\"|[\w:]+)\s*,", text):
-            arg = match.group(1)
-            if arg.startswith('"'):
-                paths.add(arg.strip('"'))
-                continue
-            *modules, const = arg.split("::")
-            for path, other in sources.items():
-                if modules and path.stem != modules[-1]:
-                    continue
-                found = re.search(rf'const\s+{const}\s*:\s*&str\s*=\s*"([^"]*)"', other)
-                if found:
-                    paths.add(found.group(1))
-    return paths
 
 
 # --- the manifest ----------------------------------------------------------------------------
@@ -202,7 +138,7 @@ def pod() -> Pod:
     return Pod(deployment, service, spec, containers)
 
 
-def effective(env: Mapping[str, str], settings: Mapping[str, Setting], name: str) -> str:
+def effective(env: Mapping[str, str], settings: Mapping[str, Option], name: str) -> str:
     """A setting's value in a container: its variable if the manifest sets it, else the default."""
     if name in env:
         return env[name]
@@ -226,7 +162,7 @@ def test_deployment_runs_two_replicas_of_the_pair(pod: Pod) -> None:
 
 
 def test_container_ports_are_the_code_defaults(
-    pod: Pod, gateway_settings: dict[str, Setting], producer_settings: dict[str, Setting]
+    pod: Pod, gateway_settings: dict[str, Option], producer_settings: dict[str, Option]
 ) -> None:
     gateway_default = int(gateway_settings["SHMBRIDGE_GATEWAY_PORT"].default or 0)
     producer_default = int(producer_settings["SHMBRIDGE_PRODUCER_PORT"].default or 0)
@@ -246,8 +182,8 @@ def test_container_ports_are_the_code_defaults(
 def test_every_variable_is_a_setting_of_its_service(
     pod: Pod,
     container: str,
-    gateway_settings: dict[str, Setting],
-    producer_settings: dict[str, Setting],
+    gateway_settings: dict[str, Option],
+    producer_settings: dict[str, Option],
 ) -> None:
     known = gateway_settings if container == "gateway" else producer_settings
     used = {name for name in pod.env(container) if name.startswith("SHMBRIDGE_")}
@@ -260,7 +196,7 @@ def test_every_variable_is_a_setting_of_its_service(
 
 
 def test_addresses(
-    pod: Pod, gateway_settings: dict[str, Setting], producer_settings: dict[str, Setting]
+    pod: Pod, gateway_settings: dict[str, Option], producer_settings: dict[str, Option]
 ) -> None:
     gateway, producer = pod.env("gateway"), pod.env("producer")
     # The gateway's default is loopback, so the manifest must say 0.0.0.0 itself.
@@ -274,7 +210,7 @@ def test_addresses(
 
 
 def test_channel_volume_is_shared_memory_in_a_private_subdirectory(
-    pod: Pod, gateway_settings: dict[str, Setting], producer_settings: dict[str, Setting]
+    pod: Pod, gateway_settings: dict[str, Option], producer_settings: dict[str, Option]
 ) -> None:
     volumes = {v["name"]: v for v in pod.spec["volumes"]}
     mounts = {
@@ -337,7 +273,7 @@ def test_channel_file_size_formula_is_the_real_one(tmp_path: Path) -> None:
 
 
 def test_volume_and_memory_fit_the_default_channel(
-    pod: Pod, producer_settings: dict[str, Setting]
+    pod: Pod, producer_settings: dict[str, Option]
 ) -> None:
     env = pod.env("producer")
     slots = int(effective(env, producer_settings, "SHMBRIDGE_SLOT_COUNT"))
@@ -377,7 +313,7 @@ def test_service_links_are_off(pod: Pod) -> None:
     assert pod.spec["enableServiceLinks"] is False
 
 
-def test_service_targets_the_gateway_port(pod: Pod, gateway_settings: dict[str, Setting]) -> None:
+def test_service_targets_the_gateway_port(pod: Pod, gateway_settings: dict[str, Option]) -> None:
     labels = pod.deployment["spec"]["template"]["metadata"]["labels"]
     assert pod.service["spec"]["selector"].items() <= labels.items()
     (port,) = pod.service["spec"]["ports"]
@@ -400,12 +336,55 @@ def test_gateway_probes_use_the_gateway_port(pod: Pod) -> None:
         assert pod.named_port("gateway", probe["httpGet"]["port"]) == 8080
 
 
-@pytest.mark.parametrize("kind", ["readinessProbe", "livenessProbe"])
-def test_gateway_probe_paths_are_routes(pod: Pod, kind: str) -> None:
-    path = pod.containers["gateway"][kind]["httpGet"]["path"]
-    routes = gateway_routes()
-    assert "/healthz" in routes, f"route parser found {routes}"
-    assert path in routes, f"{kind} asks {path}, the gateway routes {sorted(routes)}"
+#: A gateway path as deploy/ and the docs write it.
+GATEWAY_PATH = re.compile(
+    r"/api/users-via-[a-z-]*[a-z]|/api/bridge/\{?\w+\}?|/healthz|/readyz|/metrics"
+)
+
+
+def gateway_paths_named() -> list[str]:
+    """The gateway paths that the manifest's probes, deploy/README.md and the docs'
+    endpoint pages name (a bridge call's ``{handler}`` made a concrete name)."""
+    documents = [d for d in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if d]
+    spec = next(d for d in documents if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    gateway = next(c for c in spec["containers"] if c["name"] == "gateway")
+    named = {probe["httpGet"]["path"] for probe in _probes(gateway).values()}
+    for page in (DEPLOY_README, *ENDPOINT_PAGES):
+        named |= set(GATEWAY_PATH.findall(page.read_text(encoding="utf-8")))
+    return sorted({re.sub(r"\{\w+\}$", "users", path) for path in named})
+
+
+@pytest.fixture(scope="module")
+def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
+    """The built gateway, with no producer behind it: every route answers (most with a
+    502 or 503), and only a path it does not route answers 404."""
+    binary = gateway_binary()
+    if binary is None or not binary.is_file():
+        pytest.skip("rust_gateway not built (make gateway, or set SHMBRIDGE_GATEWAY_BIN)")
+    tmp_path = tmp_path_factory.mktemp("routes")
+    shm_dir = tmp_path / "shm"
+    shm_dir.mkdir(mode=0o700)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with start_gateway(binary, tmp_path, producer_url=nobody, shm_dir=shm_dir) as gateway:
+        yield gateway
+
+
+def test_the_live_gateway_refuses_an_unrouted_path(live_gateway: GatewayHandle) -> None:
+    answer = httpx.get(f"{live_gateway.url}/no-such-route", timeout=30)
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found"), answer.text
+
+
+def test_the_probes_are_among_the_named_paths() -> None:
+    named = gateway_paths_named()
+    assert {"/healthz", "/readyz", "/metrics", "/api/users-via-shm"} <= set(named), named
+
+
+@pytest.mark.parametrize("path", gateway_paths_named())
+def test_every_named_gateway_path_is_routed(live_gateway: GatewayHandle, path: str) -> None:
+    """The binary itself says the path is a route: a GET is answered by a handler (a 502
+    or 503 without a producer), not by the router's 404 or 405."""
+    answer = httpx.get(f"{live_gateway.url}{path}", timeout=30)
+    assert answer.status_code not in (404, 405), f"GET {path}: {answer.status_code} {answer.text}"
 
 
 def _exec_probe_url(probe: dict[str, Any]) -> tuple[str, int, str]:
@@ -416,7 +395,7 @@ def _exec_probe_url(probe: dict[str, Any]) -> tuple[str, int, str]:
 
 
 def test_producer_probes_ask_healthz_on_its_loopback_port(
-    pod: Pod, producer_settings: dict[str, Setting]
+    pod: Pod, producer_settings: dict[str, Option]
 ) -> None:
     producer = pod.containers["producer"]
     probes = _probes(producer)
@@ -531,14 +510,13 @@ def test_the_pod_works_on_one_host(pod: Pod, tmp_path: Path, emptydir: Path) -> 
             liveness = pod.containers["gateway"]["livenessProbe"]["httpGet"]["path"]
             assert httpx.get(f"{gateway.url}{liveness}", timeout=10).status_code == 200
             readiness = pod.containers["gateway"]["readinessProbe"]["httpGet"]["path"]
-            if readiness in gateway_routes():  # else: see test_gateway_probe_paths_are_routes
-                deadline = time.monotonic() + 10
-                while True:
-                    ready = httpx.get(f"{gateway.url}{readiness}", timeout=10)
-                    if ready.status_code == 200 or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.2)
-                assert ready.status_code == 200, f"{readiness}: {ready.status_code} {ready.text}"
+            deadline = time.monotonic() + 10
+            while True:
+                ready = httpx.get(f"{gateway.url}{readiness}", timeout=10)
+                if ready.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert ready.status_code == 200, f"{readiness}: {ready.status_code} {ready.text}"
 
 
 @pytest.mark.skipif(not HAS_NATIVE, reason="native module shmbridge not built")
@@ -708,7 +686,7 @@ def test_build_context_holds_a_complete_locked_workspace(dockerfile: Path, tmp_p
     assert members == {"shmbridge", "rust_gateway", "shmbridge_tools", "orders_service"}, members
 
 
-def test_gateway_dockerfile(gateway_settings: dict[str, Setting]) -> None:
+def test_gateway_dockerfile(gateway_settings: dict[str, Option]) -> None:
     stages = dockerfile_stages(GATEWAY_DOCKERFILE)
     builder, runtime = stages[0], stages[-1]
     assert builder.base.startswith("rust:1") and builder.name
@@ -732,7 +710,7 @@ def _requirement_lines(path: Path) -> list[str]:
     return [x for x in lines if x]
 
 
-def test_producer_dockerfile(producer_settings: dict[str, Setting]) -> None:
+def test_producer_dockerfile(producer_settings: dict[str, Option]) -> None:
     stages = dockerfile_stages(PRODUCER_DOCKERFILE)
     runtime = stages[-1]
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -809,7 +787,7 @@ def test_runtime_requirements_are_dev_pins_and_cover_the_producer() -> None:
         assert dists & provided, f"py_producer imports {module}, not in {RUNTIME_REQUIREMENTS.name}"
 
 
-def test_help_parsers_agree_with_the_code(producer_settings: dict[str, Setting]) -> None:
+def test_help_parsers_agree_with_the_code(producer_settings: dict[str, Option]) -> None:
     from py_producer.settings import SPECS, Settings
 
     defaults = Settings()
@@ -821,7 +799,7 @@ def test_help_parsers_agree_with_the_code(producer_settings: dict[str, Setting])
     # Every setting clap lists with a variable is read, and the defaults these tests
     # rely on are among them.
     text = gateway_help()
-    gateway_settings = parse_clap_help(text)
+    gateway_settings = by_variable(parse_gateway_help(text))
     assert gateway_settings.keys() == set(re.findall(r"\[env: (SHMBRIDGE_\w+)=", text))
     for name in ("GATEWAY_HOST", "GATEWAY_PORT", "PRODUCER_URL", "SHM_DIR", "CHANNEL"):
         assert gateway_settings[f"SHMBRIDGE_{name}"].default, name

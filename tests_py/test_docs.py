@@ -6,19 +6,37 @@
 - docs/design.md's signal frame tables are checked against the byte map in
   src/wire.rs (the frames' version 2).
 - Every ```python block in README.md and docs/python-api.md runs, each in a fresh
-  namespace with a temporary working directory.
+  namespace with a temporary working directory; a block marked
+  ``<!-- excerpt: PATH -->`` (and every ```rust block) is a verbatim run of lines of a
+  file that the tests build and run.
+- Every command of a ```bash or ```sh block in README.md and docs/*.md names a make
+  target that exists, or a program that exists with flags its ``--help`` lists; the
+  README's curl lines run against a real producer and gateway.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import shutil
 import subprocess
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
 import pytest
-from gateway_helpers import gateway_binary
-from helpers import REPO_ROOT, clean_env, run_producer
+from gateway_helpers import gateway_binary, start_services
+from help_helpers import (
+    FLAG,
+    WIDE,
+    Option,
+    gateway_help,
+    parse_gateway_help,
+    parse_producer_help,
+    producer_help,
+)
+from helpers import REPO_ROOT, clean_env
 
 from py_producer import native
 
@@ -29,18 +47,7 @@ BENCHMARK = REPO_ROOT / "docs" / "benchmark.md"
 BENCH_RESULTS = REPO_ROOT / "results" / "bench.md"
 SNIPPET_FILES = [REPO_ROOT / "README.md", REPO_ROOT / "docs" / "python-api.md"]
 
-FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 ENV = re.compile(r"\b(?:SHMBRIDGE_[A-Z0-9_]+|RUST_LOG)\b")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One flag as a `--help` text or a docs table row describes it."""
-
-    flag: str
-    env: str | None
-    default: str | None
-    text: str
 
 
 # --- docs/configuration.md ------------------------------------------------------------
@@ -95,88 +102,19 @@ def assert_agree(service: str, helped: dict[str, Option], docs: dict[str, Option
         )
 
 
-# --- the producer: argparse ------------------------------------------------------------
-
-
-def producer_options() -> dict[str, Option]:
-    """Flags of ``python -m py_producer --help``, with ``[env X; default Y]``."""
-    # A wide terminal keeps argparse from wrapping each option's help.
-    result = run_producer("--help", env={"COLUMNS": "1000"})
-    assert result.returncode == 0, result.stderr
-    text = result.stdout
-    section = text.split("options:", 1)[1]
-    options: dict[str, Option] = {}
-    entry_starts = [m.start() for m in re.finditer(r"^  -", section, flags=re.MULTILINE)]
-    for begin, end in zip(entry_starts, [*entry_starts[1:], len(section)], strict=True):
-        entry = section[begin:end]
-        spec = re.split(r"\s{2,}", entry.strip(), maxsplit=1)[0]
-        body = " ".join(entry.split())
-        meta = re.search(r"\[env (\w+); default ([^\]]+)\]", body)
-        for flag in FLAG.findall(spec):
-            options[flag] = Option(
-                flag,
-                meta.group(1) if meta else None,
-                meta.group(2).strip() if meta else None,
-                body,
-            )
-    assert "--port" in options, f"cannot read the producer's --help:\n{text}"
-    return options
+# --- the services' --help ----------------------------------------------------------------
 
 
 def test_producer_flags_are_documented() -> None:
-    assert_agree("producer", producer_options(), documented("Producer"))
-
-
-# --- the gateway: clap -----------------------------------------------------------------
-
-
-def gateway_options() -> dict[str, Option]:
-    """Flags of ``rust_gateway --help`` (clap's long help), with ``[env: X=]``,
-    ``[default: Y]`` and the possible values."""
-    binary = gateway_binary()
-    if binary is None or not binary.is_file():
-        pytest.skip(
-            "rust_gateway not built (cargo build --release -p rust_gateway, "
-            "or set SHMBRIDGE_GATEWAY_BIN)"
-        )
-    result = subprocess.run(
-        [str(binary), "--help"],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    section = result.stdout.split("Options:", 1)[1]
-    options: dict[str, Option] = {}
-    entry = re.compile(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", flags=re.MULTILINE)
-    starts = list(entry.finditer(section))
-    for match, end in zip(starts, [m.start() for m in starts[1:]] + [len(section)], strict=True):
-        body = section[match.start() : end]
-        env = re.search(r"\[env: (\w+)=", body)
-        default = re.search(r"\[default: ([^\]]*)\]", body)
-        values = re.findall(r"^\s+- (\w+):", body, flags=re.MULTILINE)
-        listed = re.search(r"\[possible values: ([^\]]*)\]", body)
-        if listed:
-            values += [value.strip() for value in listed.group(1).split(",")]
-        option = Option(
-            match.group(1),
-            env.group(1) if env else None,
-            default.group(1) if default else None,
-            " ".join(values),
-        )
-        options[option.flag] = option
-    assert "--port" in options, f"cannot read the gateway's --help:\n{result.stdout}"
-    return options
+    assert_agree("producer", parse_producer_help(producer_help()), documented("Producer"))
 
 
 def test_gateway_flags_are_documented() -> None:
-    helped = gateway_options()
+    helped = parse_gateway_help(gateway_help())
     docs = documented("Gateway")
     assert_agree("gateway", helped, docs)
     for flag, option in helped.items():
-        for value in option.text.split():
+        for value in option.values:
             assert f"`{value}`" in docs[flag].text, (
                 f"gateway {flag}: the docs do not name its value `{value}`"
             )
@@ -339,3 +277,146 @@ def test_snippet_runs(
     monkeypatch.chdir(tmp_path)
     compiled = compile(code, f"{path.name}:{line}", "exec")
     exec(compiled, {"__name__": "__snippet__"})
+
+
+# --- shell blocks ----------------------------------------------------------------------
+
+DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+SHELLS = ("bash", "sh")
+
+
+def shell_commands(path: Path) -> list[tuple[int, list[str]]]:
+    """Each command of the ```bash and ```sh blocks of a markdown file, as words, with its
+    block's line: continued lines joined, comments, ``VAR=value`` prefixes and a final
+    ``&`` dropped."""
+    commands: list[tuple[int, list[str]]] = []
+    for line, language, code, source in code_blocks(path):
+        if language not in SHELLS or source is not None:
+            continue
+        for text in code.replace("\\\n", " ").splitlines():
+            words = shlex.split(text, comments=True)
+            while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+                words.pop(0)
+            if words and words[-1] == "&":
+                words.pop()
+            if words:
+                commands.append((line, words))
+    return commands
+
+
+def target_dir() -> Path:
+    return REPO_ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+
+
+def help_of(words: list[str]) -> str | None:
+    """The ``--help`` text of the program a command runs (None: it takes no flags here)."""
+    program, *rest = words
+    if program.startswith("target/release/"):
+        binary = target_dir() / program.removeprefix("target/")
+        if not binary.is_file():
+            pytest.skip(f"{program} not built (make build)")
+        command = [str(binary)]
+    elif program.endswith("/python"):
+        if rest[0] == "-m":
+            command = [sys.executable, "-m", rest[1]]
+        else:
+            assert (REPO_ROOT / rest[0]).is_file(), f"{rest[0]}: no such file"
+            command = [sys.executable, str(REPO_ROOT / rest[0])]
+    else:
+        return None
+    if not FLAG.search(" ".join(rest)):
+        return None
+    return run_help(command)
+
+
+def run_help(command: list[str]) -> str:
+    done = subprocess.run(
+        [*command, "--help"],
+        cwd=REPO_ROOT,
+        env=clean_env(WIDE),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"{command} --help failed:\n{done.stderr}"
+    return done.stdout
+
+
+def assert_flags_in(words: list[str], helped: str, what: str) -> None:
+    for word in words:
+        if word.startswith("--"):
+            flag = word.split("=", 1)[0]
+            assert re.search(rf"{re.escape(flag)}\b", helped), f"{what}: {flag} is not in --help"
+
+
+MAKEFILE = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+
+COMMANDS = [
+    pytest.param(words, id=f"{path.relative_to(REPO_ROOT)}:{line}:{words[0]}")
+    for path in DOC_FILES
+    for line, words in shell_commands(path)
+    if words[0] != "curl"
+]
+
+
+@pytest.mark.parametrize("words", COMMANDS)
+def test_shell_commands_name_what_exists(words: list[str]) -> None:
+    """Every command of the docs' shell blocks asks for what exists: a make target of the
+    Makefile (and the bench's flags), or a program built or in the tree, with flags its
+    ``--help`` lists. The commands that start services are run by the tests that start
+    the same ones (test_e2e, test_example_orders; the curl lines below)."""
+    if words[0] == "make":
+        for word in words[1:]:
+            name, equals, value = word.partition("=")
+            if not equals:
+                assert re.search(rf"^{re.escape(name)}:", MAKEFILE, re.M), f"no make target {name}"
+            elif name == "BENCH_ARGS":
+                bench = run_help([sys.executable, str(REPO_ROOT / "scripts" / "bench.py")])
+                assert_flags_in(shlex.split(value), bench, "bench.py")
+        return
+    helped = help_of(words)
+    if helped is not None:
+        assert_flags_in(words[1:], helped, words[0])
+
+
+def readme_curl_lines() -> list[list[str]]:
+    """The README's curl lines against the services ``make run`` starts."""
+    return [
+        words
+        for _, words in shell_commands(REPO_ROOT / "README.md")
+        if words[0] == "curl" and any(":8080/" in w or ":5000/" in w for w in words)
+    ]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+@pytest.mark.skipif(native.load()[0] is None, reason="native module shmbridge not built")
+@pytest.mark.skipif(gateway_binary() is None, reason="rust_gateway not built")
+def test_readme_curl_lines_answer(tmp_path: Path) -> None:
+    """The README's curl lines, run as written against a producer and a gateway started
+    as ``make run`` starts them (on free ports instead of 5000 and 8080): each answers
+    JSON, 200, or the 400 its comment announces."""
+    lines = readme_curl_lines()
+    assert len(lines) >= 5, lines
+    producer, gateway = start_services(tmp_path)
+    with producer, gateway:
+        for words in lines:
+            args = [
+                w.replace("http://127.0.0.1:8080", gateway.url).replace(
+                    "http://127.0.0.1:5000", producer.url
+                )
+                for w in words
+            ]
+            done = subprocess.run(
+                [*args, "--silent", "--show-error", "--write-out", "\n%{http_code}"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, f"{' '.join(words)}: {done.stderr}"
+            body, _, status = done.stdout.rpartition("\n")
+            expected = 400 if "count=abc" in " ".join(words) else 200
+            assert int(status) == expected, f"{' '.join(words)}: {status} {body[:300]}"
+            json.loads(body)

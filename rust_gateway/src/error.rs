@@ -4,9 +4,10 @@
 //! a user can act on is sent.
 //!
 //! This module is at the bottom of the gateway: it knows the typed errors of the
-//! modules below it ([`QueryError`], [`PayloadError`], the shared-memory client's
-//! [`ClientError`]) and converts each in one place here, adding the gateway's own
-//! hints (its flags and variables) to the client's messages.
+//! modules below it ([`QueryError`], [`PayloadError`], [`ProducerError`],
+//! [`SnapshotError`], the shared-memory client's [`ClientError`]) and converts each in
+//! one place here, adding the gateway's own hints (its flags and variables, and the
+//! producer's) to their messages.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,8 +15,10 @@ use serde::Serialize;
 use shmbridge::client::ClientError;
 use shmbridge::wire::InvalidCall;
 
+use crate::producer::{ProducerError, WRITE_ENDPOINT};
 use crate::query::QueryError;
-use crate::settings::{PRODUCER_TIMEOUT_SETTING, SLOT_WAIT_SETTING};
+use crate::settings::{MAX_PAYLOAD_SETTING, PRODUCER_SNAPSHOT_SETTING, PRODUCER_TIMEOUT_SETTING, SLOT_WAIT_SETTING};
+use crate::snapshot::SnapshotError;
 use crate::validate::PayloadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,44 @@ impl From<PayloadError> for AppError {
     }
 }
 
+impl From<ProducerError> for AppError {
+    fn from(e: ProducerError) -> Self {
+        match e {
+            ProducerError::Unavailable { url, source } => {
+                Self::ProducerUnavailable { url, reason: ProducerError::transport_reason(&source) }
+            }
+            ProducerError::Timeout { timeout_ms } => Self::ProducerTimeout { timeout_ms },
+            ProducerError::AnswerTooLarge { .. } => {
+                Self::PayloadTooLarge(format!("{e} (raise it with {MAX_PAYLOAD_SETTING})"))
+            }
+            ProducerError::PayloadTooLarge { detail } => Self::PayloadTooLarge(detail),
+            ProducerError::Refused { status, endpoint, detail } => Self::ProducerError { status, endpoint, detail },
+            ProducerError::Undecodable { endpoint, source } => {
+                Self::BadProducerAnswer { endpoint, detail: source.to_string() }
+            }
+            ProducerError::WrongSlot { .. } | ProducerError::WrongEncoding { .. } => {
+                Self::BadProducerAnswer { endpoint: WRITE_ENDPOINT, detail: e.to_string() }
+            }
+        }
+    }
+}
+
+impl From<SnapshotError> for AppError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::NoSnapshot => {
+                Self::Channel(format!("{e} (is it running with {PRODUCER_SNAPSHOT_SETTING}?)"))
+            }
+            SnapshotError::Read(read) => Self::from(read),
+            SnapshotError::Payload(payload) => Self::from(payload),
+            SnapshotError::TooLarge { detail } => Self::PayloadTooLarge(detail),
+            SnapshotError::Failed { .. } => Self::Channel(e.to_string()),
+            SnapshotError::Empty { .. } | SnapshotError::RawBytes => Self::InvalidPayload(e.to_string()),
+            SnapshotError::Task(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
 /// How the users call over the signal socket is named in errors
 /// ([`AppError::ProducerError`]'s endpoint).
 pub const UDS_ENDPOINT: &str = "the signal socket's write-users request";
@@ -236,6 +277,49 @@ mod tests {
         assert_eq!(value["error"], "producer_timeout");
         let detail = value["detail"].as_str().unwrap();
         assert!(detail.contains("1234 ms") && detail.contains("--producer-timeout-ms"), "{detail}");
+    }
+
+    #[test]
+    fn producer_and_snapshot_errors_keep_their_answers() {
+        use crate::producer::AnswerSize;
+        let cases = [
+            (
+                AppError::from(ProducerError::AnswerTooLarge {
+                    endpoint: "/api/users",
+                    size: AnswerSize::Announced(9),
+                    limit: 8,
+                }),
+                "payload_too_large",
+                "the producer's answer from /api/users is 9 bytes, more than the limit of 8 bytes \
+                 (raise it with --max-payload-bytes / SHMBRIDGE_MAX_PAYLOAD_BYTES)",
+            ),
+            (
+                AppError::from(ProducerError::WrongSlot { slot: 1, request_id: 2, wrote_slot: 3, wrote_request: 4 }),
+                "producer_error",
+                "the producer's answer to /api/write-to-shm was not understood: \
+                 it wrote slot 3 for request 4, but slot 1 for request 2 was asked for",
+            ),
+            (
+                AppError::from(ProducerError::Refused { status: 409, endpoint: "/api/users", detail: "busy".into() }),
+                "producer_error",
+                "the producer answered 409 to /api/users: busy",
+            ),
+            (
+                AppError::from(SnapshotError::NoSnapshot),
+                "channel_error",
+                "the producer has published no snapshot yet (is it running with --snapshot / SHMBRIDGE_SNAPSHOT=1?)",
+            ),
+            (
+                AppError::from(SnapshotError::Failed { error: "snapshot_failed".into(), detail: "why".into() }),
+                "channel_error",
+                "the producer's newest snapshot is unusable (snapshot_failed): why",
+            ),
+            (AppError::from(SnapshotError::TooLarge { detail: "too big".into() }), "payload_too_large", "too big"),
+            (AppError::from(SnapshotError::Empty { generation: 7 }), "invalid_payload", "snapshot 7 is empty"),
+        ];
+        for (error, kind, detail) in cases {
+            assert_eq!((error.kind(), error.to_string().as_str()), (kind, detail));
+        }
     }
 
     #[test]

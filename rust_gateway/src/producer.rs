@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::error::AppError;
 use crate::settings::Settings;
 
 pub const USERS_ENDPOINT: &str = "/api/users";
@@ -44,10 +43,82 @@ pub fn build_client(settings: &Settings) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client for the producer: {e}"))
 }
 
+/// What went wrong on a call to the producer. The gateway's answer to each is decided
+/// in one place, `error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// No connection could be made, or it broke.
+    #[error("the producer at {url} is unavailable")]
+    Unavailable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No answer within the timeout, or the producer reached the write after the
+    /// deadline it was given and refused it (its 504).
+    #[error("the producer did not answer within {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
+    /// The answer is larger than the gateway accepts.
+    #[error("the producer's answer from {endpoint} is {size}, more than the limit of {limit} bytes")]
+    AnswerTooLarge { endpoint: &'static str, size: AnswerSize, limit: u64 },
+    /// The producer refused a payload too large for it (its 507 or 413), saying why.
+    #[error("{detail}")]
+    PayloadTooLarge { detail: String },
+    /// The producer answered another error status.
+    #[error("the producer answered {status} to {endpoint}: {detail}")]
+    Refused { status: u16, endpoint: &'static str, detail: String },
+    /// A 2xx answer whose body is not what the endpoint answers.
+    #[error("the producer's answer to {endpoint} was not understood: {source}")]
+    Undecodable {
+        endpoint: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The producer wrote another slot or request than the one asked for.
+    #[error("it wrote slot {wrote_slot} for request {wrote_request}, but slot {slot} for request {request_id} was asked for")]
+    WrongSlot { slot: u32, request_id: u64, wrote_slot: u32, wrote_request: u64 },
+    /// The producer wrote an encoding the gateway does not serve.
+    #[error("the payload encoding is '{encoding}', not 'json'")]
+    WrongEncoding { encoding: String },
+}
+
+/// How large an answer over the limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerSize {
+    /// Its announced length, refused before reading.
+    Announced(u64),
+    /// Unannounced; refused once the bytes read passed the limit.
+    Larger,
+}
+
+impl std::fmt::Display for AnswerSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Announced(length) => write!(f, "{length} bytes"),
+            Self::Larger => f.write_str("larger"),
+        }
+    }
+}
+
+impl ProducerError {
+    /// The innermost cause of a transport failure ("Connection refused (os error
+    /// 111)"), the part of the chain a user can act on.
+    #[must_use]
+    pub fn transport_reason(source: &reqwest::Error) -> String {
+        let mut reason = source.to_string();
+        let mut inner = std::error::Error::source(source);
+        while let Some(cause) = inner {
+            reason = cause.to_string();
+            inner = cause.source();
+        }
+        reason
+    }
+}
+
 /// A failed producer call, and whether the producer may still be writing the slot.
 #[derive(Debug)]
 pub struct CallFailure {
-    pub error: AppError,
+    pub error: ProducerError,
     /// True unless the producer is known not to act on the request: it answered, or no
     /// connection was ever made. A slot whose call failed this way goes to quarantine.
     pub may_still_write: bool,
@@ -74,7 +145,7 @@ pub async fn get_users(
     settings: &Settings,
     count: u32,
     request_id: u64,
-) -> Result<Bytes, AppError> {
+) -> Result<Bytes, ProducerError> {
     let url = format!("{}{USERS_ENDPOINT}?count={count}", settings.producer_url);
     call(client, settings, &url, request_id, USERS_ENDPOINT).await.map_err(|f| f.error)
 }
@@ -98,23 +169,20 @@ pub async fn write_to_shm(
         settings.producer_url
     );
     let body = call(client, settings, &url, request_id, WRITE_ENDPOINT).await?;
-    let answer: WriteAnswer = serde_json::from_slice(&body).map_err(|e| CallFailure {
-        error: AppError::BadProducerAnswer { endpoint: WRITE_ENDPOINT, detail: e.to_string() },
+    let answer: WriteAnswer = serde_json::from_slice(&body).map_err(|source| CallFailure {
+        error: ProducerError::Undecodable { endpoint: WRITE_ENDPOINT, source },
         may_still_write: false,
     })?;
     let mismatch = if answer.slot != slot || answer.request_id != request_id {
-        Some(format!(
-            "it wrote slot {} for request {}, but slot {slot} for request {request_id} was asked for",
-            answer.slot, answer.request_id
-        ))
+        Some(ProducerError::WrongSlot { slot, request_id, wrote_slot: answer.slot, wrote_request: answer.request_id })
     } else if answer.encoding != "json" {
-        Some(format!("the payload encoding is '{}', not 'json'", answer.encoding))
+        Some(ProducerError::WrongEncoding { encoding: answer.encoding.clone() })
     } else {
         None
     };
     match mismatch {
-        Some(detail) => Err(CallFailure {
-            error: AppError::BadProducerAnswer { endpoint: WRITE_ENDPOINT, detail },
+        Some(error) => Err(CallFailure {
+            error,
             // It wrote somewhere we did not ask for: keep our slot out of use for a while.
             may_still_write: true,
         }),
@@ -136,21 +204,18 @@ async fn call(
     // Read under the limit, piece by piece: a producer that answers too much is refused
     // before its answer fills the gateway's memory.
     let limit = settings.max_payload_bytes;
-    let too_large = |size: &str| CallFailure {
-        error: AppError::PayloadTooLarge(format!(
-            "the producer's answer from {endpoint} is {size}, more than the limit of {limit} bytes \
-             (raise it with --max-payload-bytes / SHMBRIDGE_MAX_PAYLOAD_BYTES)"
-        )),
+    let too_large = |size: AnswerSize| CallFailure {
+        error: ProducerError::AnswerTooLarge { endpoint, size, limit },
         may_still_write: false,
     };
     let announced = response.content_length();
     if let Some(length) = announced.filter(|length| *length > limit) {
-        return Err(too_large(&format!("{length} bytes")));
+        return Err(too_large(AnswerSize::Announced(length)));
     }
     let mut body = BytesMut::with_capacity(usize::try_from(announced.unwrap_or(0)).unwrap_or(0));
     while let Some(piece) = response.chunk().await.map_err(transport)? {
         if (body.len() + piece.len()) as u64 > limit {
-            return Err(too_large("larger"));
+            return Err(too_large(AnswerSize::Larger));
         }
         body.extend_from_slice(&piece);
     }
@@ -161,12 +226,12 @@ async fn call(
     let detail = error_detail(&body);
     tracing::warn!(endpoint, status = status.as_u16(), detail = %detail, "the producer answered an error");
     let error = if status == StatusCode::INSUFFICIENT_STORAGE || status == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::PayloadTooLarge(detail)
+        ProducerError::PayloadTooLarge { detail }
     } else if status == StatusCode::GATEWAY_TIMEOUT {
         // The producer reached the write after our deadline and refused it.
-        AppError::ProducerTimeout { timeout_ms: settings.producer_timeout_ms }
+        ProducerError::Timeout { timeout_ms: settings.producer_timeout_ms }
     } else {
-        AppError::ProducerError { status: status.as_u16(), endpoint, detail }
+        ProducerError::Refused { status: status.as_u16(), endpoint, detail }
     };
     Err(CallFailure { error, may_still_write: false })
 }
@@ -174,22 +239,13 @@ async fn call(
 fn transport_failure(settings: &Settings, e: reqwest::Error) -> CallFailure {
     if e.is_timeout() {
         return CallFailure {
-            error: AppError::ProducerTimeout { timeout_ms: settings.producer_timeout_ms },
+            error: ProducerError::Timeout { timeout_ms: settings.producer_timeout_ms },
             may_still_write: true,
         };
     }
-    // The chain of sources holds the useful part ("Connection refused (os error 111)").
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(inner) = source {
-        reason = inner.to_string();
-        source = inner.source();
-    }
-    tracing::warn!(error = %e, reason = %reason, "producer call failed");
-    CallFailure {
-        error: AppError::ProducerUnavailable { url: settings.producer_url.clone(), reason },
-        may_still_write: !e.is_connect(),
-    }
+    tracing::warn!(error = %e, reason = %ProducerError::transport_reason(&e), "producer call failed");
+    let may_still_write = !e.is_connect();
+    CallFailure { error: ProducerError::Unavailable { url: settings.producer_url.clone(), source: e }, may_still_write }
 }
 
 /// The `detail` of a `{"error", "detail"}` body, or the body itself, shortened.

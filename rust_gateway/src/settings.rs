@@ -114,6 +114,9 @@ pub struct Settings {
 pub const PRODUCER_TIMEOUT_SETTING: &str = "--producer-timeout-ms / SHMBRIDGE_PRODUCER_TIMEOUT_MS";
 pub const SLOT_WAIT_SETTING: &str = "--slot-wait-timeout-ms / SHMBRIDGE_SLOT_WAIT_TIMEOUT_MS";
 pub const MAX_COUNT_SETTING: &str = "--max-count / SHMBRIDGE_MAX_COUNT";
+pub const MAX_PAYLOAD_SETTING: &str = "--max-payload-bytes / SHMBRIDGE_MAX_PAYLOAD_BYTES";
+/// The producer's setting that publishes snapshots (named in the gateway's hints).
+pub const PRODUCER_SNAPSHOT_SETTING: &str = "--snapshot / SHMBRIDGE_SNAPSHOT=1";
 
 /// Extra time a request may take beyond its slot wait and producer call before the
 /// gateway gives up on it (reading and validating 30 MB takes well under a second).

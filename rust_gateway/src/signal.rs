@@ -94,7 +94,7 @@ pub async fn request_write(state: &AppState, call: &mut Call, signal: Signal, co
                     if !failure.may_still_write {
                         call.release_now_on_drop();
                     }
-                    Err(failure.error)
+                    Err(failure.error.into())
                 }
             }
         }

@@ -25,9 +25,47 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use shmbridge::{ChannelReader, Encoding, ReadError};
 
-use crate::error::AppError;
 use crate::settings::Validation;
 use crate::validate::{check_user, PayloadError};
+
+/// Why no snapshot can be served. The gateway's answer to each is decided in one
+/// place, `error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The producer has published none in this channel file.
+    #[error("the producer has published no snapshot yet")]
+    NoSnapshot,
+    /// The channel could not be read, or the snapshot's slot failed its checks.
+    #[error(transparent)]
+    Read(ReadError),
+    /// The newest snapshot slot holds no payload.
+    #[error("snapshot {generation} is empty")]
+    Empty { generation: u64 },
+    /// The producer published a failure marker: its snapshot was too large for a slot.
+    #[error("{detail}")]
+    TooLarge { detail: String },
+    /// The producer published another failure marker (`error` is its kind).
+    #[error("the producer's newest snapshot is unusable ({error}): {detail}")]
+    Failed { error: String, detail: String },
+    /// Raw bytes that are not a failure marker.
+    #[error("the newest snapshot holds raw bytes, not a JSON array of users")]
+    RawBytes,
+    /// The snapshot is not a compact array of users.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The blocking task that copies and indexes it failed.
+    #[error("snapshot read task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl From<ReadError> for SnapshotError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NoSnapshot => Self::NoSnapshot,
+            other => Self::Read(other),
+        }
+    }
+}
 
 /// A snapshot copied out of the channel, checked, and indexed by user.
 #[derive(Debug)]
@@ -142,7 +180,7 @@ impl SnapshotCache {
         &self,
         reader: &Arc<ChannelReader>,
         validation: Validation,
-    ) -> Result<(Arc<IndexedSnapshot>, bool), AppError> {
+    ) -> Result<(Arc<IndexedSnapshot>, bool), SnapshotError> {
         if let Some(hit) = self.fresh(reader)? {
             return Ok((hit, false));
         }
@@ -151,9 +189,8 @@ impl SnapshotCache {
             return Ok((hit, false));
         }
         let owned = Arc::clone(reader);
-        let indexed = tokio::task::spawn_blocking(move || load(&owned, validation))
-            .await
-            .map_err(|e| AppError::Internal(format!("snapshot read task failed: {e}")))??;
+        let indexed =
+            tokio::task::spawn_blocking(move || load(&owned, validation)).await.map_err(SnapshotError::Task)??;
         let indexed = Arc::new(indexed);
         tracing::info!(
             epoch = indexed.epoch,
@@ -167,8 +204,8 @@ impl SnapshotCache {
     }
 
     /// The cached snapshot if it is still the newest of `reader`'s channel.
-    fn fresh(&self, reader: &ChannelReader) -> Result<Option<Arc<IndexedSnapshot>>, AppError> {
-        let generation = reader.snapshot_generation().ok_or_else(no_snapshot)?;
+    fn fresh(&self, reader: &ChannelReader) -> Result<Option<Arc<IndexedSnapshot>>, SnapshotError> {
+        let generation = reader.snapshot_generation().ok_or(SnapshotError::NoSnapshot)?;
         let epoch = reader.epoch();
         let cached = self.current.read().unwrap_or_else(PoisonError::into_inner).clone();
         // A refresh may have read a publish newer than the pointer seen here: still fresh.
@@ -176,29 +213,20 @@ impl SnapshotCache {
     }
 }
 
-fn no_snapshot() -> AppError {
-    AppError::Channel(
-        "the producer has published no snapshot yet (is it running with --snapshot / SHMBRIDGE_SNAPSHOT=1?)".into(),
-    )
-}
-
 /// Copies the newest snapshot out of the channel and indexes it (blocking: up to tens
 /// of megabytes are copied and parsed).
-fn load(reader: &ChannelReader, validation: Validation) -> Result<IndexedSnapshot, AppError> {
+fn load(reader: &ChannelReader, validation: Validation) -> Result<IndexedSnapshot, SnapshotError> {
     let mut buf = Vec::new();
-    let snapshot = reader.read_snapshot(&mut buf).map_err(|e| match e {
-        ReadError::NoSnapshot => no_snapshot(),
-        other => {
-            tracing::warn!(error = %other, "snapshot read failed");
-            AppError::from(other)
+    let snapshot = reader.read_snapshot(&mut buf).map_err(|e| {
+        if !matches!(e, ReadError::NoSnapshot) {
+            tracing::warn!(error = %e, "snapshot read failed");
         }
+        SnapshotError::from(e)
     })?;
     match snapshot.meta.encoding {
         Encoding::Json => {}
         Encoding::Raw => return Err(marker_error(&buf)),
-        Encoding::None => {
-            return Err(AppError::InvalidPayload(format!("snapshot {} is empty", snapshot.generation)));
-        }
+        Encoding::None => return Err(SnapshotError::Empty { generation: snapshot.generation }),
     }
     let mut indexed = IndexedSnapshot::index(reader.epoch(), snapshot.generation, Bytes::from(buf), validation)?;
     indexed.write_time_ns = snapshot.meta.write_time_ns;
@@ -206,16 +234,17 @@ fn load(reader: &ChannelReader, validation: Validation) -> Result<IndexedSnapsho
 }
 
 /// The error a failure marker stands for.
-fn marker_error(marker: &[u8]) -> AppError {
+fn marker_error(marker: &[u8]) -> SnapshotError {
     #[derive(Deserialize)]
     struct Marker {
         error: String,
         detail: String,
     }
     match serde_json::from_slice::<Marker>(marker) {
-        Ok(m) if m.error == "payload_too_large" => AppError::PayloadTooLarge(m.detail),
-        Ok(m) => AppError::Channel(format!("the producer's newest snapshot is unusable ({}): {}", m.error, m.detail)),
-        Err(_) => AppError::InvalidPayload("the newest snapshot holds raw bytes, not a JSON array of users".into()),
+        // The marker's kind is the producer's error code, a contract like the gateway's.
+        Ok(m) if m.error == "payload_too_large" => SnapshotError::TooLarge { detail: m.detail },
+        Ok(m) => SnapshotError::Failed { error: m.error, detail: m.detail },
+        Err(_) => SnapshotError::RawBytes,
     }
 }
 
@@ -292,7 +321,7 @@ mod tests {
         let reader = Arc::new(ChannelReader::open(writer.path()).unwrap());
         let cache = SnapshotCache::new();
         let err = cache.get(&reader, Validation::Full).await.unwrap_err();
-        assert!(err.to_string().contains("no snapshot"), "{err}");
+        assert!(matches!(err, SnapshotError::NoSnapshot), "{err}");
 
         writer.publish_bytes(Encoding::Json, array(3).as_bytes()).unwrap();
         let (first, refreshed) = cache.get(&reader, Validation::Full).await.unwrap();
@@ -307,12 +336,15 @@ mod tests {
         let marker = br#"{"error":"payload_too_large","detail":"5000 users do not fit"}"#;
         writer.publish_bytes(Encoding::Raw, marker).unwrap();
         let err = cache.get(&reader, Validation::Full).await.unwrap_err();
-        assert_eq!((err.kind(), err.to_string()), ("payload_too_large", "5000 users do not fit".to_owned()));
+        assert!(matches!(&err, SnapshotError::TooLarge { detail } if detail == "5000 users do not fit"), "{err}");
         writer.publish_bytes(Encoding::Raw, br#"{"error":"snapshot_failed","detail":"why"}"#).unwrap();
         let err = cache.get(&reader, Validation::Full).await.unwrap_err();
-        assert!(err.kind() == "channel_error" && err.to_string().contains("why"), "{err}");
+        assert!(
+            matches!(&err, SnapshotError::Failed { error, detail } if error == "snapshot_failed" && detail == "why"),
+            "{err}"
+        );
         writer.publish_bytes(Encoding::Json, b"[1,2]").unwrap();
         let err = cache.get(&reader, Validation::Full).await.unwrap_err();
-        assert_eq!(err.kind(), "invalid_payload");
+        assert!(matches!(err, SnapshotError::Payload(PayloadError::Malformed(_))), "{err}");
     }
 }

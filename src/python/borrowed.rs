@@ -589,10 +589,10 @@ pub struct ListItems<'a, 'py> {
     len: usize,
 }
 
-/// Lists shorter than this are walked without prefetching. Measured with the
-/// producer's users (about 700 bytes of objects each) on this 2-core machine
-/// (32 MiB L3): at 1,000 and 10,000 users, whose objects stay in the caches
-/// between calls, prefetching cost 5-7 %; at 100,000 it saved 10-13 %.
+/// Lists shorter than this are walked without prefetching: their objects usually stay
+/// in the caches between calls, where prefetching only adds work; longer ones do not
+/// fit, and prefetching pays. docs/benchmark.md ("What the profiles say") has the
+/// measurements behind the threshold.
 #[cfg(not(Py_LIMITED_API))]
 const PREFETCH_MIN_LEN: usize = 32 * 1024;
 /// How many items ahead each kind of prefetch runs: the dict objects, their

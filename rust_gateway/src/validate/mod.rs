@@ -15,9 +15,9 @@ use bytes::Bytes;
 use crate::settings::Validation;
 
 /// Bodies larger than this are validated on the blocking pool, off the async workers.
-/// Below it validation takes at most about 0.4 ms, and the hop to the pool (two thread
-/// switches) cost more than it spared: with 256 KiB, 1,000 users (287 KB) at 50 clients
-/// took 10-20 % more gateway CPU per request on both paths (bench.py, 3 runs each way).
+/// Smaller ones are validated in place: the hop to the pool (two thread switches) costs
+/// more than their validation blocks a worker. How the threshold was measured:
+/// docs/benchmark.md, "Where the gateway validates".
 pub const BLOCKING_THRESHOLD: usize = 1024 * 1024;
 
 /// What is wrong with a payload; `Display` is the sentence sent to the client.
