@@ -655,6 +655,9 @@ mod tests {
         fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
             &items[self.below(items.len())]
         }
+        fn piece(&mut self, items: &[&'static str]) -> &'static str {
+            items[self.below(items.len())]
+        }
     }
 
     const STRING_PIECES: [&str; 18] = [
@@ -698,7 +701,7 @@ mod tests {
     fn string(rng: &mut Rng, out: &mut String) {
         out.push('"');
         for _ in 0..rng.below(4) {
-            out.push_str(*rng.pick(&STRING_PIECES));
+            out.push_str(rng.piece(&STRING_PIECES));
         }
         out.push('"');
     }
@@ -708,18 +711,18 @@ mod tests {
         let kind = if depth == 0 { rng.below(4) } else { rng.below(6) };
         match kind {
             0 => string(rng, out),
-            1 => out.push_str(*rng.pick(&NUMBERS)),
-            2 => out.push_str(*rng.pick(&["true", "false", "null"])),
-            3 => out.push_str(*rng.pick(&["[]", "{}", "[ ]", "{\n}"])),
+            1 => out.push_str(rng.piece(&NUMBERS)),
+            2 => out.push_str(rng.piece(&["true", "false", "null"])),
+            3 => out.push_str(rng.piece(&["[]", "{}", "[ ]", "{\n}"])),
             4 => {
                 out.push('[');
                 for i in 0..1 + rng.below(4) {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(*rng.pick(&SPACES));
+                    out.push_str(rng.piece(&SPACES));
                     value(rng, depth - 1, out);
-                    out.push_str(*rng.pick(&SPACES));
+                    out.push_str(rng.piece(&SPACES));
                 }
                 out.push(']');
             }
@@ -729,13 +732,13 @@ mod tests {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(*rng.pick(&SPACES));
+                    out.push_str(rng.piece(&SPACES));
                     string(rng, out);
-                    out.push_str(*rng.pick(&SPACES));
+                    out.push_str(rng.piece(&SPACES));
                     out.push(':');
-                    out.push_str(*rng.pick(&SPACES));
+                    out.push_str(rng.piece(&SPACES));
                     value(rng, depth - 1, out);
-                    out.push_str(*rng.pick(&SPACES));
+                    out.push_str(rng.piece(&SPACES));
                 }
                 out.push('}');
             }
@@ -743,10 +746,10 @@ mod tests {
     }
 
     fn document(rng: &mut Rng) -> Vec<u8> {
-        let mut out = String::from(*rng.pick(&SPACES));
+        let mut out = String::from(rng.piece(&SPACES));
         let depth = rng.below(5);
         value(rng, depth, &mut out);
-        out.push_str(*rng.pick(&SPACES));
+        out.push_str(rng.piece(&SPACES));
         out.into_bytes()
     }
 
