@@ -6,6 +6,11 @@ each path, runs the Rust load tool `shmbridge_load` for a warm-up and a fixed-du
 closed loop that checks every response body. Repeats the whole matrix `--runs` times,
 interleaving the paths, and reports medians (with the spread) side by side.
 
+Two datasets (`--datasets`): `users` (flat records; the paths of `--paths`, each body
+checked against a dump of the users) and `profiles` (nested objects, lists and floats,
+about 2.4 KB each, at most 5,000; the paths of `--profile-paths`, each body checked
+against the producer's own `GET /api/profiles?count=N`, fetched once per count).
+
 Writes results/bench.json, results/bench.md and results/bench.svg.
 """
 
@@ -37,6 +42,16 @@ PY = REPO / ".venv" / "bin" / "python"
 PATHS = ["api", "shm-http", "shm-uds", "bridge", "snapshot", "memory"]
 # Paths whose load-tool endpoint is not /api/users-via-NAME.
 LOAD_PATHS = {"bridge": "/api/bridge/users"}
+# The profiles rows: where each path's load goes (gateway or producer) and its endpoint.
+# producer-rest: the producer's own REST endpoint, with no gateway in front (the gateway
+# has no REST route for profiles); bridge: GET /api/bridge/profiles, the handler
+# `profiles` over the shared-memory channel and the Unix-socket signal.
+PROFILE_PATHS = {
+    "producer-rest": ("producer", "/api/profiles"),
+    "bridge": ("gateway", "/api/bridge/profiles"),
+}
+# py_producer.profiles.MAX_PROFILES: larger counts are asked for as this many.
+MAX_PROFILES = 5000
 MODES = {
     "fresh": {"producer": ["--no-cache-payload"], "gateway": ["--validation", "full"]},
     "transport": {"producer": ["--cache-payload"], "gateway": ["--validation", "none"]},
@@ -143,7 +158,14 @@ def children_cpu_seconds() -> float:
 
 
 def run_load(
-    load: Path, base: str, path: str, count: int, conc: int, secs: float, users: Path, svc: Services
+    load: Path,
+    base: str,
+    path: str,
+    count: int,
+    conc: int,
+    secs: float,
+    expected: list[str],
+    svc: Services,
 ) -> dict[str, Any]:
     """One warm-up + measured loop; also the CPU each process spent per request (warm-up
     included in both the time and the count), which says where a path's time goes."""
@@ -158,7 +180,7 @@ def run_load(
             "--url",
             base,
             "--paths",
-            LOAD_PATHS.get(path, path),
+            path,
             "--counts",
             str(count),
             "--concurrency",
@@ -167,8 +189,7 @@ def run_load(
             str(secs),
             "--warmup-secs",
             "1",
-            "--users-file",
-            str(users),
+            *expected,
             "--json-out",
             out.name,
         ]
@@ -184,7 +205,7 @@ def run_load(
         cpu_seconds(svc.gateway.pid),
         children_cpu_seconds(),
     )
-    stats = report["paths"][LOAD_PATHS.get(path, path)]
+    stats = report["paths"][path]
     answered = report["requests"] + report.get("warmup", {}).get("requests", 0)
     per_request = [
         (after - before) * 1e6 / max(answered, 1)
@@ -206,6 +227,15 @@ def run_load(
         "cpu_us_gateway": per_request[1],
         "cpu_us_client": per_request[2],
     }
+
+
+def load_target(dataset: str, path: str, svc: Services) -> tuple[str, str]:
+    """The base URL and the load tool's path of one row."""
+    if dataset == "profiles":
+        where, endpoint = PROFILE_PATHS[path]
+        port = svc.gport if where == "gateway" else svc.pport
+        return f"http://127.0.0.1:{port}", endpoint
+    return f"http://127.0.0.1:{svc.gport}", LOAD_PATHS.get(path, path)
 
 
 def concurrencies_for(count: int, wanted: list[int]) -> list[int]:
@@ -232,16 +262,21 @@ def markdown(results: dict[str, Any]) -> str:
         f"({results['machine']}); req/s counts ok responses only. CPU µs/req: CPU time "
         "each process spent per request answered, warm-up included; client is the load tool."
     ]
-    for mode, cells in results["modes"].items():
-        lines.append(f"\n### {mode}\n")
+    tables = [(mode, "users", "api", cells) for mode, cells in results["modes"].items()]
+    tables += [
+        (f"profiles, {mode}", "profiles", "producer-rest", cells)
+        for mode, cells in results.get("profiles", {}).items()
+    ]
+    for title, unit, baseline, cells in tables:
+        lines.append(f"\n### {title}\n")
         lines.append(
-            "| users | clients | path | req/s | p50 ms | p99 ms | errors "
+            f"| {unit} | clients | path | req/s | p50 ms | p99 ms | errors "
             "| vs REST req/s | vs REST p50 | CPU µs/req producer | gateway | client |"
         )
         lines.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key, cell in cells.items():
             count, conc, path = key.split("/")
-            rest = cells.get(f"{count}/{conc}/api")
+            rest = cells.get(f"{count}/{conc}/{baseline}")
             speed = f"{cell['rps'] / rest['rps']:.1f}x" if rest and rest["rps"] else "-"
             p50 = f"{rest['p50_us'] / cell['p50_us']:.1f}x" if rest and cell["p50_us"] else "-"
             lines.append(
@@ -340,7 +375,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured loop")
     parser.add_argument("--counts", default="2,100,1000,10000,100000")
     parser.add_argument("--concurrency", default="1,50")
-    parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--paths", default=",".join(PATHS), help="the users rows' paths")
+    parser.add_argument(
+        "--datasets", default="users,profiles", help="users, profiles or both (default)"
+    )
+    parser.add_argument(
+        "--profile-paths",
+        default=",".join(PROFILE_PATHS),
+        help=f"the profiles rows' paths, of {', '.join(PROFILE_PATHS)}",
+    )
     parser.add_argument("--modes", default="fresh,transport")
     parser.add_argument("--out", default=str(REPO / "results"))
     parser.add_argument(
@@ -370,7 +413,20 @@ def main() -> None:
     load = release_binary("shmbridge_load", args.load_bin)
     counts = [int(c) for c in args.counts.split(",")]
     wanted = [int(c) for c in args.concurrency.split(",")]
-    paths = args.paths.split(",")
+    datasets = args.datasets.split(",")
+    unknown = [d for d in datasets if d not in ("users", "profiles")] + [
+        p for p in args.profile_paths.split(",") if p not in PROFILE_PATHS
+    ]
+    if unknown:
+        parser.error(f"unknown dataset or profile path: {', '.join(unknown)}")
+    rows = {
+        "users": (args.paths.split(","), counts),
+        "profiles": (
+            args.profile_paths.split(","),
+            sorted({min(c, MAX_PROFILES) for c in counts}),
+        ),
+    }
+    rows = {d: r for d, r in rows.items() if d in datasets}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -384,66 +440,89 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         users = Path(tmp) / "users.jsonl"
-        subprocess.run(
-            [
-                str(PY),
-                "-m",
-                "py_producer.dump_users",
-                "--count",
-                str(max(counts)),
-                "--out",
-                str(users),
-            ],
-            cwd=REPO,
-            check=True,
-        )
+        if "users" in rows:
+            subprocess.run(
+                [
+                    str(PY),
+                    "-m",
+                    "py_producer.dump_users",
+                    "--count",
+                    str(max(counts)),
+                    "--out",
+                    str(users),
+                ],
+                cwd=REPO,
+                check=True,
+            )
         for mode in args.modes.split(","):
             shm_dir = Path(tmp) / f"shm-{mode}"
             shm_dir.mkdir(mode=0o700)
-            samples: dict[str, list[dict[str, Any]]] = {}
+            samples: dict[str, dict[str, list[dict[str, Any]]]] = {d: {} for d in rows}
             with Services(
                 gateway, mode, shm_dir, max(counts), args.signal_spin_us, args.gateway_arg
             ) as svc:
-                base = f"http://127.0.0.1:{svc.gport}"
-                total = (
-                    args.runs * sum(len(concurrencies_for(c, wanted)) for c in counts) * len(paths)
+                expected = {
+                    "users": ["--users-file", str(users)],
+                    "profiles": ["--expected-url", f"http://127.0.0.1:{svc.pport}/api/profiles"],
+                }
+                total = args.runs * sum(
+                    len(concurrencies_for(c, wanted)) * len(paths)
+                    for paths, cs in rows.values()
+                    for c in cs
                 )
                 done = 0
                 for run in range(args.runs):
-                    for count in counts:
-                        for conc in sorted(set(concurrencies_for(count, wanted))):
-                            # Rotate the path order per run so no path always goes first.
-                            for path in paths[run % len(paths) :] + paths[: run % len(paths)]:
-                                cell = run_load(
-                                    load, base, path, count, conc, args.duration, users, svc
-                                )
-                                samples.setdefault(f"{count}/{conc}/{path}", []).append(cell)
-                                done += 1
-                                print(
-                                    f"[{mode} {done}/{total}] run {run + 1} users={count} "
-                                    f"clients={conc} {path}: {cell['rps']:.0f} req/s, "
-                                    f"p50 {cell['p50_us'] / 1000:.3f} ms, "
-                                    f"p99 {cell['p99_us'] / 1000:.3f} ms, errors {cell['errors']}, "
-                                    f"mismatches {cell['mismatches']}",
-                                    file=sys.stderr,
-                                    flush=True,
-                                )
-            ordered = sorted(
-                samples.items(),
-                key=lambda kv: (
-                    int(kv[0].split("/")[0]),
-                    int(kv[0].split("/")[1]),
-                    paths.index(kv[0].split("/")[2]),
-                ),
-            )
-            results["modes"][mode] = {key: median_cell(s) for key, s in ordered}
+                    for dataset, (paths, dataset_counts) in rows.items():
+                        for count in dataset_counts:
+                            for conc in sorted(set(concurrencies_for(count, wanted))):
+                                # Rotate the path order per run so no path always goes first.
+                                for path in paths[run % len(paths) :] + paths[: run % len(paths)]:
+                                    base, load_path = load_target(dataset, path, svc)
+                                    cell = run_load(
+                                        load,
+                                        base,
+                                        load_path,
+                                        count,
+                                        conc,
+                                        args.duration,
+                                        expected[dataset],
+                                        svc,
+                                    )
+                                    key = f"{count}/{conc}/{path}"
+                                    samples[dataset].setdefault(key, []).append(cell)
+                                    done += 1
+                                    print(
+                                        f"[{mode} {done}/{total}] run {run + 1} {dataset}={count} "
+                                        f"clients={conc} {path}: {cell['rps']:.0f} req/s, "
+                                        f"p50 {cell['p50_us'] / 1000:.3f} ms, "
+                                        f"p99 {cell['p99_us'] / 1000:.3f} ms, "
+                                        f"errors {cell['errors']}, "
+                                        f"mismatches {cell['mismatches']}",
+                                        file=sys.stderr,
+                                        flush=True,
+                                    )
+            for dataset, (paths, _) in rows.items():
+
+                def order(key: str, paths: list[str] = paths) -> tuple[int, int, int]:
+                    count, conc, path = key.split("/")
+                    return int(count), int(conc), paths.index(path)
+
+                ordered = sorted(samples[dataset].items(), key=lambda kv: order(kv[0]))
+                cells = {key: median_cell(s) for key, s in ordered}
+                if dataset == "users":
+                    results["modes"][mode] = cells
+                else:
+                    results.setdefault("profiles", {})[mode] = cells
     table = markdown(results)
     (out_dir / "bench.json").write_text(json.dumps(results, indent=2))
     (out_dir / "bench.md").write_text(table)
-    first = next(iter(results["modes"]))
-    (out_dir / "bench.svg").write_text(svg_chart(results, first))
+    written = "bench.json, bench.md"
+    if results["modes"]:
+        first = next(iter(results["modes"]))
+        (out_dir / "bench.svg").write_text(svg_chart(results, first))
+        written += ", bench.svg"
     print(table)
-    print(f"wrote {out_dir}/bench.json, bench.md, bench.svg")
+    print(f"wrote {out_dir}/{written}")
 
 
 if __name__ == "__main__":

@@ -22,16 +22,17 @@ use std::time::Instant;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, Uri};
 use axum::response::Response;
-use shmbridge::client::{content_type, Call, Client, ClientError, Written};
+use shmbridge::client::{content_type, ClientError};
 use shmbridge::wire::{check_name, check_params};
 use shmbridge::Encoding;
 
+use super::slot_copy::copy_and_check;
 use super::{elapsed_us, finish_typed, Payload, Timings};
 use crate::error::{AppError, BRIDGE_ENDPOINT};
 use crate::query::query_pairs;
 use crate::settings::Validation;
 use crate::state::AppState;
-use crate::validate::{check_json, BLOCKING_THRESHOLD};
+use crate::validate::check_json;
 
 pub const PATH: &str = "/api/bridge/{handler}";
 const PREFIX: &str = "/api/bridge/";
@@ -74,49 +75,21 @@ async fn serve(
     crate::metrics::record_signal("uds", t.signal_us);
 
     let validation = state.settings.validation;
-    let (copy, encoding) = if answer.length > BLOCKING_THRESHOLD as u64 {
-        let client = state.client.clone();
-        let buf = state.buffers.take();
-        let answer = answer.clone();
-        tokio::task::spawn_blocking(move || copy_and_check(&client, call, &answer, buf, validation))
-            .await
-            .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))??
-    } else {
-        copy_and_check(&state.client, call, &answer, state.buffers.take(), validation)?
-    };
+    let copy = copy_and_check(state, call, &answer, bridge_error, move |meta, answer, body| {
+        shmbridge::client::check_announced(meta, answer).map_err(bridge_error)?;
+        if meta.encoding == Encoding::Json && validation == Validation::Full {
+            check_json(body)?;
+        }
+        Ok(())
+    })
+    .await?;
     t.read_us = copy.read_us;
     t.validate_us = copy.validate_us;
+    let encoding = copy.meta.encoding;
     let content_type = content_type(&answer.content_type, encoding);
     let header = HeaderValue::from_str(&content_type).unwrap_or_else(|_| {
         tracing::warn!(content_type = %content_type, "the handler's content type is not a header value");
         HeaderValue::from_static("application/octet-stream")
     });
     Ok((state.buffers.into_bytes(copy.body).into(), header))
-}
-
-/// A reply copied out and checked, with its timings.
-struct CheckedCopy {
-    body: Vec<u8>,
-    read_us: u64,
-    validate_us: u64,
-}
-
-/// Copies the slot out into `body` (a reused buffer), gives the slot back, and checks
-/// a JSON reply.
-fn copy_and_check(
-    client: &Client,
-    call: Call,
-    answer: &Written,
-    mut body: Vec<u8>,
-    validation: Validation,
-) -> Result<(CheckedCopy, Encoding), AppError> {
-    let read = Instant::now();
-    let meta = client.read_into(call, answer, &mut body).map_err(bridge_error)?;
-    shmbridge::client::check_announced(&meta, answer).map_err(bridge_error)?;
-    let read_us = elapsed_us(read);
-    let check = Instant::now();
-    if meta.encoding == Encoding::Json && validation == Validation::Full {
-        check_json(&body)?;
-    }
-    Ok((CheckedCopy { body, read_us, validate_us: elapsed_us(check) }, meta.encoding))
 }

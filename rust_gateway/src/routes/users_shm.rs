@@ -16,23 +16,23 @@
 //! 8. validate the private copy, then serve it (one copy: mapping → Vec → socket;
 //!    the Vec is a reused buffer, back in [`crate::buffers`] once the body is sent).
 //!
-//! Steps 6 to 8 run on the blocking pool, in one hop, when the body is large.
+//! Steps 6 to 8 run on the blocking pool, in one hop, when the body is large
+//! ([`super::slot_copy`]).
 
 use std::time::Instant;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
-use shmbridge::client::{Call, Client, Written};
 use shmbridge::Encoding;
 
+use super::slot_copy::copy_and_check;
 use super::{elapsed_us, finish, Timings};
 use crate::error::AppError;
 use crate::query::parse_count;
-use crate::settings::Validation;
 use crate::signal::{self, Signal};
 use crate::state::AppState;
-use crate::validate::{self, BLOCKING_THRESHOLD};
+use crate::validate;
 
 pub const PATH: &str = "/api/users-via-shm";
 /// The shared-memory path with the HTTP signal, whatever `--signal` says.
@@ -81,55 +81,20 @@ async fn serve(state: &AppState, query: Option<&str>, signal: Signal, t: &mut Ti
     crate::metrics::record_signal(signal.name(), t.signal_us);
 
     let validation = settings.validation;
-    // Small bodies are copied and checked right here; large ones on the blocking pool,
-    // copy and validation in one hop.
-    let copy = if answer.length > BLOCKING_THRESHOLD as u64 {
-        let client = state.client.clone();
-        let buf = state.buffers.take();
-        tokio::task::spawn_blocking(move || copy_and_check(&client, call, &answer, buf, count, validation))
-            .await
-            .map_err(|e| AppError::Internal(format!("slot read task failed: {e}")))??
-    } else {
-        copy_and_check(&state.client, call, &answer, state.buffers.take(), count, validation)?
-    };
+    let copy = copy_and_check(state, call, &answer, AppError::from, move |meta, answer, body| {
+        if meta.length != answer.length || meta.encoding != Encoding::Json {
+            return Err(AppError::InvalidPayload(format!(
+                "slot {} holds {} bytes encoded as {}, but the producer announced {} bytes of json",
+                meta.slot,
+                meta.length,
+                meta.encoding.name(),
+                answer.length,
+            )));
+        }
+        Ok(validate::check(validation, body, count)?)
+    })
+    .await?;
     t.read_us = copy.read_us;
     t.validate_us = copy.validate_us;
     Ok(state.buffers.into_bytes(copy.body))
-}
-
-/// A slot's payload, copied out and checked.
-struct CheckedCopy {
-    body: Vec<u8>,
-    read_us: u64,
-    validate_us: u64,
-}
-
-/// Steps 5 to 8: copy the slot out into `body` (a reused buffer), give the slot back,
-/// check the private copy.
-fn copy_and_check(
-    client: &Client,
-    call: Call,
-    answer: &Written,
-    mut body: Vec<u8>,
-    count: u32,
-    validation: Validation,
-) -> Result<CheckedCopy, AppError> {
-    let (slot, request_id) = (call.slot(), call.request_id());
-    let read = Instant::now();
-    // The client reopens the channel if the answer came from a newer file, and gives
-    // the slot back once the copy is private.
-    let meta = client.read_into(call, answer, &mut body)?;
-    let read_us = elapsed_us(read);
-    if meta.length != answer.length || meta.encoding != Encoding::Json {
-        return Err(AppError::InvalidPayload(format!(
-            "slot {slot} holds {} bytes encoded as {}, but the producer announced {} bytes of json",
-            meta.length,
-            meta.encoding.name(),
-            answer.length,
-        )));
-    }
-    tracing::debug!(slot, request_id, sequence = meta.sequence, length = meta.length, "slot read");
-    let check = Instant::now();
-    validate::check(validation, &body, count)?;
-    Ok(CheckedCopy { body, read_us, validate_us: elapsed_us(check) })
 }

@@ -42,7 +42,7 @@ pub enum PayloadError {
 /// # Errors
 /// [`PayloadError::NotJson`] with serde_json's position.
 pub fn check_json(body: &[u8]) -> Result<(), PayloadError> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).map(drop).map_err(|e| PayloadError::NotJson(e.to_string()))
+    scanner::scan_json(body).map_err(|e| PayloadError::NotJson(e.to_string()))
 }
 
 /// Checks `body` as the answer to a request for `count` users. Verdicts in order: a

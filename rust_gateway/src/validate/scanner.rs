@@ -23,6 +23,13 @@
 //! skipped. Keys are first compared with the one the producer writes next, quotes and
 //! colon included (`"first_name":`), so a payload in the producer's own field order
 //! costs one comparison per key; any other key takes the general path.
+//!
+//! [`scan_json`] is the same machinery without the schema: exactly one JSON value
+//! (RFC 8259) and nothing after it but whitespace, with the verdicts of
+//! `serde_json::from_str::<IgnoredAny>` on the body read as UTF-8 (its tests compare
+//! the two on generated and hostile bodies). As there, a `\u` escape may be a lone
+//! surrogate (the grammar allows any four hex digits) and nesting has no depth limit;
+//! containers are tracked on a heap stack of one byte per level, never by recursion.
 
 use std::fmt;
 
@@ -139,6 +146,21 @@ pub fn scan_user(text: &[u8]) -> Result<u64, ScanError> {
     Ok(id)
 }
 
+/// Scans `body` as exactly one JSON value of any shape, surrounded by nothing but
+/// whitespace.
+///
+/// # Errors
+/// The first place where `body` stops being one JSON value.
+pub fn scan_json(body: &[u8]) -> Result<(), ScanError> {
+    let mut s = Scanner { b: body, pos: 0 };
+    s.skip_value()?;
+    s.ws();
+    if s.pos != body.len() {
+        return Err(s.error("trailing characters"));
+    }
+    Ok(())
+}
+
 /// The eight-byte lanes of `w` that hold a quote, a backslash, a byte below 0x20 or a
 /// byte of 0x80 or more: the lowest flagged lane is exact (higher ones may be borrow
 /// artefacts, never read).
@@ -161,6 +183,30 @@ enum Surrogates {
     Paired,
     /// Skipped strings: any four hex digits.
     Any,
+}
+
+/// The keys of the last object seen at each of the first few depths, by member number,
+/// as 16-byte words and masks (keys of at most 12 bytes): objects of one shape, as in an
+/// array of records, then pass each key with one compare instead of a string scan.
+#[derive(Default)]
+struct KeyMemo {
+    slots: Vec<(u128, u128)>,
+}
+
+impl KeyMemo {
+    const DEPTHS: usize = 16;
+    const MEMBERS: usize = 32;
+
+    /// The slot of member `member` of an object at `depth` (1: the outermost), if kept.
+    fn slot(&mut self, depth: usize, member: usize) -> Option<&mut (u128, u128)> {
+        if depth == 0 || depth > Self::DEPTHS || member >= Self::MEMBERS {
+            return None;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![(0, 0); Self::DEPTHS * Self::MEMBERS];
+        }
+        self.slots.get_mut((depth - 1) * Self::MEMBERS + member)
+    }
 }
 
 struct Scanner<'a> {
@@ -425,6 +471,9 @@ impl Scanner<'_> {
     /// stack entry per level, not a call frame.
     fn skip_value(&mut self) -> Result<(), ScanError> {
         let mut open: Vec<u8> = Vec::new();
+        // The member number of each open container (counted in objects only).
+        let mut members: Vec<usize> = Vec::new();
+        let mut memo = KeyMemo::default();
         loop {
             // A value (or the end of an empty container).
             self.ws();
@@ -436,7 +485,8 @@ impl Scanner<'_> {
                         self.pos += 1;
                     } else {
                         open.push(b'}');
-                        self.member_key()?;
+                        members.push(0);
+                        self.member_key(memo.slot(open.len(), 0))?;
                         continue;
                     }
                 }
@@ -447,6 +497,7 @@ impl Scanner<'_> {
                         self.pos += 1;
                     } else {
                         open.push(b']');
+                        members.push(0);
                         continue;
                     }
                 }
@@ -469,14 +520,19 @@ impl Scanner<'_> {
                     Some(b',') => {
                         self.pos += 1;
                         if close == b'}' {
+                            let member = members.last_mut().map_or(0, |m| {
+                                *m += 1;
+                                *m
+                            });
                             self.ws();
-                            self.member_key()?;
+                            self.member_key(memo.slot(open.len(), member))?;
                         }
                         break;
                     }
                     Some(b) if b == close => {
                         self.pos += 1;
                         open.pop();
+                        members.pop();
                     }
                     _ => return Err(self.error("expected `,` or the end of a container")),
                 }
@@ -484,13 +540,36 @@ impl Scanner<'_> {
         }
     }
 
-    /// `"key":` inside a skipped object.
-    fn member_key(&mut self) -> Result<(), ScanError> {
+    /// `"key":` inside a skipped object. With a `memo` slot (this member's place in the
+    /// previous object at this depth), a key written as that one was is passed with one
+    /// compare; a key checked in full is remembered there for the next object.
+    fn member_key(&mut self, memo: Option<&mut (u128, u128)>) -> Result<(), ScanError> {
+        let chunk = self.b.get(self.pos..).and_then(<[u8]>::first_chunk::<16>).map(|c| u128::from_le_bytes(*c));
+        if let (Some(chunk), Some(&(word, mask))) = (chunk, memo.as_deref()) {
+            // The same bytes as a key already checked (the quotes and the colon
+            // included, and a string cannot hold an unescaped quote): the same verdict.
+            if mask != 0 && chunk & mask == word {
+                self.pos += (mask.count_ones() / 8) as usize;
+                return Ok(());
+            }
+        }
         if self.peek() != Some(b'"') {
             return Err(self.error("expected a key (a string)"));
         }
+        let start = self.pos;
         self.pos += 1;
         self.string(Surrogates::Any, None)?;
+        if self.peek() == Some(b':') {
+            self.pos += 1;
+            let len = self.pos - start;
+            if let (Some(chunk), Some(slot)) = (chunk, memo) {
+                if len < 16 {
+                    let mask = (1u128 << (8 * len)) - 1;
+                    *slot = (chunk & mask, mask);
+                }
+            }
+            return Ok(());
+        }
         self.ws();
         self.expect(b':', "expected `:` after a key")
     }
@@ -543,5 +622,311 @@ impl Scanner<'_> {
         while let Some(b'0'..=b'9') = self.peek() {
             self.pos += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scan_json;
+
+    /// What serde_json says of `body` as one JSON value of any shape, read as text.
+    fn serde_accepts(body: &[u8]) -> bool {
+        std::str::from_utf8(body).is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok())
+    }
+
+    #[track_caller]
+    fn same_verdict(body: &[u8]) {
+        let ours = scan_json(body);
+        assert_eq!(ours.is_ok(), serde_accepts(body), "scanner {ours:?} on {:?}", String::from_utf8_lossy(body));
+    }
+
+    /// xorshift64*: a fixed sequence, so every run checks the same cases.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+        fn piece(&mut self, items: &[&'static str]) -> &'static str {
+            items[self.below(items.len())]
+        }
+    }
+
+    const STRING_PIECES: [&str; 18] = [
+        "a",
+        "Zoë",
+        "Königstraße",
+        "\\\"",
+        "\\\\",
+        "\\/",
+        "\\b\\f\\n\\r\\t",
+        "\\u00e9",
+        "\\ud83d\\ude00",
+        "\\ud800",
+        "\\uDC00x",
+        "😀",
+        " ",
+        "long text that runs past a few eight-byte lanes",
+        "\u{7f}",
+        "日本",
+        "\u{10ffff}",
+        "\u{fffd}",
+    ];
+    const NUMBERS: [&str; 14] = [
+        "0",
+        "-0",
+        "1",
+        "-12",
+        "0.5",
+        "-0.0e0",
+        "1E+2",
+        "1e-7",
+        "3.25E10",
+        "12345678901234567890123456789",
+        "1e999999",
+        "-1.5e-999999",
+        "9007199254740993",
+        "0e00",
+    ];
+    const SPACES: [&str; 6] = ["", "", " ", "\n", "\r\n\t", "  "];
+
+    fn string(rng: &mut Rng, out: &mut String) {
+        out.push('"');
+        for _ in 0..rng.below(4) {
+            out.push_str(rng.piece(&STRING_PIECES));
+        }
+        out.push('"');
+    }
+
+    /// A random JSON value, with random whitespace between its tokens.
+    fn value(rng: &mut Rng, depth: usize, out: &mut String) {
+        let kind = if depth == 0 { rng.below(4) } else { rng.below(6) };
+        match kind {
+            0 => string(rng, out),
+            1 => out.push_str(rng.piece(&NUMBERS)),
+            2 => out.push_str(rng.piece(&["true", "false", "null"])),
+            3 => out.push_str(rng.piece(&["[]", "{}", "[ ]", "{\n}"])),
+            4 => {
+                out.push('[');
+                for i in 0..1 + rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(rng.piece(&SPACES));
+                    value(rng, depth - 1, out);
+                    out.push_str(rng.piece(&SPACES));
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                for i in 0..1 + rng.below(4) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(rng.piece(&SPACES));
+                    string(rng, out);
+                    out.push_str(rng.piece(&SPACES));
+                    out.push(':');
+                    out.push_str(rng.piece(&SPACES));
+                    value(rng, depth - 1, out);
+                    out.push_str(rng.piece(&SPACES));
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    fn document(rng: &mut Rng) -> Vec<u8> {
+        let mut out = String::from(rng.piece(&SPACES));
+        let depth = rng.below(5);
+        value(rng, depth, &mut out);
+        out.push_str(rng.piece(&SPACES));
+        out.into_bytes()
+    }
+
+    #[test]
+    fn accepts_generated_documents_as_serde_does() {
+        let mut rng = Rng(0x0DD_BA11_5EED_0003);
+        for _ in 0..5000 {
+            let body = document(&mut rng);
+            assert!(scan_json(&body).is_ok(), "{}", String::from_utf8_lossy(&body));
+            same_verdict(&body);
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_on_mutated_documents() {
+        // Structural bytes, escape letters, digits, whitespace and non-whitespace
+        // controls, a lone continuation byte, the lead bytes of bad and good sequences.
+        const BYTES: &[u8] =
+            b"\"\\{}[],:01-+.eEu/D8 \n\t\r\x0b\x0c\x00\x01antrlsfx\x7f\x80\xbf\xc0\xc3\xa9\xed\xa0\xf4\x90\xf5\xff";
+        let mut rng = Rng(0xBAD_5EED_0000_0004);
+        let mut accepted = 0;
+        for _ in 0..60_000 {
+            let mut body = document(&mut rng);
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(body.len() + 1);
+                match rng.below(4) {
+                    0 if at < body.len() => body[at] = *rng.pick(BYTES),
+                    1 => body.insert(at, *rng.pick(BYTES)),
+                    2 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ => {
+                        let end = (at + rng.below(12)).min(body.len());
+                        let copy = body[at..end].to_vec();
+                        let to = rng.below(body.len() + 1);
+                        body.splice(to..to, copy);
+                    }
+                }
+            }
+            same_verdict(&body);
+            accepted += usize::from(scan_json(&body).is_ok());
+        }
+        // Both verdicts are well represented, or the comparison proves little.
+        assert!((5_000..55_000).contains(&accepted), "{accepted} of 60000 mutated documents accepted");
+    }
+
+    #[test]
+    fn agrees_with_serde_on_hostile_documents() {
+        let cases: &[&[u8]] = &[
+            // Nothing, or not one value.
+            b"",
+            b" ",
+            b"\n\t\r ",
+            b"\x0b1",
+            b"\x0c1",
+            b"\xef\xbb\xbf1",
+            b"1 2",
+            b"{} x",
+            b"[]]",
+            b"[] []",
+            b"\"a\"\x00",
+            b"null\x00",
+            b"nullx",
+            b"1,",
+            b"1 ,",
+            // Literals.
+            b"true",
+            b"tru",
+            b"nul",
+            b"True",
+            b"NaN",
+            b"Infinity",
+            b"-Infinity",
+            b"undefined",
+            // Numbers.
+            b"-",
+            b"-0",
+            b"-01",
+            b"01",
+            b"00",
+            b"0.",
+            b"1.",
+            b".5",
+            b"+1",
+            b"1e",
+            b"1e+",
+            b"1E-5",
+            b"1e5.5",
+            b"1.5e",
+            b"0x10",
+            b"1_000",
+            b"1e999999",
+            b"-0.0000000000000000000000001e-400",
+            b"123456789012345678901234567890123456789",
+            b"[1.0,-0,0e0,0E+0]",
+            b"[-]",
+            b"[1.e1]",
+            b"[01]",
+            // Strings and escapes.
+            br#""\x""#,
+            br#""\'""#,
+            br#""\u12""#,
+            br#""\u12G4""#,
+            br#""\uZZZZ""#,
+            br#""\U0041""#,
+            br#""\u0041""#,
+            br#""\ud800""#,
+            br#""\udc00""#,
+            br#""\ud800\ud800""#,
+            br#""\udbff\udfff""#,
+            br#"{"\ud800":1}"#,
+            br#""\"#,
+            br#""\""#,
+            b"\"a",
+            b"'a'",
+            b"\"\t\"",
+            b"\"\x1f\"",
+            b"\"\x7f\"",
+            // UTF-8, in a string and outside one.
+            b"\"\xff\"",
+            b"\"\xc3\"",
+            b"\"\xc3\xa9\"",
+            b"\"\xc0\x80\"",
+            b"\"\xc1\xbf\"",
+            b"\"\xe0\x80\xaf\"",
+            b"\"\xed\xa0\x80\"",
+            b"\"\xed\x9f\xbf\"",
+            b"\"\xef\xbf\xbf\"",
+            b"\"\xf0\x8f\xbf\xbf\"",
+            b"\"\xf4\x8f\xbf\xbf\"",
+            b"\"\xf4\x90\x80\x80\"",
+            b"\"\xf5\x80\x80\x80\"",
+            b"\"\xe6\x97\xa5\xe6\x9c\"",
+            b"\xc3\xa9",
+            b"[1]\xff",
+            // Containers.
+            b"[",
+            b"]",
+            b"[,]",
+            b"[,1]",
+            b"[1,]",
+            b"[1 2]",
+            b"[1,,2]",
+            b"{",
+            b"{\"a\"}",
+            b"{\"a\":}",
+            b"{\"a\":1,}",
+            b"{\"a\" 1}",
+            b"{\"a\":1 \"b\":2}",
+            b"{1:2}",
+            b"{a:1}",
+            b"{\"a\":1,\"a\":2}",
+            b"{\"a\":[}]}",
+            b"[{]}",
+            b"[[[]]",
+            b"[[]]]",
+        ];
+        for case in cases {
+            same_verdict(case);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_needs_no_recursion() {
+        // Far deeper than a test thread's stack would allow a recursive descent.
+        const DEPTH: usize = 1_000_000;
+        let arrays = [vec![b'['; DEPTH], vec![b']'; DEPTH]].concat();
+        assert!(scan_json(&arrays).is_ok());
+        same_verdict(&arrays);
+        same_verdict(&arrays[..arrays.len() - 1]);
+        same_verdict(&[&arrays[..], b"]"].concat());
+        let objects = [b"{\"k\":".repeat(DEPTH), b"0".to_vec(), vec![b'}'; DEPTH]].concat();
+        assert!(scan_json(&objects).is_ok());
+        same_verdict(&objects);
+        let mixed = [b"[{\"k\":".repeat(DEPTH / 2), b"[]".to_vec(), b"}]".repeat(DEPTH / 2)].concat();
+        same_verdict(&mixed);
+        let crossed = [b"[{\"k\":".repeat(8), b"[]".to_vec(), b"]}".repeat(8)].concat();
+        same_verdict(&crossed);
     }
 }

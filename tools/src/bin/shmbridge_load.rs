@@ -18,6 +18,10 @@
 //! joined once at start; a body is compared against a prefix of that buffer, so no
 //! expected body is ever built or cached.
 //!
+//! For any other dataset, `--expected-url URL` takes the expected body for count N
+//! from one `GET URL?count=N` at start (a reference endpoint, such as the producer's
+//! own REST endpoint), for each count of a `--counts` list.
+//!
 //! Exit status: 0, or 1 if any mismatch was seen (warm-up included), 2 on a usage or
 //! setup error.
 
@@ -44,6 +48,7 @@ const TRANSPORT_EXAMPLES: usize = 3;
     about = "Closed-loop HTTP load against the shmbridge gateway; checks every body byte for byte"
 )]
 #[command(group(clap::ArgGroup::new("bound").required(true).multiple(true).args(["requests", "duration_secs"])))]
+#[command(group(clap::ArgGroup::new("expected").required(true).args(["users_file", "expected_url"])))]
 struct Args {
     /// Gateway base URL, e.g. http://127.0.0.1:8080.
     #[arg(long)]
@@ -73,7 +78,11 @@ struct Args {
     warmup_secs: f64,
     /// One compact JSON user per line, ids 1..max in order.
     #[arg(long)]
-    users_file: PathBuf,
+    users_file: Option<PathBuf>,
+    /// Instead of `--users-file`: the expected body for count N is the body of
+    /// `GET URL?count=N`, fetched once at start (needs a `--counts` list).
+    #[arg(long)]
+    expected_url: Option<String>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json_out: Option<PathBuf>,
@@ -153,15 +162,94 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The expected body of each count.
+#[derive(Debug)]
+enum Expected {
+    Users(UsersFile),
+    /// Whole bodies, by count, from a reference endpoint.
+    Fetched(BTreeMap<u32, Vec<u8>>),
+}
+
+impl Expected {
+    /// The expected body's length for `count`, if it is known.
+    fn len(&self, count: u32) -> Option<usize> {
+        match self {
+            Self::Users(file) => file.len(count),
+            Self::Fetched(bodies) => bodies.get(&count).map(Vec::len),
+        }
+    }
+
+    #[cfg(test)]
+    fn matches(&self, count: u32, body: &[u8]) -> bool {
+        let mut check = BodyCheck::new(self, count, false);
+        check.feed(body);
+        check.finish().is_ok()
+    }
+
+    /// Whether `chunk`, found at offset `at` of a body, equals the expected body there.
+    fn matches_at(&self, count: u32, at: usize, chunk: &[u8]) -> bool {
+        match self {
+            Self::Users(file) => file.matches_at(count, at, chunk),
+            Self::Fetched(bodies) => {
+                bodies.get(&count).and_then(|b| b.get(at..at.checked_add(chunk.len())?)) == Some(chunk)
+            }
+        }
+    }
+
+    /// The first `len` bytes of the expected body for `count` (at most all of it).
+    fn prefix(&self, count: u32, len: usize) -> Vec<u8> {
+        match self {
+            Self::Users(file) => file.prefix(count, len),
+            Self::Fetched(bodies) => bodies.get(&count).map(|b| b[..len.min(b.len())].to_vec()).unwrap_or_default(),
+        }
+    }
+
+    /// Where and how `body` differs from the expected body, for the report.
+    fn describe_mismatch(&self, count: u32, body: &[u8]) -> String {
+        let Some(len) = self.len(count) else {
+            return format!("count {count} has no expected body");
+        };
+        let expected = self.prefix(count, len);
+        let first_diff = (0..body.len().max(expected.len())).find(|&i| body.get(i) != expected.get(i)).unwrap_or(0);
+        let from = first_diff.saturating_sub(20);
+        let to = (first_diff + 60).min(body.len());
+        format!(
+            "count {count}: got {} bytes, expected {len}; first difference at byte {first_diff}: {:?}",
+            body.len(),
+            String::from_utf8_lossy(body.get(from..to).unwrap_or_default())
+        )
+    }
+
+    /// One `GET url?count=N` per count of `counts`; each must answer 2xx.
+    async fn fetch(client: &reqwest::Client, url: &str, counts: &CountSpec) -> Result<Self, String> {
+        let CountSpec::List(list) = counts else {
+            return Err("--expected-url needs a --counts list, not a range".into());
+        };
+        let mut bodies = BTreeMap::new();
+        for &count in list {
+            let target = format!("{url}?count={count}");
+            let response =
+                client.get(&target).send().await.map_err(|e| format!("cannot fetch {target}: {}", error_chain(&e)))?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| format!("cannot read {target}: {}", error_chain(&e)))?;
+            if !status.is_success() {
+                return Err(format!("{target} answered {status}: {}", String::from_utf8_lossy(&body)));
+            }
+            bodies.insert(count, body.to_vec());
+        }
+        Ok(Self::Fetched(bodies))
+    }
+}
+
 /// The users file, joined once: the expected body for count N is
 /// `[` + `joined[..ends[N]]` + `]`.
 #[derive(Debug)]
-struct Expected {
+struct UsersFile {
     joined: Vec<u8>,
     ends: Vec<usize>,
 }
 
-impl Expected {
+impl UsersFile {
     fn load(path: &PathBuf) -> Result<Self, String> {
         let text = std::fs::read(path).map_err(|e| format!("cannot read --users-file {}: {e}", path.display()))?;
         let mut joined = Vec::with_capacity(text.len());
@@ -189,13 +277,6 @@ impl Expected {
     /// The expected body's length for `count`, if the file holds that many users.
     fn len(&self, count: u32) -> Option<usize> {
         self.ends.get(count as usize).map(|end| end + 2)
-    }
-
-    #[cfg(test)]
-    fn matches(&self, count: u32, body: &[u8]) -> bool {
-        let mut check = BodyCheck::new(self, count, false);
-        check.feed(body);
-        check.finish().is_ok()
     }
 
     /// Whether `chunk`, found at offset `at` of a body, equals the expected body there.
@@ -235,23 +316,6 @@ impl Expected {
             out.push(b']');
         }
         out
-    }
-
-    /// Where and how `body` differs from the expected body, for the report.
-    fn describe_mismatch(&self, count: u32, body: &[u8]) -> String {
-        let Some(end) = self.ends.get(count as usize).copied() else {
-            return format!("count {count} is beyond the users file");
-        };
-        let expected = self.prefix(count, end + 2);
-        let first_diff = (0..body.len().max(expected.len())).find(|&i| body.get(i) != expected.get(i)).unwrap_or(0);
-        let from = first_diff.saturating_sub(20);
-        let to = (first_diff + 60).min(body.len());
-        format!(
-            "count {count}: got {} bytes, expected {}; first difference at byte {first_diff}: {:?}",
-            body.len(),
-            end + 2,
-            String::from_utf8_lossy(body.get(from..to).unwrap_or_default())
-        )
     }
 }
 
@@ -646,15 +710,6 @@ fn secs(value: f64, flag: &str) -> Result<Duration, String> {
 }
 
 async fn run(args: Args) -> Result<bool, String> {
-    let expected = Expected::load(&args.users_file)?;
-    if expected.len(args.counts.max()).is_none() {
-        return Err(format!(
-            "--users-file {} holds {} users, but --counts goes up to {}",
-            args.users_file.display(),
-            expected.users(),
-            args.counts.max()
-        ));
-    }
     if args.paths.iter().any(|p| p.trim().is_empty()) || args.paths.is_empty() {
         return Err("--paths must name at least one endpoint, with no empty names".into());
     }
@@ -672,6 +727,22 @@ async fn run(args: Args) -> Result<bool, String> {
         .no_proxy()
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let expected = match (&args.users_file, &args.expected_url) {
+        (Some(path), _) => {
+            let file = UsersFile::load(path)?;
+            if file.len(args.counts.max()).is_none() {
+                return Err(format!(
+                    "--users-file {} holds {} users, but --counts goes up to {}",
+                    path.display(),
+                    file.users(),
+                    args.counts.max()
+                ));
+            }
+            Expected::Users(file)
+        }
+        (None, Some(url)) => Expected::fetch(&client, url, &args.counts).await?,
+        (None, None) => return Err("give --users-file or --expected-url".into()),
+    };
     let duration = args.duration_secs.map(|d| secs(d, "--duration-secs")).transpose()?;
     let warmup = secs(args.warmup_secs, "--warmup-secs")?;
     let run = Arc::new(Run { client, targets, counts: args.counts.clone(), expected });
@@ -749,13 +820,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.jsonl");
         std::fs::write(&path, users.iter().map(|u| format!("{u}\n")).collect::<String>()).unwrap();
-        Expected::load(&path).unwrap()
+        Expected::Users(UsersFile::load(&path).unwrap())
     }
 
     #[test]
     fn expected_bodies_are_prefixes_of_the_joined_lines() {
         let e = expected(&[r#"{"id":1}"#, r#"{"id":2}"#, r#"{"id":3}"#]);
-        assert_eq!(e.users(), 3);
+        let Expected::Users(file) = &e else { unreachable!() };
+        assert_eq!(file.users(), 3);
         assert!(e.matches(0, b"[]"));
         assert!(e.matches(2, br#"[{"id":1},{"id":2}]"#));
         assert!(!e.matches(2, br#"[{"id":1},{"id":3}]"#));
@@ -793,6 +865,23 @@ mod tests {
         error.feed(br#"{"error":"x","#);
         error.feed(br#""detail":"y"}"#);
         assert_eq!(error.finish(), Err(br#"{"error":"x","detail":"y"}"#.to_vec()));
+    }
+
+    #[test]
+    fn fetched_bodies_are_compared_whole() {
+        let e = Expected::Fetched(BTreeMap::from([(2, br#"[{"a":[1.5]},{}]"#.to_vec()), (0, b"[]".to_vec())]));
+        assert!(e.matches(2, br#"[{"a":[1.5]},{}]"#));
+        assert!(e.matches(0, b"[]"));
+        assert!(!e.matches(2, br#"[{"a":[1.5]}]"#));
+        assert!(!e.matches(2, br#"[{"a":[1.5]},{}] "#));
+        assert!(!e.matches(1, b"[]"), "a count never fetched never matches");
+        let mut pieces = BodyCheck::new(&e, 2, false);
+        for piece in [&br#"[{"a""#[..], br#":[1.5]}"#, br#",{}]"#] {
+            pieces.feed(piece);
+        }
+        assert_eq!(pieces.finish(), Ok(()));
+        assert!(e.describe_mismatch(2, br#"[{"a":[2.5]},{}]"#).contains("byte 7"));
+        assert!(e.describe_mismatch(1, b"[]").contains("no expected body"));
     }
 
     #[test]
