@@ -117,6 +117,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             self._gc.renew();
             return self.value(value.as_borrowed(), Self::enter(depth)?);
         }
+        if let Some(written) = self.numpy(obj, depth) {
+            return written;
+        }
         if let Some(kind) = self.dataclass_kind(obj) {
             return self.dataclass(obj, &kind, depth);
         }

@@ -1,0 +1,260 @@
+//! numpy arrays and scalars, as orjson writes them with `OPT_SERIALIZE_NUMPY`:
+//! an array as nested lists of its elements (bool, int8 to int64, uint8 to
+//! uint64, float16, float32, float64, and datetime64 as a naive datetime), a
+//! scalar as its value. Beyond orjson: arrays that are not C-contiguous (read
+//! through their strides) and 0-d arrays (written as their one element).
+//!
+//! numpy is never imported here: its types are looked up in `sys.modules`, so
+//! a program that never imports numpy has no numpy values and pays nothing. The
+//! elements are read through the array interface (`super::super::array`).
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+
+use super::super::array::{ArrayView, Element};
+use super::datetime::{self, ShortText, Unit};
+use super::error::{SerializeError, Step};
+use super::number::write_int;
+use super::walk::{copy_short, put_float, put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
+use super::{borrowed, Sink, MAX_DEPTH};
+
+/// `numpy.ndarray` and `numpy.generic` (every numpy scalar's base), once numpy is imported.
+static NUMPY_TYPES: PyOnceLock<[Py<PyType>; 2]> = PyOnceLock::new();
+
+/// numpy's types if numpy has been imported (by anyone), else `None`: looked up
+/// again next time until it is.
+fn numpy_types(py: Python<'_>) -> Option<&[Py<PyType>; 2]> {
+    if let Some(types) = NUMPY_TYPES.get(py) {
+        return Some(types);
+    }
+    let modules = py.import(intern!(py, "sys")).ok()?.getattr(intern!(py, "modules")).ok()?;
+    let numpy = modules.cast_into::<PyDict>().ok()?.get_item(intern!(py, "numpy")).ok()??;
+    // A numpy still being imported may not have them yet: not kept then.
+    let get = |name: &str| numpy.getattr(name).ok()?.cast_into::<PyType>().ok().map(Bound::unbind);
+    let types = [get("ndarray")?, get("generic")?];
+    let _ = NUMPY_TYPES.set(py, types);
+    NUMPY_TYPES.get(py)
+}
+
+/// How an array's elements are read and written.
+enum Kind {
+    Bool,
+    Signed,
+    Unsigned,
+    Float,
+    Datetime(Unit),
+}
+
+impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
+    /// Writes `obj` if it is an exact `numpy.ndarray` or a numpy scalar of a kind
+    /// written; `None` if it is neither, and for an array that cannot be written
+    /// when there is a `default=` hook to hand it to (as orjson does).
+    pub(super) fn numpy(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Option<Result<(), SerializeError>> {
+        let py = obj.py();
+        let [ndarray, generic] = numpy_types(py)?;
+        let array = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>() == ndarray.as_ptr();
+        if !array && !borrowed::is_subtype(obj.as_borrowed(), generic.bind(py)) {
+            return None;
+        }
+        let refusable = array && self.default.is_none();
+        let refuse = |message: String| {
+            if refusable {
+                Some(Err(SerializeError::value(message)))
+            } else {
+                None
+            }
+        };
+        let view = match ArrayView::new(obj) {
+            Ok(view) => view,
+            Err(err) => return refuse(format!("reading the numpy array's __array_struct__ raised {err}")),
+        };
+        let kind = match (view.kind, view.itemsize) {
+            (b'b', 1) => Kind::Bool,
+            (b'i', 1 | 2 | 4 | 8) => Kind::Signed,
+            (b'u', 1 | 2 | 4 | 8) => Kind::Unsigned,
+            (b'f', 2 | 4 | 8) => Kind::Float,
+            (b'M', 8) => match datetime_unit(obj) {
+                Ok(unit) => Kind::Datetime(unit),
+                Err(message) => return refuse(message),
+            },
+            _ => return refuse(format!("unsupported datatype in numpy array: {}", dtype_text(obj))),
+        };
+        if !view.native {
+            return refuse(format!("numpy array is not in native byte order: {}", dtype_text(obj)));
+        }
+        if depth as usize + view.shape.len() > MAX_DEPTH as usize {
+            return Some(Err(SerializeError::value(format!("nesting deeper than {MAX_DEPTH} levels (a numpy array)"))));
+        }
+        Some(match (kind, view.itemsize) {
+            (Kind::Bool, _) => self.array::<u8>(&view, 8, |buf, pos, b| {
+                let (text, len) = if b != 0 { (b"true    ", 4) } else { (b"false   ", 5) };
+                Ok(put_word(buf, pos, text, len))
+            }),
+            (Kind::Signed, 1) => self.array::<i8>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v.into()))),
+            (Kind::Signed, 2) => self.array::<i16>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v.into()))),
+            (Kind::Signed, 4) => self.array::<i32>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v.into()))),
+            (Kind::Signed, _) => self.array::<i64>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v))),
+            (Kind::Unsigned, 1) => {
+                self.array::<u8>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v.into())))
+            }
+            (Kind::Unsigned, 2) => {
+                self.array::<u16>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v.into())))
+            }
+            (Kind::Unsigned, 4) => {
+                self.array::<u32>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v.into())))
+            }
+            (Kind::Unsigned, _) => self.array::<u64>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v))),
+            (Kind::Float, 2) => {
+                self.array::<u16>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_f32(buf, pos, f16_to_f32(v))))
+            }
+            (Kind::Float, 4) => self.array::<f32>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_f32(buf, pos, v))),
+            (Kind::Float, _) => self.array::<f64>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_float(buf, pos, v))),
+            (Kind::Datetime(unit), _) => self.array::<i64>(&view, 48, |buf, pos, v| put_datetime64(buf, pos, v, unit)),
+        })
+    }
+
+    /// The array's elements as `T`, each written by `put` (with `room` bytes of
+    /// room), in nested lists; a 0-d array (or a scalar) as its one element.
+    fn array<T: Element>(
+        &mut self,
+        view: &ArrayView<'_>,
+        room: usize,
+        put: impl Fn(&mut [u8], usize, T) -> Result<usize, SerializeError>,
+    ) -> Result<(), SerializeError> {
+        if view.shape.is_empty() {
+            let value = view.line::<T>(&[]).and_then(|mut line| line.next()).ok_or_else(not_readable)?;
+            self.reserve(room)?;
+            self.pos = put(&mut self.buf, self.pos, value)?;
+            return Ok(());
+        }
+        let mut outer = vec![0; view.shape.len() - 1];
+        self.dimension(view, &mut outer, 0, room, &put)
+    }
+
+    /// The list of dimension `dim` at the index `outer[..dim]`.
+    fn dimension<T: Element>(
+        &mut self,
+        view: &ArrayView<'_>,
+        outer: &mut [usize],
+        dim: usize,
+        room: usize,
+        put: &impl Fn(&mut [u8], usize, T) -> Result<usize, SerializeError>,
+    ) -> Result<(), SerializeError> {
+        self.byte(b'[')?;
+        if dim == outer.len() {
+            let line = view.line::<T>(outer).ok_or_else(not_readable)?;
+            // The write position, kept in a local as in the list walk.
+            let mut pos = self.pos;
+            for (index, value) in line.enumerate() {
+                pos = self.room(pos, room + 1)?;
+                // The comma is written either way; the first item writes over it.
+                self.buf[pos] = b',';
+                pos += usize::from(index > 0);
+                pos = put(&mut self.buf, pos, value).map_err(|err| err.at(Step::Index(index)))?;
+            }
+            self.pos = pos;
+        } else {
+            for index in 0..view.shape[dim] {
+                if index > 0 {
+                    self.byte(b',')?;
+                }
+                outer[dim] = index;
+                self.dimension(view, outer, dim + 1, room, put).map_err(|err| err.at(Step::Index(index)))?;
+            }
+        }
+        self.byte(b']')
+    }
+}
+
+#[cold]
+fn not_readable() -> SerializeError {
+    SerializeError::value("the numpy array's shape and element size do not match its data".to_owned())
+}
+
+/// The array's dtype as numpy's array interface writes it (`<i4`), for messages.
+fn dtype_text(obj: &Bound<'_, PyAny>) -> String {
+    let py = obj.py();
+    obj.getattr(intern!(py, "dtype"))
+        .and_then(|d| d.getattr(intern!(py, "str")))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| type_name(obj))
+}
+
+/// The unit of a datetime64 array or scalar, from its dtype (`<M8[ns]`).
+fn datetime_unit(obj: &Bound<'_, PyAny>) -> Result<Unit, String> {
+    let py = obj.py();
+    let text = obj
+        .getattr(intern!(py, "dtype"))
+        .and_then(|d| d.getattr(intern!(py, "str")))
+        .and_then(|s| s.extract::<String>())
+        .map_err(|err| format!("reading the numpy.datetime64 unit raised {err}"))?;
+    Unit::from_dtype(&text).ok_or_else(|| format!("unsupported numpy.datetime64 unit: {text}"))
+}
+
+#[inline(always)]
+fn signed(buf: &mut [u8], pos: usize, value: i64) -> usize {
+    write_int(buf, pos, value < 0, value.unsigned_abs())
+}
+
+/// A float32 in its own shortest text (as orjson writes one), `null` if not finite.
+#[inline(always)]
+fn put_f32(buf: &mut [u8], pos: usize, value: f32) -> usize {
+    if !value.is_finite() {
+        return put_word(buf, pos, b"null    ", 4);
+    }
+    let mut text = zmij::Buffer::new();
+    copy_short(buf, pos, text.format_finite(value).as_bytes())
+}
+
+/// An IEEE half-precision float widened to f32 (exactly: every half is a float).
+fn f16_to_f32(half: u16) -> f32 {
+    let negative = half & 0x8000 != 0;
+    let exponent = u32::from((half >> 10) & 0x1f);
+    let mantissa = u32::from(half & 0x3ff);
+    let magnitude = match exponent {
+        // Zero and subnormals: mantissa * 2^-24.
+        0 => mantissa as f32 / 16_777_216.0,
+        // Infinities and NaN.
+        0x1f => f32::from_bits(0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(((exponent + 112) << 23) | (mantissa << 13)),
+    };
+    if negative {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// A datetime64 in quotes (40 bytes of room), or why it has no text.
+fn put_datetime64(buf: &mut [u8], pos: usize, value: i64, unit: Unit) -> Result<usize, SerializeError> {
+    let mut text = ShortText::new();
+    datetime::datetime64(&mut text, value, unit).ok_or_else(|| unrepresentable(value, unit))?;
+    let text = text.as_bytes();
+    buf[pos] = b'"';
+    buf[pos + 1..pos + 1 + text.len()].copy_from_slice(text);
+    buf[pos + 1 + text.len()] = b'"';
+    Ok(pos + text.len() + 2)
+}
+
+#[cold]
+fn unrepresentable(value: i64, unit: Unit) -> SerializeError {
+    let what = if value == i64::MIN { "NaT".to_owned() } else { format!("{value} {unit:?}") };
+    SerializeError::value(format!("unrepresentable numpy.datetime64: {what} (years 0 to 9999 only)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn halves_widen_exactly() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+    }
+}
