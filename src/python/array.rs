@@ -97,7 +97,7 @@ impl<'py> ArrayView<'py> {
             unsafe {
                 (
                     std::slice::from_raw_parts(iface.shape, nd).to_vec(),
-                    std::slice::from_raw_parts(iface.strides, nd).iter().map(|&s| s as isize).collect(),
+                    std::slice::from_raw_parts(iface.strides, nd).to_vec(),
                 )
             }
         };
