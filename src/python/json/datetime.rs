@@ -138,41 +138,41 @@ pub(super) fn datetime64(out: &mut ShortText, value: i64, unit: Unit) -> Option<
     if value == i64::MIN {
         return None;
     }
-    let value = i128::from(value);
-    // (days since the epoch, microseconds into the day)
+    const DAY: i64 = 86_400_000_000;
+    // (days since the epoch, microseconds into the day); a product that overflows
+    // is far past the year 9999.
     let (days, micros) = match unit {
-        Unit::Years => (days_from_civil(1970 + value, 1, 1)?, 0),
+        Unit::Years => (days_from_civil(value.checked_add(1970)?, 1, 1)?, 0),
         Unit::Months => (days_from_civil(1970 + value.div_euclid(12), value.rem_euclid(12) + 1, 1)?, 0),
-        Unit::Weeks => (value * 7, 0),
+        Unit::Weeks => (value.checked_mul(7)?, 0),
         Unit::Days => (value, 0),
         _ => {
-            let per_unit: i128 = match unit {
-                Unit::Hours => 3_600_000_000,
-                Unit::Minutes => 60_000_000,
-                Unit::Seconds => 1_000_000,
-                Unit::Millis => 1000,
-                Unit::Micros => 1,
-                // Nanoseconds: divided, then counted as one microsecond each.
-                _ => 1,
+            let micros = match unit {
+                Unit::Hours => value.checked_mul(3_600_000_000)?,
+                Unit::Minutes => value.checked_mul(60_000_000)?,
+                Unit::Seconds => value.checked_mul(1_000_000)?,
+                Unit::Millis => value.checked_mul(1000)?,
+                Unit::Micros => value,
+                // Nanoseconds, cut to microseconds (towards the past).
+                _ => value.div_euclid(1000),
             };
-            let micros = if unit == Unit::Nanos { value.div_euclid(1000) } else { value * per_unit };
-            (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000))
+            (micros.div_euclid(DAY), micros.rem_euclid(DAY))
         }
     };
     let (year, month, day) = civil_from_days(days)?;
     date(out, year, month, day);
     out.push(b'T');
-    let micros = u64::try_from(micros).ok()?;
-    let seconds = micros / 1_000_000;
-    let narrow = |v: u64| u32::try_from(v).unwrap_or(0);
-    time(out, narrow(seconds / 3600), narrow(seconds / 60 % 60), narrow(seconds % 60), narrow(micros % 1_000_000));
+    // 0 to DAY - 1 (`rem_euclid`): fits a u64, and its parts a u32.
+    let micros = micros.unsigned_abs();
+    let seconds = (micros / 1_000_000) as u32;
+    time(out, seconds / 3600, seconds / 60 % 60, seconds % 60, (micros % 1_000_000) as u32);
     Some(())
 }
 
 /// Days since 1970-01-01 of a date in the proleptic Gregorian calendar (a
-/// year of 400 years is 146,097 days, counted from March so that the leap day
+/// cycle of 400 years is 146,097 days, counted from March so that the leap day
 /// comes last); `None` far outside the years datetimes have.
-fn days_from_civil(year: i128, month: i128, day: i128) -> Option<i128> {
+fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
     if !(-1_000_000..=1_000_000).contains(&year) {
         return None;
     }
@@ -187,7 +187,11 @@ fn days_from_civil(year: i128, month: i128, day: i128) -> Option<i128> {
 
 /// The date `days` after 1970-01-01, if its year is 0 to 9999 (the inverse of
 /// `days_from_civil`).
-fn civil_from_days(days: i128) -> Option<(u32, u32, u32)> {
+fn civil_from_days(days: i64) -> Option<(u32, u32, u32)> {
+    // Outside the years 0 to 9999 by far: refused before any arithmetic.
+    if !(-800_000..=3_000_000).contains(&days) {
+        return None;
+    }
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
@@ -196,7 +200,7 @@ fn civil_from_days(days: i128) -> Option<(u32, u32, u32)> {
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
     let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
     if !(0..=9999).contains(&year) {
         return None;
     }

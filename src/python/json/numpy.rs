@@ -20,12 +20,31 @@ use super::number::write_int;
 use super::walk::{copy_short, put_float, put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
 use super::{borrowed, Sink, MAX_DEPTH};
 
-/// `numpy.ndarray` and `numpy.generic` (every numpy scalar's base), once numpy is imported.
-static NUMPY_TYPES: PyOnceLock<[Py<PyType>; 2]> = PyOnceLock::new();
+/// numpy's types, once numpy is imported.
+struct NumpyTypes {
+    ndarray: Py<PyType>,
+    /// Every numpy scalar's base.
+    generic: Py<PyType>,
+    /// The exact scalar types read through the C API's number protocol (and how),
+    /// without the array interface.
+    scalars: Vec<(Py<PyType>, Scalar)>,
+}
+
+#[derive(Clone, Copy)]
+enum Scalar {
+    Bool,
+    Signed,
+    Unsigned,
+    /// float16 and float32 (each widened to a float32 exactly).
+    Float32,
+    Float64,
+}
+
+static NUMPY_TYPES: PyOnceLock<NumpyTypes> = PyOnceLock::new();
 
 /// numpy's types if numpy has been imported (by anyone), else `None`: looked up
 /// again next time until it is.
-fn numpy_types(py: Python<'_>) -> Option<&[Py<PyType>; 2]> {
+fn numpy_types(py: Python<'_>) -> Option<&NumpyTypes> {
     if let Some(types) = NUMPY_TYPES.get(py) {
         return Some(types);
     }
@@ -33,7 +52,20 @@ fn numpy_types(py: Python<'_>) -> Option<&[Py<PyType>; 2]> {
     let numpy = modules.cast_into::<PyDict>().ok()?.get_item(intern!(py, "numpy")).ok()??;
     // A numpy still being imported may not have them yet: not kept then.
     let get = |name: &str| numpy.getattr(name).ok()?.cast_into::<PyType>().ok().map(Bound::unbind);
-    let types = [get("ndarray")?, get("generic")?];
+    let kinds = [
+        (Scalar::Bool, &["bool_"][..]),
+        (Scalar::Signed, &["int8", "int16", "int32", "int64", "longlong"]),
+        (Scalar::Unsigned, &["uint8", "uint16", "uint32", "uint64", "ulonglong"]),
+        (Scalar::Float32, &["float16", "float32"]),
+        (Scalar::Float64, &["float64"]),
+    ];
+    let mut scalars = Vec::new();
+    for (kind, names) in kinds {
+        for name in names {
+            scalars.push((get(name)?, kind));
+        }
+    }
+    let types = NumpyTypes { ndarray: get("ndarray")?, generic: get("generic")?, scalars };
     let _ = NUMPY_TYPES.set(py, types);
     NUMPY_TYPES.get(py)
 }
@@ -53,9 +85,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// when there is a `default=` hook to hand it to (as orjson does).
     pub(super) fn numpy(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Option<Result<(), SerializeError>> {
         let py = obj.py();
-        let [ndarray, generic] = numpy_types(py)?;
-        let array = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>() == ndarray.as_ptr();
-        if !array && !borrowed::is_subtype(obj.as_borrowed(), generic.bind(py)) {
+        let types = numpy_types(py)?;
+        let array = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>() == types.ndarray.as_ptr();
+        if !array && !borrowed::is_subtype(obj.as_borrowed(), types.generic.bind(py)) {
             return None;
         }
         let refusable = array && self.default.is_none();
@@ -112,6 +144,41 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             (Kind::Float, 4) => self.array::<f32>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_f32(buf, pos, v))),
             (Kind::Float, _) => self.array::<f64>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_float(buf, pos, v))),
             (Kind::Datetime(unit), _) => self.array::<i64>(&view, 48, |buf, pos, v| put_datetime64(buf, pos, v, unit)),
+        })
+    }
+
+    /// Writes `obj` if it is a numpy bool, int or float scalar of an exact type
+    /// (the usual ones), through the C API's number protocol: cheaper than the
+    /// array interface. `None` for anything else, and until numpy has been seen
+    /// by [`Serializer::numpy`] (which finds its types).
+    #[inline]
+    pub(super) fn numpy_scalar(&mut self, obj: &Bound<'py, PyAny>) -> Option<Result<(), SerializeError>> {
+        let types = NUMPY_TYPES.get(obj.py())?;
+        let ty = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>();
+        let &(_, kind) = types.scalars.iter().find(|(t, _)| t.as_ptr() == ty)?;
+        let read = |err: PyErr| SerializeError::caused(format!("reading the numpy scalar raised {err}"), err);
+        Some(match kind {
+            Scalar::Bool => match obj.is_truthy() {
+                Ok(b) => self.small(if b { b"true" } else { b"false" }),
+                Err(err) => Err(read(err)),
+            },
+            Scalar::Signed => obj.extract::<i64>().map_err(read).and_then(|v| {
+                self.reserve(INT_ROOM)?;
+                self.pos = signed(&mut self.buf, self.pos, v);
+                Ok(())
+            }),
+            Scalar::Unsigned => obj.extract::<u64>().map_err(read).and_then(|v| {
+                self.reserve(INT_ROOM)?;
+                self.pos = write_int(&mut self.buf, self.pos, false, v);
+                Ok(())
+            }),
+            // `__float__` widens exactly, so the narrowing gives the value back.
+            Scalar::Float32 => obj.extract::<f64>().map_err(read).and_then(|v| {
+                self.reserve(FLOAT_ROOM)?;
+                self.pos = put_f32(&mut self.buf, self.pos, v as f32);
+                Ok(())
+            }),
+            Scalar::Float64 => obj.extract::<f64>().map_err(read).and_then(|v| self.float(v)),
         })
     }
 
