@@ -184,3 +184,5 @@ impl<T: Element> Iterator for Line<'_, T> {
         (self.left, Some(self.left))
     }
 }
+
+impl<T: Element> ExactSizeIterator for Line<'_, T> {}

@@ -120,30 +120,19 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return Some(Err(SerializeError::value(format!("nesting deeper than {MAX_DEPTH} levels (a numpy array)"))));
         }
         Some(match (kind, view.itemsize) {
-            (Kind::Bool, _) => self.array::<u8>(&view, 8, |buf, pos, b| {
-                let (text, len) = if b != 0 { (b"true    ", 4) } else { (b"false   ", 5) };
-                Ok(put_word(buf, pos, text, len))
-            }),
-            (Kind::Signed, 1) => self.array::<i8>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v.into()))),
-            (Kind::Signed, 2) => self.array::<i16>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v.into()))),
-            (Kind::Signed, 4) => self.array::<i32>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v.into()))),
-            (Kind::Signed, _) => self.array::<i64>(&view, INT_ROOM, |buf, pos, v| Ok(signed(buf, pos, v))),
-            (Kind::Unsigned, 1) => {
-                self.array::<u8>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v.into())))
-            }
-            (Kind::Unsigned, 2) => {
-                self.array::<u16>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v.into())))
-            }
-            (Kind::Unsigned, 4) => {
-                self.array::<u32>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v.into())))
-            }
-            (Kind::Unsigned, _) => self.array::<u64>(&view, INT_ROOM, |buf, pos, v| Ok(write_int(buf, pos, false, v))),
-            (Kind::Float, 2) => {
-                self.array::<u16>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_f32(buf, pos, f16_to_f32(v))))
-            }
-            (Kind::Float, 4) => self.array::<f32>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_f32(buf, pos, v))),
-            (Kind::Float, _) => self.array::<f64>(&view, FLOAT_ROOM, |buf, pos, v| Ok(put_float(buf, pos, v))),
-            (Kind::Datetime(unit), _) => self.array::<i64>(&view, 48, |buf, pos, v| put_datetime64(buf, pos, v, unit)),
+            (Kind::Bool, _) => self.array::<u8, _>(&view, Bools),
+            (Kind::Signed, 1) => self.array::<i8, _>(&view, Ints),
+            (Kind::Signed, 2) => self.array::<i16, _>(&view, Ints),
+            (Kind::Signed, 4) => self.array::<i32, _>(&view, Ints),
+            (Kind::Signed, _) => self.array::<i64, _>(&view, Ints),
+            (Kind::Unsigned, 1) => self.array::<u8, _>(&view, Ints),
+            (Kind::Unsigned, 2) => self.array::<u16, _>(&view, Ints),
+            (Kind::Unsigned, 4) => self.array::<u32, _>(&view, Ints),
+            (Kind::Unsigned, _) => self.array::<u64, _>(&view, Ints),
+            (Kind::Float, 2) => self.array::<u16, _>(&view, Halves),
+            (Kind::Float, 4) => self.array::<f32, _>(&view, Floats),
+            (Kind::Float, _) => self.array::<f64, _>(&view, Floats),
+            (Kind::Datetime(unit), _) => self.array::<i64, _>(&view, Datetimes(unit)),
         })
     }
 
@@ -182,44 +171,44 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         })
     }
 
-    /// The array's elements as `T`, each written by `put` (with `room` bytes of
-    /// room), in nested lists; a 0-d array (or a scalar) as its one element.
-    fn array<T: Element>(
-        &mut self,
-        view: &ArrayView<'_>,
-        room: usize,
-        put: impl Fn(&mut [u8], usize, T) -> Result<usize, SerializeError>,
-    ) -> Result<(), SerializeError> {
+    /// The array's elements as `T`, each written by `put`, in nested lists; a 0-d
+    /// array (or a scalar) as its one element.
+    fn array<T: Element, P: Put<T>>(&mut self, view: &ArrayView<'_>, put: P) -> Result<(), SerializeError> {
         if view.shape.is_empty() {
             let value = view.line::<T>(&[]).and_then(|mut line| line.next()).ok_or_else(not_readable)?;
-            self.reserve(room)?;
-            self.pos = put(&mut self.buf, self.pos, value)?;
+            self.reserve(P::ROOM)?;
+            self.pos = put.put(&mut self.buf, self.pos, value)?;
             return Ok(());
         }
         let mut outer = vec![0; view.shape.len() - 1];
-        self.dimension(view, &mut outer, 0, room, &put)
+        self.dimension(view, &mut outer, 0, &put)
     }
 
     /// The list of dimension `dim` at the index `outer[..dim]`.
-    fn dimension<T: Element>(
+    fn dimension<T: Element, P: Put<T>>(
         &mut self,
         view: &ArrayView<'_>,
         outer: &mut [usize],
         dim: usize,
-        room: usize,
-        put: &impl Fn(&mut [u8], usize, T) -> Result<usize, SerializeError>,
+        put: &P,
     ) -> Result<(), SerializeError> {
         self.byte(b'[')?;
         if dim == outer.len() {
-            let line = view.line::<T>(outer).ok_or_else(not_readable)?;
-            // The write position, kept in a local as in the list walk.
+            let mut line = view.line::<T>(outer).ok_or_else(not_readable)?;
+            // The write position, kept in a local as in the list walk; room is
+            // made once per batch of elements.
             let mut pos = self.pos;
-            for (index, value) in line.enumerate() {
-                pos = self.room(pos, room + 1)?;
-                // The comma is written either way; the first item writes over it.
-                self.buf[pos] = b',';
-                pos += usize::from(index > 0);
-                pos = put(&mut self.buf, pos, value).map_err(|err| err.at(Step::Index(index)))?;
+            let mut index = 0;
+            while line.len() > 0 {
+                let batch = line.len().min(BATCH);
+                pos = self.room(pos, batch * (P::ROOM + 1))?;
+                for value in line.by_ref().take(batch) {
+                    // The comma is written either way; the first item writes over it.
+                    self.buf[pos] = b',';
+                    pos += usize::from(index > 0);
+                    pos = put.put(&mut self.buf, pos, value).map_err(|err| err.at(Step::Index(index)))?;
+                    index += 1;
+                }
             }
             self.pos = pos;
         } else {
@@ -228,10 +217,96 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                     self.byte(b',')?;
                 }
                 outer[dim] = index;
-                self.dimension(view, outer, dim + 1, room, put).map_err(|err| err.at(Step::Index(index)))?;
+                self.dimension(view, outer, dim + 1, put).map_err(|err| err.at(Step::Index(index)))?;
             }
         }
         self.byte(b']')
+    }
+}
+
+/// Elements written per room check (`BATCH * (ROOM + 1)` stays far below the
+/// staging capacity).
+const BATCH: usize = 64;
+
+/// How elements of type `T` are written: at `pos`, with `ROOM` bytes of room,
+/// returning the new position.
+trait Put<T> {
+    const ROOM: usize;
+    fn put(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError>;
+}
+
+struct Bools;
+struct Ints;
+/// float16, stored as its bits.
+struct Halves;
+struct Floats;
+struct Datetimes(Unit);
+
+impl Put<u8> for Bools {
+    const ROOM: usize = 8;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: u8) -> Result<usize, SerializeError> {
+        let (text, len) = if value != 0 { (b"true    ", 4) } else { (b"false   ", 5) };
+        Ok(put_word(buf, pos, text, len))
+    }
+}
+
+macro_rules! put_signed {
+    ($($t:ty),*) => {$(
+        impl Put<$t> for Ints {
+            const ROOM: usize = INT_ROOM;
+            #[inline(always)]
+            fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                Ok(signed(buf, pos, value.into()))
+            }
+        }
+    )*};
+}
+put_signed!(i8, i16, i32, i64);
+
+macro_rules! put_unsigned {
+    ($($t:ty),*) => {$(
+        impl Put<$t> for Ints {
+            const ROOM: usize = INT_ROOM;
+            #[inline(always)]
+            fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                Ok(write_int(buf, pos, false, value.into()))
+            }
+        }
+    )*};
+}
+put_unsigned!(u8, u16, u32, u64);
+
+impl Put<u16> for Halves {
+    const ROOM: usize = FLOAT_ROOM;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: u16) -> Result<usize, SerializeError> {
+        Ok(put_f32(buf, pos, f16_to_f32(value)))
+    }
+}
+
+impl Put<f32> for Floats {
+    const ROOM: usize = FLOAT_ROOM;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
+        Ok(put_f32(buf, pos, value))
+    }
+}
+
+impl Put<f64> for Floats {
+    const ROOM: usize = FLOAT_ROOM;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
+        Ok(put_float(buf, pos, value))
+    }
+}
+
+impl Put<i64> for Datetimes {
+    /// A datetime with microseconds in quotes is 28 bytes.
+    const ROOM: usize = 40;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: i64) -> Result<usize, SerializeError> {
+        put_datetime64(buf, pos, value, self.0)
     }
 }
 
