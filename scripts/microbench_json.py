@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import shmbridge
 
@@ -136,7 +137,31 @@ def shapes() -> dict[str, Callable[[], Any]]:
         "project users (1,000)": lambda: producer_users(1000),
         "project users (100,000)": lambda: producer_users(100_000),
         "original-service users (1,000)": lambda: original_users(1000),
+        # numpy shapes: orjson with OPT_SERIALIZE_NUMPY (see `orjson_dumps`).
+        "numpy float64 (1M)": lambda: np.random.default_rng(1).uniform(-1e3, 1e3, 1_000_000),
+        "numpy int64 (100k)": lambda: np.random.default_rng(2).integers(-(10**12), 10**12, 100_000),
+        "numpy float64 2-D (1000x100)": lambda: np.random.default_rng(3).random((1000, 100)),
+        "numpy int32 2-D (1000x100)": lambda: np.arange(100_000, dtype=np.int32).reshape(1000, 100),
+        "numpy float32 (100k)": lambda: np.random.default_rng(4).random(100_000, dtype=np.float32),
+        "numpy bool (100k)": lambda: np.random.default_rng(5).random(100_000) < 0.5,
+        "numpy datetime64[s] (10k)": lambda: (
+            np.datetime64("2020-01-01T00:00:00") + np.arange(10_000) * np.timedelta64(7919, "s")
+        ),
+        "numpy scalars (10k int64 and float32)": lambda: [
+            x for i in range(5000) for x in (np.int64(i), np.float32(i / 3))
+        ],
     }
+
+
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def orjson_dumps(name: str) -> Callable[[Any], bytes]:
+    """orjson's call for a shape: with OPT_SERIALIZE_NUMPY for the numpy ones only (so
+    the others time the plain call a user makes)."""
+    if name.startswith("numpy"):
+        return lambda value: orjson.dumps(value, option=NUMPY)
+    return orjson.dumps
 
 
 def stdlib_dumps(value: Any) -> bytes:
@@ -151,6 +176,8 @@ def json_default(value: Any) -> Any:
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if isinstance(value, np.ndarray | np.generic):
+        return value.astype(str).tolist() if value.dtype.kind == "M" else value.tolist()
     raise TypeError(type(value).__name__)
 
 
@@ -162,10 +189,11 @@ def calls_for(fn: Callable[[], object], target_s: float) -> int:
     return max(1, int(target_s / once))
 
 
-def time_shape(value: Any, rounds: int, target_s: float) -> dict[str, float]:
+def time_shape(name: str, value: Any, rounds: int, target_s: float) -> dict[str, float]:
+    orjson_way = orjson_dumps(name)
     ways: dict[str, Callable[[], object]] = {
         "shmbridge": lambda: shmbridge.dumps(value),
-        "orjson": lambda: orjson.dumps(value),
+        "orjson": lambda: orjson_way(value),
         "json": lambda: stdlib_dumps(value),
     }
     calls = {name: calls_for(fn, target_s) for name, fn in ways.items()}
@@ -196,12 +224,12 @@ def main() -> None:
     all_shapes = {k: build() for k, build in shapes().items() if args.only.lower() in k.lower()}
     results: dict[str, dict[str, float]] = {}
     for name, value in all_shapes.items():
-        if shmbridge.dumps(value) != orjson.dumps(value):
+        if shmbridge.dumps(value) != orjson_dumps(name)(value):
             raise SystemExit(f"{name}: shmbridge's bytes differ from orjson's")
     gc.disable()
     try:
         for name, value in all_shapes.items():
-            results[name] = time_shape(value, args.rounds, args.target_ms / 1000)
+            results[name] = time_shape(name, value, args.rounds, args.target_ms / 1000)
             r = results[name]
             print(f"{name}: {r['shmbridge']:.2f} / {r['orjson']:.2f} us", file=sys.stderr)
     finally:

@@ -68,8 +68,11 @@ def dumps(obj: object, /, *, default: _Default | None = None) -> bytes:
 
     Writes dict (str keys), list, tuple, str, int, float (NaN and infinities as
     null), bool, None, datetime, date, time, UUID, dataclass instances, Enum
-    members and subclasses of str, int, float, dict and list; anything else goes
-    to `default`, or raises NotSerializable naming where it sits (``$[3].zip``).
+    members and subclasses of str, int, float, dict and list; numpy arrays and
+    scalars when numpy is imported (as ``orjson.OPT_SERIALIZE_NUMPY`` writes them,
+    always on: bool, int8 to uint64, float16 to float64 and datetime64 elements,
+    nested lists for more dimensions); anything else goes to `default`, or raises
+    NotSerializable naming where it sits (``$[3].zip``).
     ``write_json`` and ``publish`` take the same `default`.
     """
 

@@ -1,8 +1,10 @@
 //! PyO3 bindings: the module `shmbridge._native`. Bindings only; the channel
 //! logic lives in the core modules ([`listener`] runs the signal socket's listener
 //! threads around the core's frame format). The `unsafe` code is in [`buffer`] (the
-//! buffer protocol) and [`borrowed`] (the JSON serializer's C-API fast paths).
+//! buffer protocol), [`borrowed`] (the JSON serializer's C-API fast paths) and
+//! [`array`] (numpy's array interface).
 
+mod array;
 mod borrowed;
 mod buffer;
 mod channel;

@@ -95,6 +95,118 @@ pub(super) fn uuid(out: &mut ShortText, value: u128) {
     }
 }
 
+/// The units of a numpy `datetime64` that are written (orjson's set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unit {
+    Years,
+    Months,
+    Weeks,
+    Days,
+    Hours,
+    Minutes,
+    Seconds,
+    Millis,
+    Micros,
+    Nanos,
+}
+
+impl Unit {
+    /// The unit named in a dtype's text, such as `<M8[ns]`; `None` for the
+    /// others (picoseconds and finer, or no unit).
+    pub(super) fn from_dtype(dtype: &str) -> Option<Self> {
+        let name = dtype.split_once('[')?.1.strip_suffix(']')?;
+        Some(match name {
+            "Y" => Self::Years,
+            "M" => Self::Months,
+            "W" => Self::Weeks,
+            "D" => Self::Days,
+            "h" => Self::Hours,
+            "m" => Self::Minutes,
+            "s" => Self::Seconds,
+            "ms" => Self::Millis,
+            "us" => Self::Micros,
+            "ns" => Self::Nanos,
+            _ => return None,
+        })
+    }
+}
+
+/// A numpy `datetime64` of `value` `unit`s since 1970-01-01 as a naive datetime
+/// (`YYYY-MM-DDTHH:MM:SS[.ffffff]`, nanoseconds cut to microseconds), as orjson
+/// writes one; `None` for NaT and outside the years 0 to 9999.
+pub(super) fn datetime64(out: &mut ShortText, value: i64, unit: Unit) -> Option<()> {
+    if value == i64::MIN {
+        return None;
+    }
+    const DAY: i64 = 86_400_000_000;
+    // (days since the epoch, microseconds into the day); a product that overflows
+    // is far past the year 9999.
+    let (days, micros) = match unit {
+        Unit::Years => (days_from_civil(value.checked_add(1970)?, 1, 1)?, 0),
+        Unit::Months => (days_from_civil(1970 + value.div_euclid(12), value.rem_euclid(12) + 1, 1)?, 0),
+        Unit::Weeks => (value.checked_mul(7)?, 0),
+        Unit::Days => (value, 0),
+        _ => {
+            let micros = match unit {
+                Unit::Hours => value.checked_mul(3_600_000_000)?,
+                Unit::Minutes => value.checked_mul(60_000_000)?,
+                Unit::Seconds => value.checked_mul(1_000_000)?,
+                Unit::Millis => value.checked_mul(1000)?,
+                Unit::Micros => value,
+                // Nanoseconds, cut to microseconds (towards the past).
+                _ => value.div_euclid(1000),
+            };
+            (micros.div_euclid(DAY), micros.rem_euclid(DAY))
+        }
+    };
+    let (year, month, day) = civil_from_days(days)?;
+    date(out, year, month, day);
+    out.push(b'T');
+    // 0 to DAY - 1 (`rem_euclid`): fits a u64, and its parts a u32.
+    let micros = micros.unsigned_abs();
+    let seconds = (micros / 1_000_000) as u32;
+    time(out, seconds / 3600, seconds / 60 % 60, seconds % 60, (micros % 1_000_000) as u32);
+    Some(())
+}
+
+/// Days since 1970-01-01 of a date in the proleptic Gregorian calendar (a
+/// cycle of 400 years is 146,097 days, counted from March so that the leap day
+/// comes last); `None` far outside the years datetimes have.
+fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
+    if !(-1_000_000..=1_000_000).contains(&year) {
+        return None;
+    }
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some(era * 146_097 + day_of_era - 719_468)
+}
+
+/// The date `days` after 1970-01-01, if its year is 0 to 9999 (the inverse of
+/// `days_from_civil`).
+fn civil_from_days(days: i64) -> Option<(u32, u32, u32)> {
+    // Outside the years 0 to 9999 by far: refused before any arithmetic.
+    if !(-800_000..=3_000_000).contains(&days) {
+        return None;
+    }
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    Some((u32::try_from(year).ok()?, u32::try_from(month).ok()?, u32::try_from(day).ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +254,27 @@ mod tests {
             text(|o| uuid(o, 0x1234_5678_9abc_def0_0fed_cba9_8765_4321)),
             "12345678-9abc-def0-0fed-cba987654321"
         );
+    }
+
+    #[test]
+    fn datetime64_counts_from_the_epoch() {
+        let text64 = |v, unit| {
+            let mut out = ShortText::new();
+            datetime64(&mut out, v, unit).map(|()| String::from_utf8(out.as_bytes().to_vec()).unwrap())
+        };
+        assert_eq!(text64(0, Unit::Seconds).as_deref(), Some("1970-01-01T00:00:00"));
+        assert_eq!(text64(-1, Unit::Nanos).as_deref(), Some("1969-12-31T23:59:59.999999"));
+        assert_eq!(text64(51, Unit::Years).as_deref(), Some("2021-01-01T00:00:00"));
+        assert_eq!(text64(-1, Unit::Months).as_deref(), Some("1969-12-01T00:00:00"));
+        assert_eq!(text64(11_016, Unit::Days).as_deref(), Some("2000-02-29T00:00:00"));
+        assert_eq!(text64(1_609_462_923_123, Unit::Millis).as_deref(), Some("2021-01-01T01:02:03.123000"));
+        assert_eq!(text64(2_932_896, Unit::Days).as_deref(), Some("9999-12-31T00:00:00"));
+        assert_eq!(text64(2_932_897, Unit::Days), None);
+        assert_eq!(text64(i64::MIN, Unit::Seconds), None);
+        assert_eq!(text64(-719_528, Unit::Days).as_deref(), Some("0000-01-01T00:00:00"));
+        assert_eq!(text64(-719_529, Unit::Days), None);
+        assert_eq!(Unit::from_dtype("<M8[us]"), Some(Unit::Micros));
+        assert_eq!(Unit::from_dtype("<M8[ps]"), None);
+        assert_eq!(Unit::from_dtype("<M8"), None);
     }
 }

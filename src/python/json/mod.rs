@@ -33,6 +33,7 @@ mod datetime;
 mod error;
 mod escape;
 mod number;
+mod numpy;
 mod types;
 mod walk;
 

@@ -62,6 +62,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // From here on Python code may run (a hook, an attribute), so the
         // containers being walked are read again once this returns.
         self.epoch += 1;
+        // numpy's scalars, once numpy has been seen: a plain number inside.
+        if let Some(written) = self.numpy_scalar(obj) {
+            self._gc.renew();
+            return written;
+        }
         let result = self.other_value(obj, depth);
         self._gc.renew();
         result
@@ -116,6 +121,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             let value = obj.getattr(intern!(py, "value")).map_err(|err| raised("the enum member's value", err))?;
             self._gc.renew();
             return self.value(value.as_borrowed(), Self::enter(depth)?);
+        }
+        if let Some(written) = self.numpy(obj, depth) {
+            return written;
         }
         if let Some(kind) = self.dataclass_kind(obj) {
             return self.dataclass(obj, &kind, depth);

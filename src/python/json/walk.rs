@@ -498,14 +498,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 /// Writes the first `len` bytes of `word` at `pos` with one fixed-size copy (the
 /// bytes past them are scratch; 8 bytes of room); returns the new position.
 #[inline(always)]
-fn put_word(buf: &mut [u8], pos: usize, word: &[u8; 8], len: usize) -> usize {
+pub(super) fn put_word(buf: &mut [u8], pos: usize, word: &[u8; 8], len: usize) -> usize {
     buf[pos..pos + 8].copy_from_slice(word);
     pos + len
 }
 
 /// Writes a float at `pos` (`FLOAT_ROOM` bytes of room); returns the new position.
 #[inline(always)]
-fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
+pub(super) fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
     if !value.is_finite() {
         // orjson's choice: JSON has no NaN or Infinity.
         return put_word(buf, pos, b"null    ", 4);
@@ -519,7 +519,7 @@ fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
 /// and, past 16, the middle 8; shorter text as one word padded with scratch.
 /// Needs 8 bytes of room; returns the new position.
 #[inline(always)]
-fn copy_short(buf: &mut [u8], pos: usize, text: &[u8]) -> usize {
+pub(super) fn copy_short(buf: &mut [u8], pos: usize, text: &[u8]) -> usize {
     let len = text.len();
     if len < 8 {
         buf[pos..pos + 8].copy_from_slice(&short_word(text).to_le_bytes());

@@ -1,0 +1,402 @@
+//! numpy arrays and scalars, as orjson writes them with `OPT_SERIALIZE_NUMPY`:
+//! an array as nested lists of its elements (bool, int8 to int64, uint8 to
+//! uint64, float16, float32, float64, and datetime64 as a naive datetime), a
+//! scalar as its value. Beyond orjson: arrays that are not C-contiguous (read
+//! through their strides) and 0-d arrays (written as their one element).
+//!
+//! numpy is never imported here: its types are looked up in `sys.modules`, so
+//! a program that never imports numpy has no numpy values and pays nothing. The
+//! elements are read through the array interface (`super::super::array`).
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+
+use super::super::array::{ArrayView, Element};
+use super::datetime::{self, ShortText, Unit};
+use super::error::{SerializeError, Step};
+use super::number::write_int;
+use super::walk::{copy_short, put_float, put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
+use super::{borrowed, Sink, MAX_DEPTH};
+
+/// numpy's types, once numpy is imported.
+struct NumpyTypes {
+    ndarray: Py<PyType>,
+    /// Every numpy scalar's base.
+    generic: Py<PyType>,
+    /// The exact scalar types read through the C API's number protocol (and how),
+    /// without the array interface.
+    scalars: Vec<(Py<PyType>, Scalar)>,
+}
+
+#[derive(Clone, Copy)]
+enum Scalar {
+    Bool,
+    Signed,
+    Unsigned,
+    /// float16 and float32 (each widened to a float32 exactly).
+    Float32,
+    Float64,
+}
+
+static NUMPY_TYPES: PyOnceLock<NumpyTypes> = PyOnceLock::new();
+
+/// numpy's types if numpy has been imported (by anyone), else `None`: looked up
+/// again next time until it is.
+fn numpy_types(py: Python<'_>) -> Option<&NumpyTypes> {
+    if let Some(types) = NUMPY_TYPES.get(py) {
+        return Some(types);
+    }
+    let modules = py.import(intern!(py, "sys")).ok()?.getattr(intern!(py, "modules")).ok()?;
+    let numpy = modules.cast_into::<PyDict>().ok()?.get_item(intern!(py, "numpy")).ok()??;
+    // A numpy still being imported may not have them yet: not kept then.
+    let get = |name: &str| numpy.getattr(name).ok()?.cast_into::<PyType>().ok().map(Bound::unbind);
+    let kinds = [
+        (Scalar::Bool, &["bool_"][..]),
+        (Scalar::Signed, &["int8", "int16", "int32", "int64", "longlong"]),
+        (Scalar::Unsigned, &["uint8", "uint16", "uint32", "uint64", "ulonglong"]),
+        (Scalar::Float32, &["float16", "float32"]),
+        (Scalar::Float64, &["float64"]),
+    ];
+    let mut scalars = Vec::new();
+    for (kind, names) in kinds {
+        for name in names {
+            scalars.push((get(name)?, kind));
+        }
+    }
+    let types = NumpyTypes { ndarray: get("ndarray")?, generic: get("generic")?, scalars };
+    let _ = NUMPY_TYPES.set(py, types);
+    NUMPY_TYPES.get(py)
+}
+
+/// How an array's elements are read and written.
+enum Kind {
+    Bool,
+    Signed,
+    Unsigned,
+    Float,
+    Datetime(Unit),
+}
+
+impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
+    /// Writes `obj` if it is an exact `numpy.ndarray` or a numpy scalar of a kind
+    /// written; `None` if it is neither, and for an array that cannot be written
+    /// when there is a `default=` hook to hand it to (as orjson does).
+    pub(super) fn numpy(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Option<Result<(), SerializeError>> {
+        let py = obj.py();
+        let types = numpy_types(py)?;
+        let array = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>() == types.ndarray.as_ptr();
+        if !array && !borrowed::is_subtype(obj.as_borrowed(), types.generic.bind(py)) {
+            return None;
+        }
+        let refusable = array && self.default.is_none();
+        let refuse = |message: String| {
+            if refusable {
+                Some(Err(SerializeError::value(message)))
+            } else {
+                None
+            }
+        };
+        let view = match ArrayView::new(obj) {
+            Ok(view) => view,
+            Err(err) => return refuse(format!("reading the numpy array's __array_struct__ raised {err}")),
+        };
+        let kind = match (view.kind, view.itemsize) {
+            (b'b', 1) => Kind::Bool,
+            (b'i', 1 | 2 | 4 | 8) => Kind::Signed,
+            (b'u', 1 | 2 | 4 | 8) => Kind::Unsigned,
+            (b'f', 2 | 4 | 8) => Kind::Float,
+            (b'M', 8) => match datetime_unit(obj) {
+                Ok(unit) => Kind::Datetime(unit),
+                Err(message) => return refuse(message),
+            },
+            _ => return refuse(format!("unsupported datatype in numpy array: {}", dtype_text(obj))),
+        };
+        if !view.native {
+            return refuse(format!("numpy array is not in native byte order: {}", dtype_text(obj)));
+        }
+        if depth as usize + view.shape.len() > MAX_DEPTH as usize {
+            return Some(Err(SerializeError::value(format!("nesting deeper than {MAX_DEPTH} levels (a numpy array)"))));
+        }
+        Some(match (kind, view.itemsize) {
+            (Kind::Bool, _) => self.array::<u8, _>(&view, Bools),
+            (Kind::Signed, 1) => self.array::<i8, _>(&view, Ints),
+            (Kind::Signed, 2) => self.array::<i16, _>(&view, Ints),
+            (Kind::Signed, 4) => self.array::<i32, _>(&view, Ints),
+            (Kind::Signed, _) => self.array::<i64, _>(&view, Ints),
+            (Kind::Unsigned, 1) => self.array::<u8, _>(&view, Ints),
+            (Kind::Unsigned, 2) => self.array::<u16, _>(&view, Ints),
+            (Kind::Unsigned, 4) => self.array::<u32, _>(&view, Ints),
+            (Kind::Unsigned, _) => self.array::<u64, _>(&view, Ints),
+            (Kind::Float, 2) => self.array::<u16, _>(&view, Halves),
+            (Kind::Float, 4) => self.array::<f32, _>(&view, Floats),
+            (Kind::Float, _) => self.array::<f64, _>(&view, Floats),
+            (Kind::Datetime(unit), _) => self.array::<i64, _>(&view, Datetimes(unit)),
+        })
+    }
+
+    /// Writes `obj` if it is a numpy bool, int or float scalar of an exact type
+    /// (the usual ones), through the C API's number protocol: cheaper than the
+    /// array interface. `None` for anything else, and until numpy has been seen
+    /// by [`Serializer::numpy`] (which finds its types).
+    #[inline]
+    pub(super) fn numpy_scalar(&mut self, obj: &Bound<'py, PyAny>) -> Option<Result<(), SerializeError>> {
+        let types = NUMPY_TYPES.get(obj.py())?;
+        let ty = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>();
+        let &(_, kind) = types.scalars.iter().find(|(t, _)| t.as_ptr() == ty)?;
+        let read = |err: PyErr| SerializeError::caused(format!("reading the numpy scalar raised {err}"), err);
+        Some(match kind {
+            Scalar::Bool => match obj.is_truthy() {
+                Ok(b) => self.small(if b { b"true" } else { b"false" }),
+                Err(err) => Err(read(err)),
+            },
+            Scalar::Signed => obj.extract::<i64>().map_err(read).and_then(|v| {
+                self.reserve(INT_ROOM)?;
+                self.pos = signed(&mut self.buf, self.pos, v);
+                Ok(())
+            }),
+            Scalar::Unsigned => obj.extract::<u64>().map_err(read).and_then(|v| {
+                self.reserve(INT_ROOM)?;
+                self.pos = write_int(&mut self.buf, self.pos, false, v);
+                Ok(())
+            }),
+            // `__float__` widens exactly, so the narrowing gives the value back.
+            Scalar::Float32 => obj.extract::<f64>().map_err(read).and_then(|v| {
+                self.reserve(FLOAT_ROOM)?;
+                self.pos = put_f32(&mut self.buf, self.pos, v as f32);
+                Ok(())
+            }),
+            Scalar::Float64 => obj.extract::<f64>().map_err(read).and_then(|v| self.float(v)),
+        })
+    }
+
+    /// The array's elements as `T`, each written by `put`, in nested lists; a 0-d
+    /// array (or a scalar) as its one element.
+    fn array<T: Element, P: Put<T>>(&mut self, view: &ArrayView<'_>, put: P) -> Result<(), SerializeError> {
+        if view.shape.is_empty() {
+            let value = view.line::<T>(&[]).and_then(|mut line| line.next()).ok_or_else(not_readable)?;
+            self.reserve(P::ROOM)?;
+            self.pos = put.put(&mut self.buf, self.pos, value)?;
+            return Ok(());
+        }
+        let mut outer = vec![0; view.shape.len() - 1];
+        self.dimension(view, &mut outer, 0, &put)
+    }
+
+    /// The list of dimension `dim` at the index `outer[..dim]`.
+    fn dimension<T: Element, P: Put<T>>(
+        &mut self,
+        view: &ArrayView<'_>,
+        outer: &mut [usize],
+        dim: usize,
+        put: &P,
+    ) -> Result<(), SerializeError> {
+        self.byte(b'[')?;
+        if dim == outer.len() {
+            let mut line = view.line::<T>(outer).ok_or_else(not_readable)?;
+            // The write position, kept in a local as in the list walk; room is
+            // made once per batch of elements.
+            let mut pos = self.pos;
+            let mut index = 0;
+            while line.len() > 0 {
+                let batch = line.len().min(BATCH);
+                pos = self.room(pos, batch * (P::ROOM + 1))?;
+                for value in line.by_ref().take(batch) {
+                    // The comma is written either way; the first item writes over it.
+                    self.buf[pos] = b',';
+                    pos += usize::from(index > 0);
+                    pos = put.put(&mut self.buf, pos, value).map_err(|err| err.at(Step::Index(index)))?;
+                    index += 1;
+                }
+            }
+            self.pos = pos;
+        } else {
+            for index in 0..view.shape[dim] {
+                if index > 0 {
+                    self.byte(b',')?;
+                }
+                outer[dim] = index;
+                self.dimension(view, outer, dim + 1, put).map_err(|err| err.at(Step::Index(index)))?;
+            }
+        }
+        self.byte(b']')
+    }
+}
+
+/// Elements written per room check (`BATCH * (ROOM + 1)` stays far below the
+/// staging capacity).
+const BATCH: usize = 64;
+
+/// How elements of type `T` are written: at `pos`, with `ROOM` bytes of room,
+/// returning the new position.
+trait Put<T> {
+    const ROOM: usize;
+    fn put(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError>;
+}
+
+struct Bools;
+struct Ints;
+/// float16, stored as its bits.
+struct Halves;
+struct Floats;
+struct Datetimes(Unit);
+
+impl Put<u8> for Bools {
+    const ROOM: usize = 8;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: u8) -> Result<usize, SerializeError> {
+        let (text, len) = if value != 0 { (b"true    ", 4) } else { (b"false   ", 5) };
+        Ok(put_word(buf, pos, text, len))
+    }
+}
+
+macro_rules! put_signed {
+    ($($t:ty),*) => {$(
+        impl Put<$t> for Ints {
+            const ROOM: usize = INT_ROOM;
+            #[inline(always)]
+            fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                Ok(signed(buf, pos, value.into()))
+            }
+        }
+    )*};
+}
+put_signed!(i8, i16, i32, i64);
+
+macro_rules! put_unsigned {
+    ($($t:ty),*) => {$(
+        impl Put<$t> for Ints {
+            const ROOM: usize = INT_ROOM;
+            #[inline(always)]
+            fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                Ok(write_int(buf, pos, false, value.into()))
+            }
+        }
+    )*};
+}
+put_unsigned!(u8, u16, u32, u64);
+
+impl Put<u16> for Halves {
+    const ROOM: usize = FLOAT_ROOM;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: u16) -> Result<usize, SerializeError> {
+        Ok(put_f32(buf, pos, f16_to_f32(value)))
+    }
+}
+
+impl Put<f32> for Floats {
+    const ROOM: usize = FLOAT_ROOM;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
+        Ok(put_f32(buf, pos, value))
+    }
+}
+
+impl Put<f64> for Floats {
+    const ROOM: usize = FLOAT_ROOM;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
+        Ok(put_float(buf, pos, value))
+    }
+}
+
+impl Put<i64> for Datetimes {
+    /// A datetime with microseconds in quotes is 28 bytes.
+    const ROOM: usize = 40;
+    #[inline(always)]
+    fn put(&self, buf: &mut [u8], pos: usize, value: i64) -> Result<usize, SerializeError> {
+        put_datetime64(buf, pos, value, self.0)
+    }
+}
+
+#[cold]
+fn not_readable() -> SerializeError {
+    SerializeError::value("the numpy array's shape and element size do not match its data".to_owned())
+}
+
+/// The array's dtype as numpy's array interface writes it (`<i4`), for messages.
+fn dtype_text(obj: &Bound<'_, PyAny>) -> String {
+    let py = obj.py();
+    obj.getattr(intern!(py, "dtype"))
+        .and_then(|d| d.getattr(intern!(py, "str")))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| type_name(obj))
+}
+
+/// The unit of a datetime64 array or scalar, from its dtype (`<M8[ns]`).
+fn datetime_unit(obj: &Bound<'_, PyAny>) -> Result<Unit, String> {
+    let py = obj.py();
+    let text = obj
+        .getattr(intern!(py, "dtype"))
+        .and_then(|d| d.getattr(intern!(py, "str")))
+        .and_then(|s| s.extract::<String>())
+        .map_err(|err| format!("reading the numpy.datetime64 unit raised {err}"))?;
+    Unit::from_dtype(&text).ok_or_else(|| format!("unsupported numpy.datetime64 unit: {text}"))
+}
+
+#[inline(always)]
+fn signed(buf: &mut [u8], pos: usize, value: i64) -> usize {
+    write_int(buf, pos, value < 0, value.unsigned_abs())
+}
+
+/// A float32 in its own shortest text (as orjson writes one), `null` if not finite.
+#[inline(always)]
+fn put_f32(buf: &mut [u8], pos: usize, value: f32) -> usize {
+    if !value.is_finite() {
+        return put_word(buf, pos, b"null    ", 4);
+    }
+    let mut text = zmij::Buffer::new();
+    copy_short(buf, pos, text.format_finite(value).as_bytes())
+}
+
+/// An IEEE half-precision float widened to f32 (exactly: every half is a float).
+fn f16_to_f32(half: u16) -> f32 {
+    let negative = half & 0x8000 != 0;
+    let exponent = u32::from((half >> 10) & 0x1f);
+    let mantissa = u32::from(half & 0x3ff);
+    let magnitude = match exponent {
+        // Zero and subnormals: mantissa * 2^-24.
+        0 => mantissa as f32 / 16_777_216.0,
+        // Infinities and NaN.
+        0x1f => f32::from_bits(0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(((exponent + 112) << 23) | (mantissa << 13)),
+    };
+    if negative {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// A datetime64 in quotes (40 bytes of room), or why it has no text.
+fn put_datetime64(buf: &mut [u8], pos: usize, value: i64, unit: Unit) -> Result<usize, SerializeError> {
+    let mut text = ShortText::new();
+    datetime::datetime64(&mut text, value, unit).ok_or_else(|| unrepresentable(value, unit))?;
+    let text = text.as_bytes();
+    buf[pos] = b'"';
+    buf[pos + 1..pos + 1 + text.len()].copy_from_slice(text);
+    buf[pos + 1 + text.len()] = b'"';
+    Ok(pos + text.len() + 2)
+}
+
+#[cold]
+fn unrepresentable(value: i64, unit: Unit) -> SerializeError {
+    let what = if value == i64::MIN { "NaT".to_owned() } else { format!("{value} {unit:?}") };
+    SerializeError::value(format!("unrepresentable numpy.datetime64: {what} (years 0 to 9999 only)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn halves_widen_exactly() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+    }
+}
