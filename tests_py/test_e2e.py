@@ -163,9 +163,7 @@ def test_profiles_via_api_refuses_bad_counts_as_the_users_route(
 
 def test_profiles_via_api_passes_on_the_producers_refusal_and_absence(stack: Stack) -> None:
     # Within --max-count but more than the producer serves: its 400, quoted in a 502.
-    detail = assert_error(
-        stack.get(PROFILES, f"count={MAX_PROFILES + 1}"), 502, "producer_error"
-    )
+    detail = assert_error(stack.get(PROFILES, f"count={MAX_PROFILES + 1}"), 502, "producer_error")
     assert "400" in detail and f"0..{MAX_PROFILES}" in detail, detail
     assert stack.producer.stop() == 0
     assert_error(stack.get(PROFILES, "count=2"), 502, "producer_unavailable")
