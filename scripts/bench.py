@@ -9,7 +9,8 @@ interleaving the paths, and reports medians (with the spread) side by side.
 Two datasets (`--datasets`): `users` (flat records; the paths of `--paths`, each body
 checked against a dump of the users) and `profiles` (nested objects, lists and floats,
 about 2.4 KB each, at most 5,000; the paths of `--profile-paths`, each body checked
-against the producer's own `GET /api/profiles?count=N`, fetched once per count).
+against the producer's own `GET /api/profiles?count=N`, fetched once per count). For
+profiles the shared-memory path is the bridge route: there is no profiles-via-shm.
 
 Writes results/bench.json, results/bench.md and results/bench.svg.
 """
@@ -43,13 +44,17 @@ PATHS = ["api", "shm-http", "shm-uds", "bridge", "snapshot", "memory"]
 # Paths whose load-tool endpoint is not /api/users-via-NAME.
 LOAD_PATHS = {"bridge": "/api/bridge/users"}
 # The profiles rows: where each path's load goes (gateway or producer) and its endpoint.
-# producer-rest: the producer's own REST endpoint, with no gateway in front (the gateway
-# has no REST route for profiles); bridge: GET /api/bridge/profiles, the handler
-# `profiles` over the shared-memory channel and the Unix-socket signal.
+# api: the gateway's REST route, which fetches the producer's GET /api/profiles (the
+# baseline, as api is for users); bridge: GET /api/bridge/profiles, the handler
+# `profiles` over the shared-memory channel and the Unix-socket signal (the profiles'
+# only shared-memory path); producer-rest, not run by default: the producer's own
+# endpoint with no gateway in front, to see the REST hop's latency from outside.
 PROFILE_PATHS = {
-    "producer-rest": ("producer", "/api/profiles"),
+    "api": ("gateway", "/api/profiles-via-api"),
     "bridge": ("gateway", "/api/bridge/profiles"),
+    "producer-rest": ("producer", "/api/profiles"),
 }
+DEFAULT_PROFILE_PATHS = ["api", "bridge"]
 # py_producer.profiles.MAX_PROFILES: larger counts are asked for as this many.
 MAX_PROFILES = 5000
 MODES = {
@@ -264,7 +269,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     tables = [(mode, "users", "api", cells) for mode, cells in results["modes"].items()]
     tables += [
-        (f"profiles, {mode}", "profiles", "producer-rest", cells)
+        (f"profiles, {mode}", "profiles", "api", cells)
         for mode, cells in results.get("profiles", {}).items()
     ]
     for title, unit, baseline, cells in tables:
@@ -381,8 +386,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--profile-paths",
-        default=",".join(PROFILE_PATHS),
-        help=f"the profiles rows' paths, of {', '.join(PROFILE_PATHS)}",
+        default=",".join(DEFAULT_PROFILE_PATHS),
+        help=f"the profiles rows' paths, of {', '.join(PROFILE_PATHS)} "
+        f"(default: {','.join(DEFAULT_PROFILE_PATHS)})",
     )
     parser.add_argument("--modes", default="fresh,transport")
     parser.add_argument("--out", default=str(REPO / "results"))

@@ -338,7 +338,7 @@ def test_gateway_probes_use_the_gateway_port(pod: Pod) -> None:
 
 #: A gateway path as deploy/ and the docs write it.
 GATEWAY_PATH = re.compile(
-    r"/api/users-via-[a-z-]*[a-z]|/api/bridge/\{?\w+\}?|/healthz|/readyz|/metrics"
+    r"/api/(?:users|profiles)-via-[a-z-]*[a-z]|/api/bridge/\{?\w+\}?|/healthz|/readyz|/metrics"
 )
 
 

@@ -3,6 +3,7 @@
 Checks that both gateway paths serve byte-identical bodies equal to what the producer's
 users module says they must be, refuse bad counts alike, answer 502 while the producer
 is down, and recover when it comes back on the same port, without a gateway restart.
+The profiles (the second dataset) through the gateway's REST route, too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest
 from gateway_helpers import NEEDS_SERVICES, GatewayHandle, start_services
 from helpers import ProducerHandle, assert_error, start_producer
 
+from py_producer.params import DEFAULT_COUNT
+from py_producer.profiles import MAX_PROFILES, expected_profiles_json
 from py_producer.users import expected_users_json
 
 pytestmark = [
@@ -117,3 +120,50 @@ def test_a_stopped_producer_gives_502_and_a_restarted_one_is_followed(stack: Sta
             assert response.status_code == 200, (path, response.text[:500])
             assert response.content == expected_users_json(count)
     assert stack.gateway.proc.poll() is None, "the gateway was never restarted"
+
+
+# --- the second dataset over REST through the gateway --------------------------------------
+
+PROFILES = "/api/profiles-via-api"
+
+
+def test_profiles_via_api_serves_the_producers_profiles(stack: Stack) -> None:
+    for count in (0, 3, MAX_PROFILES):
+        response = stack.get(PROFILES, f"count={count}")
+        assert response.status_code == 200, (count, response.text[:500])
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-request-id"].isdigit()
+        assert response.content == expected_profiles_json(count), count
+        # The same bytes as the bridge route's call of the handler `profiles`.
+        assert stack.get("/api/bridge/profiles", f"count={count}").content == response.content
+    # No count: the documented default, as on the users routes.
+    default = stack.client.get(f"{stack.gateway.url}{PROFILES}")
+    assert default.status_code == 200, default.text[:500]
+    assert default.content == expected_profiles_json(DEFAULT_COUNT)
+    metrics = stack.client.get(f"{stack.gateway.url}/metrics").text
+    assert f'path="{PROFILES}",status="200"' in metrics, metrics[:2000]
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("count=-1", "without a sign"),
+        ("count=abc", "got 'abc'"),
+        (f"count={MAX_COUNT + 1}", f"limit of {MAX_COUNT}"),
+        ("count=1&page=2", "'page'"),
+    ],
+)
+def test_profiles_via_api_refuses_bad_counts_as_the_users_route(
+    stack: Stack, query: str, needle: str
+) -> None:
+    profiles = stack.get(PROFILES, query)
+    assert needle in assert_error(profiles, 400, "invalid_query")
+    assert profiles.content == stack.get("/api/users-via-api", query).content
+
+
+def test_profiles_via_api_passes_on_the_producers_refusal_and_absence(stack: Stack) -> None:
+    # Within --max-count but more than the producer serves: its 400, quoted in a 502.
+    detail = assert_error(stack.get(PROFILES, f"count={MAX_PROFILES + 1}"), 502, "producer_error")
+    assert "400" in detail and f"0..{MAX_PROFILES}" in detail, detail
+    assert stack.producer.stop() == 0
+    assert_error(stack.get(PROFILES, "count=2"), 502, "producer_unavailable")

@@ -12,7 +12,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::routes::{self, bridge, health, users_api, users_shm, users_snapshot};
+use crate::routes::{self, bridge, health, profiles_api, users_api, users_shm, users_snapshot};
 use crate::state::AppState;
 
 /// The gateway's router, ready to serve (tests drive it with `oneshot`).
@@ -25,6 +25,7 @@ pub fn app(state: AppState) -> Router {
         .route(users_snapshot::PATH, get(users_snapshot::users_via_snapshot))
         .route(users_snapshot::PATH_MEMORY, get(users_snapshot::users_via_memory))
         .route(bridge::PATH, get(bridge::bridge))
+        .route(profiles_api::PATH, get(profiles_api::profiles_via_api))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(health::metrics))
@@ -54,6 +55,7 @@ fn route_label(request: &Request) -> &'static str {
         Some(users_snapshot::PATH) => users_snapshot::PATH,
         Some(users_snapshot::PATH_MEMORY) => users_snapshot::PATH_MEMORY,
         Some(bridge::PATH) => bridge::PATH,
+        Some(profiles_api::PATH) => profiles_api::PATH,
         Some(HEALTHZ) => HEALTHZ,
         Some(READYZ) => READYZ,
         Some(METRICS) => METRICS,

@@ -4,7 +4,8 @@
 //! published snapshot (`/api/users-via-snapshot`), with identical bodies, validation
 //! and errors.
 //!
-//! `GET /api/bridge/{handler}` serves any handler of the producer the same way.
+//! `GET /api/bridge/{handler}` serves any handler of the producer the same way, and
+//! `GET /api/profiles-via-api` the producer's second dataset (profiles) over REST.
 //!
 //! The shared-memory client itself (the channel reader, the slot pool and its
 //! quarantine, request ids, the signal socket's connections) is

@@ -1,6 +1,8 @@
 //! Calls to the producer over HTTP, through one shared keep-alive client.
 //!
 //! - `GET /api/users?count=N`: the users as JSON (the REST path).
+//! - `GET /api/profiles?count=N`: the profiles (the second dataset) as JSON (the REST
+//!   path of `/api/profiles-via-api`).
 //! - `GET /api/write-to-shm?count=N&slot=S&request_id=R&deadline_ms=D`: write the users
 //!   into slot S for request R, then answer where (the shared-memory path's signal). D is
 //!   when this gateway stops waiting (ms since the Unix epoch; both processes share the
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use crate::settings::Settings;
 
 pub const USERS_ENDPOINT: &str = "/api/users";
+pub const PROFILES_ENDPOINT: &str = "/api/profiles";
 pub const WRITE_ENDPOINT: &str = "/api/write-to-shm";
 
 /// Idle connections kept per host: enough for every concurrent request to reuse one.
@@ -148,6 +151,20 @@ pub async fn get_users(
 ) -> Result<Bytes, ProducerError> {
     let url = format!("{}{USERS_ENDPOINT}?count={count}", settings.producer_url);
     call(client, settings, &url, request_id, USERS_ENDPOINT).await.map_err(|f| f.error)
+}
+
+/// The first `count` profiles as the producer serializes them.
+///
+/// # Errors
+/// The producer is unreachable, too slow, or answered an error.
+pub async fn get_profiles(
+    client: &reqwest::Client,
+    settings: &Settings,
+    count: u32,
+    request_id: u64,
+) -> Result<Bytes, ProducerError> {
+    let url = format!("{}{PROFILES_ENDPOINT}?count={count}", settings.producer_url);
+    call(client, settings, &url, request_id, PROFILES_ENDPOINT).await.map_err(|f| f.error)
 }
 
 /// Asks the producer to write the first `count` users into `slot` for `request_id`.

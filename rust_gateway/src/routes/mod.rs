@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod health;
+pub mod profiles_api;
 mod slot_copy;
 pub mod users_api;
 pub mod users_shm;

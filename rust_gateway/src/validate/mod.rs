@@ -7,6 +7,10 @@
 //! typed serde parse into `Vec<User>` (the tests compare the two on random and mutated
 //! payloads) at several times its speed, which matters: validation is the gateway's
 //! largest cost per byte on every path.
+//!
+//! Replies of any shape (a handler's on the bridge route, the producer's profiles) are
+//! checked as exactly one JSON value ([`check_json`], [`validate_json`]), with
+//! serde_json's verdicts.
 
 mod scanner;
 
@@ -29,8 +33,9 @@ pub enum PayloadError {
     WrongCount { expected: u32, found: usize },
     #[error("user number {position} has id {found}, expected {expected}")]
     WrongId { position: usize, expected: u64, found: u64 },
-    /// A handler's JSON reply is not JSON (`GET /api/bridge/{handler}`).
-    #[error("the handler's reply is not valid JSON: {0}")]
+    /// A JSON reply is not JSON (a handler's on `GET /api/bridge/{handler}`, the
+    /// producer's on `GET /api/profiles-via-api`).
+    #[error("the reply is not valid JSON: {0}")]
     NotJson(String),
     /// The check itself could not run (its task failed): not the payload's fault.
     #[error("the payload could not be checked: {0}")]
@@ -40,7 +45,7 @@ pub enum PayloadError {
 /// Checks that `body` is one JSON value (any shape), without building it.
 ///
 /// # Errors
-/// [`PayloadError::NotJson`] with serde_json's position.
+/// [`PayloadError::NotJson`] saying what is wrong and at which byte offset.
 pub fn check_json(body: &[u8]) -> Result<(), PayloadError> {
     scanner::scan_json(body).map_err(|e| PayloadError::NotJson(e.to_string()))
 }
@@ -107,6 +112,25 @@ pub async fn validate(mode: Validation, body: &Bytes, count: u32) -> Result<(), 
     }
     let owned = body.clone(); // a reference count, not a copy
     tokio::task::spawn_blocking(move || check(mode, &owned, count))
+        .await
+        .map_err(|e| PayloadError::Unchecked(format!("validation task failed: {e}")))?
+}
+
+/// Checks that `body` is one JSON value according to `mode` (`none`: not at all), on
+/// the blocking pool when it is large.
+///
+/// # Errors
+/// [`PayloadError::NotJson`] when the check fails ([`PayloadError::Unchecked`] if its
+/// task failed).
+pub async fn validate_json(mode: Validation, body: &Bytes) -> Result<(), PayloadError> {
+    if mode == Validation::None {
+        return Ok(());
+    }
+    if body.len() <= BLOCKING_THRESHOLD {
+        return check_json(body);
+    }
+    let owned = body.clone(); // a reference count, not a copy
+    tokio::task::spawn_blocking(move || check_json(&owned))
         .await
         .map_err(|e| PayloadError::Unchecked(format!("validation task failed: {e}")))?
 }

@@ -185,28 +185,55 @@ enum Surrogates {
     Any,
 }
 
-/// The keys of the last object seen at each of the first few depths, by member number,
-/// as 16-byte words and masks (keys of at most 12 bytes): objects of one shape, as in an
-/// array of records, then pass each key with one compare instead of a string scan.
+/// One remembered key: its bytes (quotes and colon included) as a little-endian word,
+/// the mask of its length, and that length (0: nothing remembered).
+#[derive(Clone, Copy, Default)]
+struct MemoKey {
+    word: u128,
+    mask: u128,
+    len: usize,
+}
+
+/// The keys of the last object seen at each of the first few depths, by member number
+/// (keys of at most 12 bytes): objects of one shape, as in an array of records, then
+/// pass each key with one compare instead of a string scan.
 #[derive(Default)]
 struct KeyMemo {
-    slots: Vec<(u128, u128)>,
+    slots: Vec<MemoKey>,
 }
 
 impl KeyMemo {
     const DEPTHS: usize = 16;
     const MEMBERS: usize = 32;
 
-    /// The slot of member `member` of an object at `depth` (1: the outermost), if kept.
-    fn slot(&mut self, depth: usize, member: usize) -> Option<&mut (u128, u128)> {
+    /// The slot index of member `member` of an object at `depth` (1: the outermost), if
+    /// kept. The table grows to the slots used, so a small body pays for a small one
+    /// (the whole table is tens of KB, a large allocation for a two-record reply).
+    #[inline]
+    fn index(&mut self, depth: usize, member: usize) -> Option<usize> {
         if depth == 0 || depth > Self::DEPTHS || member >= Self::MEMBERS {
             return None;
         }
-        if self.slots.is_empty() {
-            self.slots = vec![(0, 0); Self::DEPTHS * Self::MEMBERS];
+        let index = (depth - 1) * Self::MEMBERS + member;
+        if index >= self.slots.len() {
+            self.grow(index);
         }
-        self.slots.get_mut((depth - 1) * Self::MEMBERS + member)
+        Some(index)
     }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, index: usize) {
+        self.slots.resize(index + 1, MemoKey::default());
+    }
+}
+
+/// An open container of [`Scanner::skip_value`]: its closing byte, and the number of
+/// the member being read (objects only).
+#[derive(Clone, Copy)]
+struct Open {
+    close: u8,
+    member: usize,
 }
 
 struct Scanner<'a> {
@@ -470,9 +497,7 @@ impl Scanner<'_> {
     /// Any JSON value, checked for grammar only. Iterative, so deep nesting costs a
     /// stack entry per level, not a call frame.
     fn skip_value(&mut self) -> Result<(), ScanError> {
-        let mut open: Vec<u8> = Vec::new();
-        // The member number of each open container (counted in objects only).
-        let mut members: Vec<usize> = Vec::new();
+        let mut open: Vec<Open> = Vec::new();
         let mut memo = KeyMemo::default();
         loop {
             // A value (or the end of an empty container).
@@ -484,9 +509,9 @@ impl Scanner<'_> {
                     if self.peek() == Some(b'}') {
                         self.pos += 1;
                     } else {
-                        open.push(b'}');
-                        members.push(0);
-                        self.member_key(memo.slot(open.len(), 0))?;
+                        open.push(Open { close: b'}', member: 0 });
+                        let slot = memo.index(open.len(), 0);
+                        self.member_key(&mut memo, slot)?;
                         continue;
                     }
                 }
@@ -496,8 +521,7 @@ impl Scanner<'_> {
                     if self.peek() == Some(b']') {
                         self.pos += 1;
                     } else {
-                        open.push(b']');
-                        members.push(0);
+                        open.push(Open { close: b']', member: 0 });
                         continue;
                     }
                 }
@@ -514,25 +538,23 @@ impl Scanner<'_> {
             }
             // After a value: close containers, or move to the next element.
             loop {
-                let Some(&close) = open.last() else { return Ok(()) };
+                let depth = open.len();
+                let Some(top) = open.last_mut() else { return Ok(()) };
                 self.ws();
                 match self.peek() {
                     Some(b',') => {
                         self.pos += 1;
-                        if close == b'}' {
-                            let member = members.last_mut().map_or(0, |m| {
-                                *m += 1;
-                                *m
-                            });
+                        if top.close == b'}' {
+                            top.member += 1;
+                            let slot = memo.index(depth, top.member);
                             self.ws();
-                            self.member_key(memo.slot(open.len(), member))?;
+                            self.member_key(&mut memo, slot)?;
                         }
                         break;
                     }
-                    Some(b) if b == close => {
+                    Some(b) if b == top.close => {
                         self.pos += 1;
                         open.pop();
-                        members.pop();
                     }
                     _ => return Err(self.error("expected `,` or the end of a container")),
                 }
@@ -540,19 +562,28 @@ impl Scanner<'_> {
         }
     }
 
-    /// `"key":` inside a skipped object. With a `memo` slot (this member's place in the
-    /// previous object at this depth), a key written as that one was is passed with one
-    /// compare; a key checked in full is remembered there for the next object.
-    fn member_key(&mut self, memo: Option<&mut (u128, u128)>) -> Result<(), ScanError> {
+    /// `"key":` inside a skipped object. With a `slot` of the `memo` (this member's place
+    /// in the previous object at this depth), a key written as that one was is passed
+    /// with one compare; a key checked in full is remembered there for the next object.
+    #[inline]
+    fn member_key(&mut self, memo: &mut KeyMemo, slot: Option<usize>) -> Result<(), ScanError> {
         let chunk = self.b.get(self.pos..).and_then(<[u8]>::first_chunk::<16>).map(|c| u128::from_le_bytes(*c));
-        if let (Some(chunk), Some(&(word, mask))) = (chunk, memo.as_deref()) {
+        let known = slot.and_then(|i| memo.slots.get_mut(i));
+        if let (Some(chunk), Some(key)) = (chunk, known.as_deref()) {
             // The same bytes as a key already checked (the quotes and the colon
             // included, and a string cannot hold an unescaped quote): the same verdict.
-            if mask != 0 && chunk & mask == word {
-                self.pos += (mask.count_ones() / 8) as usize;
+            if key.len != 0 && chunk & key.mask == key.word {
+                self.pos += key.len;
                 return Ok(());
             }
         }
+        self.new_key(chunk, known)
+    }
+
+    /// [`Self::member_key`] for a key unlike the remembered one: checked in full, and
+    /// remembered in `slot` when it fits a word.
+    #[inline(never)]
+    fn new_key(&mut self, chunk: Option<u128>, slot: Option<&mut MemoKey>) -> Result<(), ScanError> {
         if self.peek() != Some(b'"') {
             return Err(self.error("expected a key (a string)"));
         }
@@ -562,10 +593,10 @@ impl Scanner<'_> {
         if self.peek() == Some(b':') {
             self.pos += 1;
             let len = self.pos - start;
-            if let (Some(chunk), Some(slot)) = (chunk, memo) {
+            if let (Some(chunk), Some(slot)) = (chunk, slot) {
                 if len < 16 {
                     let mask = (1u128 << (8 * len)) - 1;
-                    *slot = (chunk & mask, mask);
+                    *slot = MemoKey { word: chunk & mask, mask, len };
                 }
             }
             return Ok(());
