@@ -259,10 +259,7 @@ mod tests {
     fn uuids_are_grouped_lowercase_hex() {
         assert_eq!(uuid(12345), "00000000-0000-0000-0000-000000003039");
         assert_eq!(uuid(u128::MAX), "ffffffff-ffff-ffff-ffff-ffffffffffff");
-        assert_eq!(
-            uuid(0x1234_5678_9abc_def0_0fed_cba9_8765_4321),
-            "12345678-9abc-def0-0fed-cba987654321"
-        );
+        assert_eq!(uuid(0x1234_5678_9abc_def0_0fed_cba9_8765_4321), "12345678-9abc-def0-0fed-cba987654321");
     }
 
     #[test]
