@@ -422,8 +422,24 @@ fn int_layout_holds(py: Python<'_>, layout: IntLayout) -> PyResult<bool> {
 #[inline(always)]
 pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
     #[cfg(not(Py_LIMITED_API))]
-    if let Some((negative, count, digits)) = int_digits(obj, layouts) {
-        // SAFETY: `digits` points to the int's `count` digits (`int_digits`).
+    if layouts.int != IntLayout::Api && obj.get_type_ptr() == <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()) {
+        // SAFETY: as in `int_digits` (written out here rather than called: the
+        // hot path's code stays as it was).
+        let (negative, count, digits) = unsafe {
+            #[cfg(not(Py_3_12))]
+            {
+                let long = obj.as_ptr().cast::<Long311>();
+                let size = (*long).ob_base.ob_size;
+                (size < 0, size.unsigned_abs(), std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
+            }
+            #[cfg(Py_3_12)]
+            {
+                let long = obj.as_ptr().cast::<Long312>();
+                let tag = (*long).lv_tag;
+                (tag & 3 == 2, tag >> 3, std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
+            }
+        };
+        // SAFETY: `digits` points to the int's `count` digits (see above).
         return unsafe { digits_magnitude(digits, count) }.map(|magnitude| (negative, magnitude));
     }
     #[cfg(Py_LIMITED_API)]
