@@ -423,14 +423,9 @@ fn int_layout_holds(py: Python<'_>, layout: IntLayout) -> PyResult<bool> {
 pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
     #[cfg(not(Py_LIMITED_API))]
     if layouts.int != IntLayout::Api && obj.get_type_ptr() == <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()) {
-        // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed` proves
-        // both), and `layouts.int` names the layout of this interpreter's ints
-        // (CPython 3.11: `Long311`; 3.12 and 3.13 with the GIL: `Long312`),
-        // checked against the C API: the fields read are the digit count, the
-        // sign and the address of the digits. Ints are immutable.
+        // SAFETY: as in `int_digits` (written out here rather than called: the
+        // hot path's code stays as it was).
         let (negative, count, digits) = unsafe {
-            // The layout is the one this module was built for (each non-abi3
-            // build serves one CPython version), which `Layouts::get` checked.
             #[cfg(not(Py_3_12))]
             {
                 let long = obj.as_ptr().cast::<Long311>();
@@ -450,6 +445,63 @@ pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool
     #[cfg(Py_LIMITED_API)]
     let _ = layouts;
     int_parts_api(obj)
+}
+
+/// The value of an exact int from 0 to `u128::MAX` read directly (a UUID's
+/// `int`), or `None` for any other value, or where ints are not read directly
+/// (the caller then asks the C API).
+#[inline]
+pub fn uint128(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<u128> {
+    #[cfg(not(Py_LIMITED_API))]
+    if let Some((false, count @ 0..=5, digits)) = int_digits(obj, layouts) {
+        let mut value = 0u128;
+        for i in (0..count).rev() {
+            // SAFETY: `digits` points to the int's `count` digits (`int_digits`),
+            // and `i < count`.
+            let digit = u128::from(unsafe { *digits.add(i) });
+            // 128 bits need the low 8 bits of the fifth digit at most.
+            if i == 4 && digit >= 1 << 8 {
+                return None;
+            }
+            value = (value << 30) | digit;
+        }
+        return Some(value);
+    }
+    #[cfg(Py_LIMITED_API)]
+    let _ = (obj, layouts);
+    None
+}
+
+/// An exact int's sign, digit count and the address of its 30-bit digits, read
+/// directly where `layouts` allows it.
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+fn int_digits(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, usize, *const u32)> {
+    if layouts.int == IntLayout::Api || obj.get_type_ptr() != <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()) {
+        return None;
+    }
+    // SAFETY: `obj` is a live exact int and the GIL is held (`Borrowed` proves
+    // both), and `layouts.int` names the layout of this interpreter's ints
+    // (CPython 3.11: `Long311`; 3.12 and 3.13 with the GIL: `Long312`),
+    // checked against the C API: the fields read are the digit count, the
+    // sign and the address of the digits. Ints are immutable, and the digits
+    // live as long as `obj`.
+    Some(unsafe {
+        // The layout is the one this module was built for (each non-abi3
+        // build serves one CPython version), which `Layouts::get` checked.
+        #[cfg(not(Py_3_12))]
+        {
+            let long = obj.as_ptr().cast::<Long311>();
+            let size = (*long).ob_base.ob_size;
+            (size < 0, size.unsigned_abs(), std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
+        }
+        #[cfg(Py_3_12)]
+        {
+            let long = obj.as_ptr().cast::<Long312>();
+            let tag = (*long).lv_tag;
+            (tag & 3 == 2, tag >> 3, std::ptr::addr_of!((*long).ob_digit).cast::<u32>())
+        }
+    })
 }
 
 /// The magnitude of an int of `count` 30-bit digits at `digits`, if it fits a `u64`.

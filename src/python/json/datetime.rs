@@ -83,16 +83,21 @@ pub(super) fn offset(out: &mut ShortText, days: i32, seconds: i32) {
 }
 
 /// The canonical text of a UUID given as its 128-bit value:
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase.
-pub(super) fn uuid(out: &mut ShortText, value: u128) {
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase; two hex digits per byte
+/// of the value, into a fixed array (no per-digit length check).
+pub(super) fn uuid_text(value: u128) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for nibble in 0..32u32 {
-        if matches!(nibble, 8 | 12 | 16 | 20) {
-            out.push(b'-');
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, b) in value.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        let shift = 124 - 4 * nibble;
-        out.push(HEX[((value >> shift) & 0xf) as usize]);
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
     }
+    out
 }
 
 /// The units of a numpy `datetime64` that are written (orjson's set).
@@ -211,6 +216,10 @@ fn civil_from_days(days: i64) -> Option<(u32, u32, u32)> {
 mod tests {
     use super::*;
 
+    fn uuid(value: u128) -> String {
+        String::from_utf8(uuid_text(value).to_vec()).unwrap()
+    }
+
     fn text(write: impl FnOnce(&mut ShortText)) -> String {
         let mut out = ShortText::new();
         write(&mut out);
@@ -248,12 +257,9 @@ mod tests {
 
     #[test]
     fn uuids_are_grouped_lowercase_hex() {
-        assert_eq!(text(|o| uuid(o, 12345)), "00000000-0000-0000-0000-000000003039");
-        assert_eq!(text(|o| uuid(o, u128::MAX)), "ffffffff-ffff-ffff-ffff-ffffffffffff");
-        assert_eq!(
-            text(|o| uuid(o, 0x1234_5678_9abc_def0_0fed_cba9_8765_4321)),
-            "12345678-9abc-def0-0fed-cba987654321"
-        );
+        assert_eq!(uuid(12345), "00000000-0000-0000-0000-000000003039");
+        assert_eq!(uuid(u128::MAX), "ffffffff-ffff-ffff-ffff-ffffffffffff");
+        assert_eq!(uuid(0x1234_5678_9abc_def0_0fed_cba9_8765_4321), "12345678-9abc-def0-0fed-cba987654321");
     }
 
     #[test]

@@ -209,13 +209,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// The UUID's 128-bit value (its `int`), in the canonical form.
     fn uuid(&mut self, obj: &Bound<'py, PyAny>) -> Result<(), SerializeError> {
-        let value: u128 = obj
-            .getattr(intern!(obj.py(), "int"))
-            .and_then(|v| v.extract())
-            .map_err(|err| raised("the UUID's int", err))?;
-        let mut text = ShortText::new();
-        datetime::uuid(&mut text, value);
-        self.quoted(text.as_bytes())
+        let int = obj.getattr(intern!(obj.py(), "int")).map_err(|err| raised("the UUID's int", err))?;
+        let value = match borrowed::uint128(int.as_borrowed(), self.layouts) {
+            Some(value) => value,
+            None => int.extract::<u128>().map_err(|err| raised("the UUID's int", err))?,
+        };
+        self.quoted(&datetime::uuid_text(value))
     }
 
     /// How `obj`'s class writes its instances, if it is a dataclass: from the
