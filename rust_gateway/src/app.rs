@@ -12,20 +12,20 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::AppError;
-use crate::routes::{self, bridge, health, profiles_api, users_api, users_shm, users_snapshot};
+use crate::routes::{self, bridge, health, users_shm, users_snapshot, via_api};
 use crate::state::AppState;
 
 /// The gateway's router, ready to serve (tests drive it with `oneshot`).
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route(users_api::PATH, get(users_api::users_via_api))
+        .route(via_api::USERS_PATH, get(via_api::users_via_api))
         .route(users_shm::PATH, get(users_shm::users_via_shm))
         .route(users_shm::PATH_HTTP, get(users_shm::users_via_shm_http))
         .route(users_shm::PATH_UDS, get(users_shm::users_via_shm_uds))
         .route(users_snapshot::PATH, get(users_snapshot::users_via_snapshot))
         .route(users_snapshot::PATH_MEMORY, get(users_snapshot::users_via_memory))
         .route(bridge::PATH, get(bridge::bridge))
-        .route(profiles_api::PATH, get(profiles_api::profiles_via_api))
+        .route(via_api::PROFILES_PATH, get(via_api::profiles_via_api))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(health::metrics))
@@ -48,14 +48,14 @@ const METRICS: &str = "/metrics";
 /// whatever paths clients try).
 fn route_label(request: &Request) -> &'static str {
     match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
-        Some(users_api::PATH) => users_api::PATH,
+        Some(via_api::USERS_PATH) => via_api::USERS_PATH,
         Some(users_shm::PATH) => users_shm::PATH,
         Some(users_shm::PATH_HTTP) => users_shm::PATH_HTTP,
         Some(users_shm::PATH_UDS) => users_shm::PATH_UDS,
         Some(users_snapshot::PATH) => users_snapshot::PATH,
         Some(users_snapshot::PATH_MEMORY) => users_snapshot::PATH_MEMORY,
         Some(bridge::PATH) => bridge::PATH,
-        Some(profiles_api::PATH) => profiles_api::PATH,
+        Some(via_api::PROFILES_PATH) => via_api::PROFILES_PATH,
         Some(HEALTHZ) => HEALTHZ,
         Some(READYZ) => READYZ,
         Some(METRICS) => METRICS,

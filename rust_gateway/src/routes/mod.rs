@@ -3,11 +3,10 @@
 
 pub mod bridge;
 pub mod health;
-pub mod profiles_api;
 mod slot_copy;
-pub mod users_api;
 pub mod users_shm;
 pub mod users_snapshot;
+pub mod via_api;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -107,13 +107,10 @@ pub fn check(mode: Validation, body: &[u8], count: u32) -> Result<(), PayloadErr
 /// A [`PayloadError`] when the check fails ([`PayloadError::Unchecked`] if its task
 /// failed).
 pub async fn validate(mode: Validation, body: &Bytes, count: u32) -> Result<(), PayloadError> {
-    if mode == Validation::None || body.len() <= BLOCKING_THRESHOLD {
+    if mode == Validation::None {
         return check(mode, body, count);
     }
-    let owned = body.clone(); // a reference count, not a copy
-    tokio::task::spawn_blocking(move || check(mode, &owned, count))
-        .await
-        .map_err(|e| PayloadError::Unchecked(format!("validation task failed: {e}")))?
+    off_the_workers_if_large(body, move |b| check(mode, b, count)).await
 }
 
 /// Checks that `body` is one JSON value according to `mode` (`none`: not at all), on
@@ -126,11 +123,19 @@ pub async fn validate_json(mode: Validation, body: &Bytes) -> Result<(), Payload
     if mode == Validation::None {
         return Ok(());
     }
+    off_the_workers_if_large(body, check_json).await
+}
+
+/// Runs `check` on `body` in place, or on the blocking pool above [`BLOCKING_THRESHOLD`].
+async fn off_the_workers_if_large<F>(body: &Bytes, check: F) -> Result<(), PayloadError>
+where
+    F: FnOnce(&[u8]) -> Result<(), PayloadError> + Send + 'static,
+{
     if body.len() <= BLOCKING_THRESHOLD {
-        return check_json(body);
+        return check(body);
     }
     let owned = body.clone(); // a reference count, not a copy
-    tokio::task::spawn_blocking(move || check_json(&owned))
+    tokio::task::spawn_blocking(move || check(&owned))
         .await
         .map_err(|e| PayloadError::Unchecked(format!("validation task failed: {e}")))?
 }
