@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from binaries import release_binary
+from binaries import add_binary_flags, chosen_binaries
 
 REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
@@ -404,19 +404,9 @@ def main() -> None:
         default=[],
         help="an extra gateway flag, e.g. --gateway-arg=--producer-timeout-ms=2000 (repeatable)",
     )
-    parser.add_argument(
-        "--gateway-bin",
-        help="the gateway binary (default: $SHMBRIDGE_GATEWAY_BIN, else "
-        "$CARGO_TARGET_DIR/release/rust_gateway, CARGO_TARGET_DIR defaulting to target)",
-    )
-    parser.add_argument(
-        "--load-bin",
-        help="the load tool (default: $SHMBRIDGE_LOAD_BIN, else "
-        "$CARGO_TARGET_DIR/release/shmbridge_load)",
-    )
+    add_binary_flags(parser)
     args = parser.parse_args()
-    gateway = release_binary("rust_gateway", args.gateway_bin)
-    load = release_binary("shmbridge_load", args.load_bin)
+    gateway, load = chosen_binaries(args)
     counts = [int(c) for c in args.counts.split(",")]
     wanted = [int(c) for c in args.concurrency.split(",")]
     datasets = args.datasets.split(",")

@@ -7,6 +7,7 @@ build under ``$CARGO_TARGET_DIR`` (default ``target/`` in the repository).
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -39,3 +40,25 @@ def release_binary(name: str, given: str | None = None) -> Path:
             f"or point {variable} at it"
         )
     return path
+
+
+def add_binary_flags(parser: argparse.ArgumentParser) -> None:
+    """``--gateway-bin`` and ``--load-bin``, read back by ``chosen_binaries``."""
+    parser.add_argument(
+        "--gateway-bin",
+        help="the gateway binary (default: $SHMBRIDGE_GATEWAY_BIN, else "
+        "$CARGO_TARGET_DIR/release/rust_gateway, CARGO_TARGET_DIR defaulting to target)",
+    )
+    parser.add_argument(
+        "--load-bin",
+        help="the load tool (default: $SHMBRIDGE_LOAD_BIN, else "
+        "$CARGO_TARGET_DIR/release/shmbridge_load)",
+    )
+
+
+def chosen_binaries(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The gateway and the load tool that ``add_binary_flags``'s flags chose."""
+    return (
+        release_binary("rust_gateway", args.gateway_bin),
+        release_binary("shmbridge_load", args.load_bin),
+    )

@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from binaries import release_binary
+from binaries import add_binary_flags, chosen_binaries
 
 REPO = Path(__file__).resolve().parent.parent
 PY = REPO / ".venv" / "bin" / "python"
@@ -138,19 +138,9 @@ def main() -> None:
     parser.add_argument("--kill-after", type=float, default=1.5, help="seconds into the load")
     parser.add_argument("--out-json", type=Path, default=REPO / "results" / "recovery.json")
     parser.add_argument("--out-md", type=Path, default=REPO / "results" / "recovery.md")
-    parser.add_argument(
-        "--gateway-bin",
-        help="the gateway binary (default: $SHMBRIDGE_GATEWAY_BIN, else "
-        "$CARGO_TARGET_DIR/release/rust_gateway, CARGO_TARGET_DIR defaulting to target)",
-    )
-    parser.add_argument(
-        "--load-bin",
-        help="the load tool (default: $SHMBRIDGE_LOAD_BIN, else "
-        "$CARGO_TARGET_DIR/release/shmbridge_load)",
-    )
+    add_binary_flags(parser)
     args = parser.parse_args()
-    gateway_bin = release_binary("rust_gateway", args.gateway_bin)
-    load_bin = release_binary("shmbridge_load", args.load_bin)
+    gateway_bin, load_bin = chosen_binaries(args)
 
     work = Path(tempfile.mkdtemp(prefix="shmbridge-recovery-"))
     shm_dir = work / "shm"

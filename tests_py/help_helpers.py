@@ -46,8 +46,13 @@ def gateway_help() -> str:
     binary = gateway_binary()
     if binary is None or not binary.is_file():
         pytest.skip("rust_gateway not built (make gateway, or set SHMBRIDGE_GATEWAY_BIN)")
-    result = subprocess.run(
-        [str(binary), "--help"],
+    return run_help([str(binary)])
+
+
+def run_help(command: list[str]) -> str:
+    """``COMMAND --help``'s text, in a wide terminal; the test fails if it fails."""
+    done = subprocess.run(
+        [*command, "--help"],
         cwd=REPO_ROOT,
         env=clean_env(WIDE),
         stdin=subprocess.DEVNULL,
@@ -56,8 +61,8 @@ def gateway_help() -> str:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, f"rust_gateway --help failed:\n{result.stderr}"
-    return result.stdout
+    assert done.returncode == 0, f"{command} --help failed:\n{done.stderr}"
+    return done.stdout
 
 
 def parse_producer_help(text: str) -> dict[str, Option]:

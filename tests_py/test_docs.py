@@ -29,14 +29,14 @@ import pytest
 from gateway_helpers import gateway_binary, start_services
 from help_helpers import (
     FLAG,
-    WIDE,
     Option,
     gateway_help,
     parse_gateway_help,
     parse_producer_help,
     producer_help,
+    run_help,
 )
-from helpers import REPO_ROOT, clean_env
+from helpers import REPO_ROOT
 
 from py_producer import native
 
@@ -327,21 +327,6 @@ def help_of(words: list[str]) -> str | None:
     if not FLAG.search(" ".join(rest)):
         return None
     return run_help(command)
-
-
-def run_help(command: list[str]) -> str:
-    done = subprocess.run(
-        [*command, "--help"],
-        cwd=REPO_ROOT,
-        env=clean_env(WIDE),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"{command} --help failed:\n{done.stderr}"
-    return done.stdout
 
 
 def assert_flags_in(words: list[str], helped: str, what: str) -> None:
