@@ -13,6 +13,8 @@
 //! serde_json's verdicts.
 
 mod scanner;
+#[cfg(test)]
+mod test_rng;
 
 use bytes::Bytes;
 
@@ -259,22 +261,7 @@ mod tests {
         assert!(agree, "scanner {ours:?} vs serde {reference:?} on {:?}", String::from_utf8_lossy(body));
     }
 
-    /// xorshift64*: a fixed sequence, so every run checks the same cases.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len())]
-        }
-    }
+    use super::test_rng::Rng;
 
     const PIECES: [&str; 16] = [
         "a",
