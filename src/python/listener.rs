@@ -333,61 +333,38 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
     let mut head = [0u8; REQUEST_HEAD_LEN];
     // Name and parameters: at most this many bytes follow a head the codec accepted.
     let mut body = vec![0u8; MAX_REQUEST_LEN - REQUEST_HEAD_LEN];
-    // A budget starts when its head is read, before any wait for the GIL: the first
-    // head is read before attaching, the others while detached.
-    let mut first = Some((read_frame(stream, &mut head), Instant::now()));
-    if matches!(first, Some((Ok(Frame::Closed) | Err(_), _))) {
+    // A budget starts when its request is read, before any wait for the GIL: the first
+    // request is read before attaching, the others while detached (head and body in
+    // one stretch: one release and retake of the GIL per request, not two).
+    let mut first = Some((receive(stream, &mut head, &mut body, shared.epoch), Instant::now()));
+    if matches!(first, Some((Incoming::Gone, _))) {
         return;
     }
     // The gap between an answer and the next request on this connection.
     let gap = WaitPredictor::new();
     let mut answered = Instant::now();
     let served = Python::try_attach(|py| loop {
-        let (read, received) = match first.take() {
+        let (incoming, received) = match first.take() {
             Some(read) => read,
             None => py.detach(|| {
                 if gap.fits(shared.spin) {
                     wait_for_next_request(stream, id, shared);
                 }
-                let read = read_frame(stream, &mut head);
+                let incoming = receive(stream, &mut head, &mut body, shared.epoch);
                 let received = Instant::now();
                 gap.record(received - answered);
-                (read, received)
+                (incoming, received)
             }),
         };
-        match read {
-            Ok(Frame::Complete) => {}
-            Ok(Frame::Closed) | Err(_) => return,
-            Ok(Frame::Short(got)) => {
-                let message =
-                    format!("request frame cut short: {got} of {REQUEST_HEAD_LEN} bytes before end of stream");
-                let answer = Response::error(Status::BadRequest, shared.epoch, None, &message).encode();
-                let _ = py.detach(|| send_all(stream, &answer));
-                return;
-            }
-        }
-        if shared.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        // The head says how much follows (bounded by the codec); a bad head, body or
-        // call gets an answer and the connection closes.
-        let request = match RequestHead::decode(&head) {
-            Err(err) => Err(Response::error(Status::BadRequest, shared.epoch, None, &err.to_string())),
-            Ok(parsed) => {
-                let body = &mut body[..parsed.body_len()];
-                match py.detach(|| read_frame(stream, body)) {
-                    Ok(Frame::Complete) => parsed.finish(body).map(|request| (parsed, request)).map_err(|err| {
-                        Response::error(Status::BadRequest, shared.epoch, Some(&parsed), &err.to_string())
-                    }),
-                    Ok(Frame::Closed) => Err(cut_short(&parsed, 0, shared.epoch)),
-                    Ok(Frame::Short(got)) => Err(cut_short(&parsed, got, shared.epoch)),
-                    Err(_) => return,
-                }
-            }
+        let call = match incoming {
+            Incoming::Gone => return,
+            _ if shared.stopping.load(Ordering::Acquire) => return,
+            Incoming::Call(parsed, request) => Ok((parsed, request)),
+            Incoming::Refused(refused) => Err(refused),
         };
         shared.busy.fetch_add(1, Ordering::Relaxed);
         shared.latest_request_on.store(id, Ordering::Relaxed);
-        let (response, keep_open) = match request {
+        let (response, keep_open) = match call {
             Ok((parsed, request)) => (handle(py, &parsed, &request, received, shared), true),
             Err(refused) => (refused, false),
         };
@@ -403,6 +380,44 @@ fn serve_connection(stream: &UnixStream, id: u64, shared: &Shared) {
         // No interpreter to run handlers: say so once, then close.
         let answer = Response::error(Status::Internal, shared.epoch, None, "the Python interpreter is not running");
         let _ = send_all(stream, &answer.encode());
+    }
+}
+
+/// One request read off a connection.
+enum Incoming {
+    /// A request to run.
+    Call(RequestHead, Request),
+    /// A frame refused before any handler runs: send the answer, then close (after a bad
+    /// frame the byte stream cannot be trusted to be in step).
+    Refused(Response),
+    /// The peer closed between frames, or the socket failed: close without an answer.
+    Gone,
+}
+
+/// Reads the next request: its head, then the name and parameters the head announces
+/// (bounded by the codec). Never needs the GIL.
+fn receive(stream: &UnixStream, head: &mut [u8; REQUEST_HEAD_LEN], body: &mut [u8], epoch: u64) -> Incoming {
+    match read_frame(stream, head) {
+        Ok(Frame::Complete) => {}
+        Ok(Frame::Closed) | Err(_) => return Incoming::Gone,
+        Ok(Frame::Short(got)) => {
+            let message = format!("request frame cut short: {got} of {REQUEST_HEAD_LEN} bytes before end of stream");
+            return Incoming::Refused(Response::error(Status::BadRequest, epoch, None, &message));
+        }
+    }
+    let parsed = match RequestHead::decode(head) {
+        Ok(parsed) => parsed,
+        Err(err) => return Incoming::Refused(Response::error(Status::BadRequest, epoch, None, &err.to_string())),
+    };
+    let body = &mut body[..parsed.body_len()];
+    match read_frame(stream, body) {
+        Ok(Frame::Complete) => match parsed.finish(body) {
+            Ok(request) => Incoming::Call(parsed, request),
+            Err(err) => Incoming::Refused(Response::error(Status::BadRequest, epoch, Some(&parsed), &err.to_string())),
+        },
+        Ok(Frame::Closed) => Incoming::Refused(cut_short(&parsed, 0, epoch)),
+        Ok(Frame::Short(got)) => Incoming::Refused(cut_short(&parsed, got, epoch)),
+        Err(_) => Incoming::Gone,
     }
 }
 
