@@ -401,9 +401,15 @@ async def _as_coroutine(awaitable: Awaitable[object]) -> object:
     return await awaitable
 
 
+#: What handlers return most, never a buffer: one set lookup answers for them.
+_PLAIN_JSON_TYPES: Final = frozenset({list, dict, str, int, float, bool, tuple, type(None)})
+
+
 def _as_buffer(value: object) -> memoryview | None:
     """A memoryview of ``value`` if it is a buffer (bytes, numpy arrays...), else None.
     ``str`` is not a buffer here: it is written as a JSON string."""
+    if type(value) in _PLAIN_JSON_TYPES:
+        return None
     if isinstance(value, memoryview):
         return value
     if isinstance(value, (bytes, bytearray)):
