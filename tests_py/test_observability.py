@@ -18,8 +18,10 @@ import httpx
 import pytest
 from gateway_helpers import NEEDS_SERVICES, GatewayHandle, start_services
 from helpers import ProducerHandle
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from py_producer.app import create_app
+from py_producer.metrics import WRITE_BUCKETS, ProducerMetrics
 from py_producer.settings import Settings
 
 pytestmark = [
@@ -243,3 +245,34 @@ def test_the_producer_openapi_schema_matches_its_routes(stack: Stack) -> None:
             method,
             answer.status_code,
         )
+
+
+def test_the_write_metrics_page_matches_prometheus_clients_own_counters() -> None:
+    """The producer counts its writes itself (one lock per write); its page must be what
+    prometheus-client's Counter and Histogram give for the same writes, bucket bounds
+    included (a bound is inside its bucket)."""
+    writes = [("uds", 0, 0.0), ("http", 5, 20.0), ("uds", 7, 1e-9)]
+    writes += [("uds", n, bound) for n, bound in enumerate(WRITE_BUCKETS)]
+    writes += [("http", 3, bound * 1.0001) for bound in WRITE_BUCKETS]
+    ours = ProducerMetrics()
+    registry = CollectorRegistry()
+    labels = ["signal"]
+    count = Counter("producer_writes", "x", labels, registry=registry)
+    size = Counter("producer_written_bytes", "x", labels, registry=registry)
+    took = Histogram(
+        "producer_write_seconds", "x", labels, buckets=WRITE_BUCKETS, registry=registry
+    )
+    for signal in ("http", "uds"):
+        count.labels(signal), size.labels(signal), took.labels(signal)
+    for signal, length, seconds in writes:
+        ours.record_write(signal, length, seconds)
+        count.labels(signal).inc()
+        size.labels(signal).inc(length)
+        took.labels(signal).observe(seconds)
+
+    def series(page: bytes) -> list[str]:
+        lines = page.decode().splitlines()
+        return sorted(line for line in lines if line.startswith("producer_writ"))
+
+    assert series(ours.render()) == series(generate_latest(registry))
+    assert 'producer_write_seconds_bucket{le="5e-05",signal="uds"} 3.0' in series(ours.render())
