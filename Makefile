@@ -9,7 +9,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
 .PHONY: help venv develop gateway example build run test test-python test-rust test-versions lint bench microbench \
-	microbench-json wheels test-wheels soak recovery clean
+	microbench-json microbench-versions wheels test-wheels soak recovery clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
@@ -21,6 +21,7 @@ help:
 	@echo "make soak   every test SOAK_RUNS (10) times in a row with every core kept busy"
 	@echo "make recovery  20 producer SIGKILLs under load, shm recovery times -> results/recovery.md"
 	@echo "make microbench-json  shmbridge.dumps vs orjson vs json on many shapes -> results/microbench-json.md"
+	@echo "make microbench-versions  those shapes, shmbridge.dumps vs orjson, with each wheel of make wheels (run that first) -> results/microbench-json-versions.md"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -117,6 +118,16 @@ JSON_ROUNDS ?= 15
 microbench-json: develop
 	$(PY) scripts/microbench_json.py --rounds $(JSON_ROUNDS) \
 		--md-out results/microbench-json.md --json-out results/microbench-json.json
+
+# About 5 minutes: the shapes of microbench-json, shmbridge.dumps / orjson.dumps, with each
+# wheel in dist/ in a venv of its interpreter (cp311, cp312, cp313, and abi3 on each; a
+# version not found is SKIPPED). Run `make wheels` first: this uses the wheels as they are.
+# VERSIONS_ARGS, e.g. "--abi3-on 3.13 --only numpy": scripts/bench_versions.py --help.
+VERSIONS_ROUNDS ?= 15
+VERSIONS_RUNS ?= 5
+microbench-versions: venv
+	$(PY) scripts/bench_versions.py --parts shapes --rounds $(VERSIONS_ROUNDS) --runs $(VERSIONS_RUNS) \
+		$(VERSIONS_ARGS)
 
 clean:
 	cargo clean
