@@ -39,30 +39,39 @@ impl ShortText {
         }
     }
 
+    /// Appends `bytes` at once (dropped if they do not fit, as `push` drops a byte).
+    fn extend(&mut self, bytes: &[u8]) {
+        if let Some(room) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
     pub(super) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }
 
-/// `YYYY-MM-DD`.
+/// The two low decimal digits of `value`.
+fn pair(value: u32) -> [u8; 2] {
+    let at = (value % 100) as usize * 2;
+    [DIGIT_PAIRS[at], DIGIT_PAIRS[at + 1]]
+}
+
+/// `YYYY-MM-DD` (each field's low digits), in one write.
 pub(super) fn date(out: &mut ShortText, year: u32, month: u32, day: u32) {
-    out.digits(year, 4);
-    out.push(b'-');
-    out.digits(month, 2);
-    out.push(b'-');
-    out.digits(day, 2);
+    let ([y0, y1], [y2, y3]) = (pair(year / 100), pair(year));
+    let ([m0, m1], [d0, d1]) = (pair(month), pair(day));
+    out.extend(&[y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1]);
 }
 
 /// `HH:MM:SS`, then `.ffffff` when the microseconds are not zero.
 pub(super) fn time(out: &mut ShortText, hour: u32, minute: u32, second: u32, microsecond: u32) {
-    out.digits(hour, 2);
-    out.push(b':');
-    out.digits(minute, 2);
-    out.push(b':');
-    out.digits(second, 2);
+    let ([h0, h1], [m0, m1], [s0, s1]) = (pair(hour), pair(minute), pair(second));
+    out.extend(&[h0, h1, b':', m0, m1, b':', s0, s1]);
     if microsecond != 0 {
-        out.push(b'.');
-        out.digits(microsecond, 6);
+        let ([a0, a1], [b0, b1], [c0, c1]) = (pair(microsecond / 10_000), pair(microsecond / 100), pair(microsecond));
+        out.extend(&[b'.', a0, a1, b0, b1, c0, c1]);
     }
 }
 
@@ -82,20 +91,28 @@ pub(super) fn offset(out: &mut ShortText, days: i32, seconds: i32) {
     out.digits((magnitude % 3600 + 30) / 60, 2);
 }
 
-/// The canonical text of a UUID given as its 128-bit value:
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase; two hex digits per byte
-/// of the value, into a fixed array (no per-digit length check).
-pub(super) fn uuid_text(value: u128) -> [u8; 36] {
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [HEX[b >> 4], HEX[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
+
+/// Where each byte of a UUID's value goes in its text (the dashes fall between).
+const UUID_BYTE_AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/// The canonical text of a UUID given as its 128-bit value:
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase; a table lookup per byte of the
+/// value, into fixed places.
+pub(super) fn uuid_text(value: u128) -> [u8; 36] {
     let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in value.to_be_bytes().into_iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        out[at] = HEX[usize::from(b >> 4)];
-        out[at + 1] = HEX[usize::from(b & 0xf)];
-        at += 2;
+    for (byte, at) in value.to_be_bytes().into_iter().zip(UUID_BYTE_AT) {
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     out
 }

@@ -373,9 +373,13 @@ fn not_str_name(name: &Bound<'_, PyAny>) -> SerializeError {
 /// badly) reads as 0.
 #[cfg(Py_LIMITED_API)]
 mod limited {
+    use pyo3::intern;
     use pyo3::prelude::*;
+    use pyo3::types::PyString;
 
-    fn field<T: TryFrom<i64> + Default>(obj: &Bound<'_, impl Sized>, name: &str) -> T {
+    /// The attribute `name`, an interned string: a fresh one per call would miss the
+    /// type's attribute cache and cost more than the read itself.
+    fn field<T: TryFrom<i64> + Default>(obj: &Bound<'_, impl Sized>, name: &Bound<'_, PyString>) -> T {
         let value = obj.as_any().getattr(name).and_then(|v| v.extract::<i64>()).unwrap_or(0);
         T::try_from(value).unwrap_or_default()
     }
@@ -400,37 +404,37 @@ mod limited {
 
     impl<T> PyDateAccess for Bound<'_, T> {
         fn get_year(&self) -> i32 {
-            field(self, "year")
+            field(self, intern!(self.py(), "year"))
         }
         fn get_month(&self) -> u8 {
-            field(self, "month")
+            field(self, intern!(self.py(), "month"))
         }
         fn get_day(&self) -> u8 {
-            field(self, "day")
+            field(self, intern!(self.py(), "day"))
         }
     }
 
     impl<T> PyTimeAccess for Bound<'_, T> {
         fn get_hour(&self) -> u8 {
-            field(self, "hour")
+            field(self, intern!(self.py(), "hour"))
         }
         fn get_minute(&self) -> u8 {
-            field(self, "minute")
+            field(self, intern!(self.py(), "minute"))
         }
         fn get_second(&self) -> u8 {
-            field(self, "second")
+            field(self, intern!(self.py(), "second"))
         }
         fn get_microsecond(&self) -> u32 {
-            field(self, "microsecond")
+            field(self, intern!(self.py(), "microsecond"))
         }
     }
 
     impl<T> PyDeltaAccess for Bound<'_, T> {
         fn get_days(&self) -> i32 {
-            field(self, "days")
+            field(self, intern!(self.py(), "days"))
         }
         fn get_seconds(&self) -> i32 {
-            field(self, "seconds")
+            field(self, intern!(self.py(), "seconds"))
         }
     }
 }
