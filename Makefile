@@ -9,7 +9,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 GATEWAY_BIN := target/release/rust_gateway
 
 .PHONY: help venv develop gateway example build run test test-python test-rust test-versions lint bench microbench \
-	microbench-json microbench-versions wheels test-wheels soak recovery clean
+	microbench-json microbench-versions wheels test-wheels soak recovery request-cost clean
 
 help:
 	@echo "make run    build everything, start the producer and the gateway, print curl lines"
@@ -21,6 +21,7 @@ help:
 	@echo "make soak   every test SOAK_RUNS (10) times in a row with every core kept busy"
 	@echo "make recovery  20 producer SIGKILLs under load, shm recovery times -> results/recovery.md"
 	@echo "make microbench-json  shmbridge.dumps vs orjson vs json on many shapes -> results/microbench-json.md"
+	@echo "make request-cost  instructions per request of the producer and the gateway, under callgrind"
 	@echo "make microbench-versions  those shapes, shmbridge.dumps vs orjson, with each wheel of make wheels (run that first) -> results/microbench-json-versions.md"
 
 $(PY):
@@ -97,6 +98,11 @@ microbench: develop
 # and the producer killed under load (about 5 minutes). See docs/design.md, Failures.
 soak: build
 	scripts/soak.sh
+
+# A few minutes: each service under callgrind in turn, its instructions per request
+# (scripts/request_cost.py --help; e.g. REQUEST_COST_ARGS="--count 100").
+request-cost: build
+	$(PY) scripts/request_cost.py $(REQUEST_COST_ARGS)
 
 recovery: build
 	$(PY) scripts/kill_recovery.py $(RECOVERY_ARGS)
