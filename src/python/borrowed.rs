@@ -849,6 +849,15 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     }
 }
 
+/// Whether `obj` has more than one reference (an object with one is held by a
+/// single container, so it cannot appear twice in a value).
+#[inline(always)]
+pub fn shared(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: `obj` is a live object and the GIL is held (`Bound` proves
+    // both); Py_REFCNT only reads its reference count.
+    unsafe { ffi::Py_REFCNT(obj.as_ptr()) > 1 }
+}
+
 /// Whether `obj`'s type is `ty` or a subclass of it, by the type's MRO alone:
 /// unlike `isinstance`, this runs no Python code (no `__instancecheck__`).
 pub fn is_subtype(obj: Borrowed<'_, '_, PyAny>, ty: &Bound<'_, pyo3::types::PyType>) -> bool {

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::escape::escape_into;
+use super::escape::{escape_into, ESCAPE_ROOM};
 
 pub(super) const CACHE_SLOTS: usize = 256;
 /// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
@@ -110,7 +110,8 @@ impl TextCache {
         let Some(slot) = [home, home ^ 1].into_iter().find(|&slot| self.slots[slot].address == 0) else {
             return;
         };
-        let mut escaped = [0u8; 6 * CACHED_COPY + 16];
+        // The open quote (or comma and quote), then the escaped text.
+        let mut escaped = [0u8; 2 + 6 * CACHED_COPY + ESCAPE_ROOM];
         escaped[..open.len()].copy_from_slice(open);
         let end = escape_into(&mut escaped, open.len(), utf8);
         let len = end + close.len();
