@@ -852,8 +852,8 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
 /// Whether `obj` has more than one reference (an object with one is held by a
 /// single container, so it cannot appear twice in a value).
 #[inline(always)]
-pub fn shared(obj: &Bound<'_, PyAny>) -> bool {
-    // SAFETY: `obj` is a live object and the GIL is held (`Bound` proves
+pub fn shared<T>(obj: Borrowed<'_, '_, T>) -> bool {
+    // SAFETY: `obj` is a live object and the GIL is held (`Borrowed` proves
     // both); Py_REFCNT only reads its reference count.
     unsafe { ffi::Py_REFCNT(obj.as_ptr()) > 1 }
 }

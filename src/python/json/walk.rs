@@ -362,6 +362,27 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
             return Ok(pos + entry.len - skip);
         }
+        if borrowed::shared(key) {
+            // Perhaps cached on its next sighting (`new_key`).
+        } else if let Ok(s) = key.cast_exact::<PyString>() {
+            // A key held by this dict alone (made at run time, such as
+            // `f"k{i}"`): never cached (see `item_string`), and if short and
+            // clean, written here in the room reserved (`,"` + 32 + `":`, at
+            // most 36 bytes, leaves `CACHED_COPY`).
+            if let Ok(utf8) = borrowed::str_utf8(s) {
+                if utf8.len() <= CLEAN_MAX {
+                    // The comma is written either way; without one, the quote goes over it.
+                    let open = pos + usize::from(separator);
+                    if let Some(end) = copy_clean(&mut self.buf, open + 1, utf8) {
+                        self.buf[pos] = b',';
+                        self.buf[open] = b'"';
+                        self.buf[end] = b'"';
+                        self.buf[end + 1] = b':';
+                        return Ok(end + 2);
+                    }
+                }
+            }
+        }
         self.pos = pos;
         if separator {
             self.byte(b',')?;
@@ -375,7 +396,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            if self.seen_keys.again(s.as_ptr() as usize) {
+            if borrowed::shared(key) && self.seen_keys.again(s.as_ptr() as usize) {
                 self.keys.insert(s, utf8, b",\"", b"\":");
             }
             self.escaped(utf8)?;
@@ -437,7 +458,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // A str with one reference is held by this container alone: it cannot
         // come again in the value, so neither cache is worth probing for it
         // (most strs in real data are made one by one, each seen once).
-        let shared = borrowed::shared(s.as_any());
+        let shared = borrowed::shared(s);
         if shared {
             if let Some(entry) = self.values.get(address) {
                 // A fixed-size copy; the staging bytes past the value are scratch.
