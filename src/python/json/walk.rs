@@ -59,12 +59,12 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     pub(super) types: Types,
     /// Which object layouts may be read directly.
     pub(super) layouts: borrowed::Layouts,
-    pub(super) keys: TextCache,
-    pub(super) values: TextCache,
-    pub(super) seen: SeenOnce,
+    pub(super) keys: TextCache<'s>,
+    pub(super) values: TextCache<'s>,
+    pub(super) seen: SeenOnce<'s>,
     /// The same for keys: a key is cached on its second sighting (one dict
     /// alone is not worth caching).
-    pub(super) seen_keys: SeenOnce,
+    pub(super) seen_keys: SeenOnce<'s>,
     /// The `default=` hook, if any.
     pub(super) default: Option<Bound<'py, PyAny>>,
     /// `default=` calls under way, one inside another's result.
