@@ -694,8 +694,8 @@ impl<'a, 'py> ListItems<'a, 'py> {
         // SAFETY: the contract of `new` is `items`'.
         let items = unsafe { Self::items(list) };
         // Only a list of dicts (judged by its first item) is worth prefetching.
-        let ahead = layouts.dict_311
-            && items.len() >= PREFETCH_MIN_LEN
+        let ahead = items.len() >= PREFETCH_MIN_LEN
+            && layouts.dict_311
             // SAFETY: the first item of a live list is a live object (see `next`).
             && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
         Self { list, items: items.iter(), len: items.len(), ahead }
@@ -844,8 +844,12 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
         let &item = self.items.next()?;
         // SAFETY: a list's items are non-null strong references owned by the list,
         // which lives for 'a and, by the contract of `new`, is not modified meanwhile
-        // (or the array was read again by `refresh` since it was).
-        Some(unsafe { Borrowed::from_ptr(self.list.py(), item) })
+        // (or the array was read again by `refresh` since it was). Telling the
+        // compiler the item is not null spares `from_ptr`'s check of each one.
+        Some(unsafe {
+            std::hint::assert_unchecked(!item.is_null());
+            Borrowed::from_ptr(self.list.py(), item)
+        })
     }
 }
 
