@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::escape::escape_into;
+use super::escape::{escape_into, ESCAPE_ROOM};
 
 pub(super) const CACHE_SLOTS: usize = 256;
 /// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
@@ -37,44 +37,41 @@ pub(super) type CacheSlots = Box<[CachedText; CACHE_SLOTS]>;
 ///
 /// Sound because the cache holds a strong reference to every str it describes:
 /// while it lives, no other object can take that address, and `str` is immutable.
-pub(super) struct TextCache {
+pub(super) struct TextCache<'s> {
     /// Two-way by object address (a home slot and its pair); address 0: empty.
-    pub(super) slots: CacheSlots,
+    pub(super) slots: &'s mut [CachedText; CACHE_SLOTS],
     /// The strs cached this call (empty between calls; kept for its capacity).
-    pub(super) owners: Vec<Py<PyString>>,
+    pub(super) owners: &'s mut Vec<Py<PyString>>,
 }
 
-impl TextCache {
-    pub(super) fn new(slots: CacheSlots, owners: Vec<Py<PyString>>) -> Self {
+impl<'s> TextCache<'s> {
+    pub(super) fn new(slots: &'s mut CacheSlots, owners: &'s mut Vec<Py<PyString>>) -> Self {
         Self { slots, owners }
     }
 
     /// Empties the slots this call filled and drops its references (the GIL is
     /// held: the serializer's caller holds it), for reuse.
     #[inline]
-    pub(super) fn into_cleared(self) -> (CacheSlots, Vec<Py<PyString>>) {
+    pub(super) fn clear(&mut self) {
         if self.owners.is_empty() {
             // Nothing cached this call (a small value): nothing to clear.
-            return (self.slots, self.owners);
+            return;
         }
-        self.clear_slots()
+        self.clear_slots();
     }
 
     #[inline(never)]
-    fn clear_slots(self) -> (CacheSlots, Vec<Py<PyString>>) {
-        let mut slots = self.slots;
-        let mut owners = self.owners;
-        for key in &owners {
+    fn clear_slots(&mut self) {
+        for key in self.owners.iter() {
             let address = key.as_ptr() as usize;
             let home = Self::home(address);
             for slot in [home, home ^ 1] {
-                if slots[slot].address == address {
-                    slots[slot].address = 0;
+                if self.slots[slot].address == address {
+                    self.slots[slot].address = 0;
                 }
             }
         }
-        owners.clear();
-        (slots, owners)
+        self.owners.clear();
     }
 
     /// Home slot of an address (Fibonacci hashing: object addresses are aligned
@@ -110,7 +107,8 @@ impl TextCache {
         let Some(slot) = [home, home ^ 1].into_iter().find(|&slot| self.slots[slot].address == 0) else {
             return;
         };
-        let mut escaped = [0u8; 6 * CACHED_COPY + 16];
+        // The open quote (or comma and quote), then the escaped text.
+        let mut escaped = [0u8; 2 + 6 * CACHED_COPY + ESCAPE_ROOM];
         escaped[..open.len()].copy_from_slice(open);
         let end = escape_into(&mut escaped, open.len(), utf8);
         let len = end + close.len();
@@ -128,14 +126,14 @@ impl TextCache {
 /// Addresses of str values seen once this call, by home slot: a value seen a
 /// second time is worth caching. Only a hint (no reference is held, an address
 /// is never followed): a stale or reused address at worst caches a str once more.
-pub(super) struct SeenOnce {
-    pub(super) addresses: Box<[usize; CACHE_SLOTS]>,
+pub(super) struct SeenOnce<'s> {
+    pub(super) addresses: &'s mut [usize; CACHE_SLOTS],
     /// Added to each address: a new one per call, so that what an earlier call
     /// saw does not count (the caches start empty each call).
     pub(super) salt: usize,
 }
 
-impl SeenOnce {
+impl SeenOnce<'_> {
     /// Records `address`; true if it was already there (seen before).
     #[inline(always)]
     pub(super) fn again(&mut self, address: usize) -> bool {

@@ -66,10 +66,17 @@ pub(super) fn word_needs_escape(w: u64) -> bool {
 /// Bytes checked at once by [`chunk_needs_escape`].
 pub(super) const CHUNK: usize = 16;
 
-/// Whether any of 16 bytes is a control byte, `"` or `\` (SSE2).
+/// Whether any of 16 bytes is a control byte, `"` or `\\` (SSE2).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
+    chunk_escape_bits(chunk) != 0
+}
+
+/// Bit `i` set for each byte `i` of `chunk` that is a control byte, `"` or `\\` (SSE2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(super) fn chunk_escape_bits(chunk: &[u8; CHUNK]) -> u32 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
@@ -84,7 +91,8 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
         let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
     };
-    mask != 0
+    // 16 bits, one per byte.
+    mask.unsigned_abs()
 }
 
 /// Whether any of 16 bytes is a control byte, `"` or `\` (two words).
@@ -94,8 +102,8 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
     word_escape_mask(load_word(&chunk[..8])) | word_escape_mask(load_word(&chunk[8..])) != 0
 }
 
-/// Escapes `src` into `buf` at `pos` (which has room for `6 * src.len() + 8`
-/// bytes) and returns the new position.
+/// Escapes `src` into `buf` at `pos` (which has room for `6 * src.len() +
+/// ESCAPE_ROOM` bytes) and returns the new position.
 ///
 /// A string with nothing to escape (the usual case) is checked and copied in
 /// fixed-size pieces with no loop up to 32 bytes: two overlapping loads of the
@@ -181,12 +189,52 @@ pub(super) fn escape_long(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
     escape_bytes(buf, pos, &src[i..])
 }
 
-/// Escapes `src` a word at a time: a clean word is copied whole; in a word
-/// with a byte to escape, the clean bytes before it are kept (the whole word
-/// was copied), that byte is escaped, and the scan goes on right after it.
-/// `buf` has room for `6 * src.len() + 8` bytes from `pos`.
+/// Bytes of room past `6 * src.len()` that [`escape_bytes`] and [`escape_into`]
+/// need from their start position (their fixed-size stores run past the text).
+pub(super) const ESCAPE_ROOM: usize = 16;
+
+/// Escapes `src` 16 bytes at a time while 16 are left: a clean piece is copied
+/// whole; in a piece with a byte to escape, the clean bytes before it are kept
+/// (the whole piece was copied), that byte is escaped, and the scan goes on right
+/// after it. The last bytes go a word at a time ([`escape_words`]). `buf` has
+/// room for `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline]
 pub(super) fn escape_bytes(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+    let len = src.len();
+    let mut i = 0;
+    while len - i >= CHUNK {
+        // Each piece is loaded from `src` (not from a copy just written, which
+        // the CPU could not hand to a load that spans it).
+        let chunk = load_chunk(&src[i..]);
+        // At most `6 * i + 16 <= 6 * src.len()` bytes from the start: in room.
+        buf[pos..pos + CHUNK].copy_from_slice(&chunk);
+        let marks = chunk_escape_bits(&chunk);
+        if marks == 0 {
+            pos += CHUNK;
+            i += CHUNK;
+            continue;
+        }
+        let clean = marks.trailing_zeros() as usize;
+        pos += clean;
+        i += clean;
+        pos = escape_byte(buf, pos, src[i]);
+        i += 1;
+    }
+    escape_words(buf, pos, &src[i..])
+}
+
+/// Escapes `src` a word at a time, as [`escape_bytes`] does 16 bytes at a time.
+/// `buf` has room for `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline]
+pub(super) fn escape_bytes(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    escape_words(buf, pos, src)
+}
+
+/// [`escape_bytes`] a word at a time (see there).
+#[inline(always)]
+fn escape_words(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
     let mut i = 0;
     while i < src.len() {
         let rest = src.len() - i;
@@ -249,7 +297,7 @@ mod tests {
     use super::*;
 
     fn escape(src: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; 6 * src.len() + 8];
+        let mut buf = vec![0; 6 * src.len() + ESCAPE_ROOM];
         let end = escape_into(&mut buf, 0, src);
         buf.truncate(end);
         buf
@@ -275,7 +323,7 @@ mod tests {
             for step in 1..6 {
                 let bytes: Vec<u8> =
                     (0..len).map(|i| if i % step == 0 { [b'"', b'\n', 0x01, b'\\'][i % 4] } else { b'x' }).collect();
-                let mut buf = vec![0; 6 * len + 8];
+                let mut buf = vec![0; 6 * len + ESCAPE_ROOM];
                 let end = escape_bytes(&mut buf, 0, &bytes);
                 assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
             }

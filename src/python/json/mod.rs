@@ -25,7 +25,7 @@
 //! - str keys and short str values seen twice are found by address in small
 //!   caches and copied whole from their third sighting on.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ops::Deref;
 
 mod cache;
@@ -147,9 +147,9 @@ struct Scratch {
 }
 
 thread_local! {
-    /// One scratch per thread, taken while in use (so a nested call, should one
-    /// ever happen, simply allocates its own).
-    static SCRATCH: Cell<Option<Scratch>> = const { Cell::new(None) };
+    /// One scratch per thread, borrowed in place while in use (so a nested call,
+    /// from a `default=` hook, simply allocates its own).
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
 }
 
 /// Serializes `obj` as JSON into `sink`.
@@ -162,12 +162,9 @@ pub fn serialize<'py, S: Sink>(
     options: &Options<'py>,
     sink: &mut S,
 ) -> Result<(), SerializeError> {
-    // One look-up of the thread-local for both the take and the put back.
-    SCRATCH.with(|cell| {
-        let scratch = cell.take().unwrap_or_else(Scratch::new);
-        let (scratch, result) = serialize_with(obj, options, sink, scratch);
-        cell.set(Some(scratch));
-        result
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => serialize_with(obj, options, sink, scratch.get_or_insert_with(Scratch::new)),
+        Err(_) => serialize_with(obj, options, sink, &mut Scratch::new()),
     })
 }
 
@@ -186,28 +183,29 @@ impl Scratch {
     }
 }
 
-/// [`serialize`] with the thread's scratch buffers, which it hands back.
+/// [`serialize`] with the thread's scratch buffers, used in place.
 fn serialize_with<'py, S: Sink>(
     obj: &Bound<'py, PyAny>,
     options: &Options<'py>,
     sink: &mut S,
-    scratch: Scratch,
-) -> (Scratch, Result<(), SerializeError>) {
+    scratch: &mut Scratch,
+) -> Result<(), SerializeError> {
     let py = obj.py();
-    let salt = scratch.calls.wrapping_add(1);
+    scratch.calls = scratch.calls.wrapping_add(1);
+    let salt = scratch.calls;
     // Before the pause: the first call checks the layouts (see `Layouts::get`).
     let layouts = borrowed::Layouts::get(py);
     let gc = borrowed::GcPause::new(py);
     let mut ser = Serializer {
-        buf: scratch.buf,
+        buf: std::mem::take(&mut scratch.buf),
         pos: 0,
         sink,
         types: Types::new(py),
         layouts,
-        keys: TextCache::new(scratch.keys, scratch.key_owners),
-        values: TextCache::new(scratch.values, scratch.value_owners),
-        seen: SeenOnce { addresses: scratch.seen, salt },
-        seen_keys: SeenOnce { addresses: scratch.seen_keys, salt },
+        keys: TextCache::new(&mut scratch.keys, &mut scratch.key_owners),
+        values: TextCache::new(&mut scratch.values, &mut scratch.value_owners),
+        seen: SeenOnce { addresses: &mut scratch.seen, salt },
+        seen_keys: SeenOnce { addresses: &mut scratch.seen_keys, salt },
         default: options.default.clone(),
         default_depth: 0,
         dataclass: None,
@@ -217,24 +215,14 @@ fn serialize_with<'py, S: Sink>(
     let result = ser.value(obj.as_borrowed(), 0);
     let used = ser.pos;
     let result = result.and_then(|()| ser.flush());
-    let Serializer { buf, keys, values, seen, seen_keys, .. } = ser;
-    let (keys, key_owners) = keys.into_cleared();
-    let (values, value_owners) = values.into_cleared();
-    let mut buf = buf;
+    ser.keys.clear();
+    ser.values.clear();
+    let mut buf = ser.buf;
     if buf.len() > KEPT_CAPACITY && used < buf.len() / 4 {
         buf.truncate(STAGING_CAPACITY);
         buf.shrink_to_fit();
     }
-    let scratch = Scratch {
-        buf,
-        keys,
-        values,
-        key_owners,
-        value_owners,
-        seen: seen.addresses,
-        seen_keys: seen_keys.addresses,
-        calls: salt,
-    };
+    scratch.buf = buf;
     drop(gc);
-    (scratch, result)
+    result
 }

@@ -6,7 +6,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
-use super::escape::{copy_clean, escape_bytes, escape_into, load_word, short_word, CLEAN_MAX};
+use super::escape::{copy_clean, escape_bytes, escape_into, load_word, short_word, CLEAN_MAX, ESCAPE_ROOM};
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
 
@@ -48,7 +48,7 @@ pub(super) const FLOAT_ROOM: usize = 32;
 // short clean str in quotes (`item_string`).
 const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && CLEAN_MAX + 2 <= CACHED_COPY);
 
-/// Source bytes escaped per step; a step needs at most `6 * STEP + 16` bytes of room.
+/// Source bytes escaped per step; a step needs at most `6 * STEP + ESCAPE_ROOM` bytes of room.
 pub(super) const STEP: usize = 4096;
 
 pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
@@ -59,12 +59,12 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     pub(super) types: Types,
     /// Which object layouts may be read directly.
     pub(super) layouts: borrowed::Layouts,
-    pub(super) keys: TextCache,
-    pub(super) values: TextCache,
-    pub(super) seen: SeenOnce,
+    pub(super) keys: TextCache<'s>,
+    pub(super) values: TextCache<'s>,
+    pub(super) seen: SeenOnce<'s>,
     /// The same for keys: a key is cached on its second sighting (one dict
     /// alone is not worth caching).
-    pub(super) seen_keys: SeenOnce,
+    pub(super) seen_keys: SeenOnce<'s>,
     /// The `default=` hook, if any.
     pub(super) default: Option<Bound<'py, PyAny>>,
     /// `default=` calls under way, one inside another's result.
@@ -362,6 +362,27 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
             return Ok(pos + entry.len - skip);
         }
+        if borrowed::shared(key) {
+            // Perhaps cached on its next sighting (`new_key`).
+        } else if let Ok(s) = key.cast_exact::<PyString>() {
+            // A key held by this dict alone (made at run time, such as
+            // `f"k{i}"`): never cached (see `item_string`), and if short and
+            // clean, written here in the room reserved (`,"` + 32 + `":`, at
+            // most 36 bytes, leaves `CACHED_COPY`).
+            if let Ok(utf8) = borrowed::str_utf8(s) {
+                if utf8.len() <= CLEAN_MAX {
+                    // The comma is written either way; without one, the quote goes over it.
+                    let open = pos + usize::from(separator);
+                    if let Some(end) = copy_clean(&mut self.buf, open + 1, utf8) {
+                        self.buf[pos] = b',';
+                        self.buf[open] = b'"';
+                        self.buf[end] = b'"';
+                        self.buf[end + 1] = b':';
+                        return Ok(end + 2);
+                    }
+                }
+            }
+        }
         self.pos = pos;
         if separator {
             self.byte(b',')?;
@@ -375,7 +396,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            if self.seen_keys.again(s.as_ptr() as usize) {
+            if borrowed::shared(key) && self.seen_keys.again(s.as_ptr() as usize) {
                 self.keys.insert(s, utf8, b",\"", b"\":");
             }
             self.escaped(utf8)?;
@@ -434,14 +455,20 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(always)]
     pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
         let address = s.as_ptr() as usize;
-        if let Some(entry) = self.values.get(address) {
-            // A fixed-size copy; the staging bytes past the value are scratch.
-            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
-            return Ok(pos + entry.len);
+        // A str with one reference is held by this container alone: it cannot
+        // come again in the value, so neither cache is worth probing for it
+        // (most strs in real data are made one by one, each seen once).
+        let shared = borrowed::shared(s);
+        if shared {
+            if let Some(entry) = self.values.get(address) {
+                // A fixed-size copy; the staging bytes past the value are scratch.
+                self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+                return Ok(pos + entry.len);
+            }
         }
         let utf8 = utf8_of(s)?;
         // Only a str short enough to be cached is remembered as seen.
-        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
+        if shared && utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
             self.values.insert(s, utf8, b"\"", b"\"");
         }
         if utf8.len() > CLEAN_MAX {
@@ -456,7 +483,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return Ok(end + 1);
         }
         // Short text with escapes (`copy_clean` wrote scratch only).
-        let mut pos = self.room(pos, 6 * CLEAN_MAX + 16)?;
+        // The quotes and the escaped text.
+        let mut pos = self.room(pos, 6 * CLEAN_MAX + ESCAPE_ROOM + 2)?;
         self.buf[pos] = b'"';
         pos = escape_bytes(&mut self.buf, pos + 1, utf8);
         self.buf[pos] = b'"';
@@ -475,7 +503,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if bytes.len() > STEP {
             return self.long_escaped(bytes);
         }
-        self.reserve(6 * bytes.len() + 16)?;
+        self.reserve(6 * bytes.len() + ESCAPE_ROOM + 2)?;
         let mut pos = self.pos;
         self.buf[pos] = b'"';
         pos = escape_into(&mut self.buf, pos + 1, bytes);
@@ -488,7 +516,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn long_escaped(&mut self, bytes: &[u8]) -> Result<(), SerializeError> {
         self.byte(b'"')?;
         for step in bytes.chunks(STEP) {
-            self.reserve(6 * step.len() + 16)?;
+            self.reserve(6 * step.len() + ESCAPE_ROOM)?;
             self.pos = escape_into(&mut self.buf, self.pos, step);
         }
         self.byte(b'"')
