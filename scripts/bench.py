@@ -21,21 +21,16 @@ import argparse
 import json
 import os
 import resource
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from binaries import add_binary_flags, chosen_binaries
+from binaries import REPO, add_binary_flags, chosen_binaries
+from services import PY, Services
 
-REPO = Path(__file__).resolve().parent.parent
-PY = REPO / ".venv" / "bin" / "python"
 # memory: the gateway serving the snapshot it holds, with no look at the channel: the
 # ceiling for any path, since every path shares that last leg to the client.
 # bridge: GET /api/bridge/users, the generic handler route calling the same handler as
@@ -57,98 +52,6 @@ PROFILE_PATHS = {
 DEFAULT_PROFILE_PATHS = ["api", "bridge"]
 # py_producer.profiles.MAX_PROFILES: larger counts are asked for as this many.
 MAX_PROFILES = 5000
-MODES = {
-    "fresh": {"producer": ["--no-cache-payload"], "gateway": ["--validation", "full"]},
-    "transport": {"producer": ["--cache-payload"], "gateway": ["--validation", "none"]},
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited during start-up (code {proc.returncode})")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{what} did not answer {url} within 60 s")
-
-
-class Services:
-    """A producer and a gateway for one mode, stopped on exit."""
-
-    def __init__(
-        self,
-        gateway: Path,
-        mode: str,
-        shm_dir: Path,
-        max_count: int,
-        spin_us: int | None,
-        gateway_args: list[str],
-    ) -> None:
-        self.pport, self.gport = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHMBRIDGE_")}
-        common = ["--shm-dir", str(shm_dir)]
-        if spin_us is not None:
-            common += ["--signal-spin-us", str(spin_us)]
-        self.producer = subprocess.Popen(
-            [
-                str(PY),
-                "-m",
-                "py_producer",
-                "--port",
-                str(self.pport),
-                "--log-level",
-                "warning",
-                "--max-count",
-                str(max_count),
-                *common,
-                *MODES[mode]["producer"],
-            ],
-            cwd=REPO,
-            env=env,
-        )
-        wait_http(f"http://127.0.0.1:{self.pport}/healthz", self.producer, "producer")
-        self.gateway = subprocess.Popen(
-            [
-                str(gateway),
-                "--port",
-                str(self.gport),
-                "--producer-url",
-                f"http://127.0.0.1:{self.pport}",
-                "--log-level",
-                "warn",
-                "--max-count",
-                str(max_count),
-                *common,
-                *MODES[mode]["gateway"],
-                *gateway_args,
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        wait_http(f"http://127.0.0.1:{self.gport}/healthz", self.gateway, "gateway")
-
-    def __enter__(self) -> Services:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for proc in (self.gateway, self.producer):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (self.gateway, self.producer):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def cpu_seconds(pid: int) -> float:

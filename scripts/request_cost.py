@@ -19,42 +19,18 @@ count says, and the kernel's work is not counted. They are for comparing two bui
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-from binaries import REPO, add_binary_flags, chosen_binaries
+from binaries import add_binary_flags, chosen_binaries
+from services import Services
 
-PY = REPO / ".venv" / "bin" / "python"
 SERVICES = ("producer", "gateway")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    # Under callgrind a service starts tens of times slower than natively.
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited during start-up (code {proc.returncode})")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"{what} did not answer {url} within 180 s")
 
 
 def total_instructions(callgrind_out: Path) -> int:
@@ -70,27 +46,21 @@ def one_run(which: str, requests: int, args: argparse.Namespace, gateway: Path, 
     """Instructions ``which`` executed over start-up, ``requests`` requests and exit."""
     with tempfile.TemporaryDirectory(prefix="shmbridge-cost-") as tmp:
         shm, out = Path(tmp) / "shm", Path(tmp) / "callgrind.out"
-        pport, gport = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHMBRIDGE_")}
-        common = ["--shm-dir", str(shm), "--signal-spin-us", "0", "--max-count", "1000"]
-        producer_cmd = [str(PY), "-m", "py_producer", "--port", str(pport)]
-        producer_cmd += ["--log-level", "warning", "--no-cache-payload", *common]
-        gateway_cmd = [str(gateway), "--port", str(gport), "--log-level", "warn"]
-        gateway_cmd += ["--producer-url", f"http://127.0.0.1:{pport}", "--validation", "full"]
-        gateway_cmd += common
         valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q"]
-        if which == "producer":
-            producer_cmd = valgrind + producer_cmd
-        else:
-            gateway_cmd = valgrind + gateway_cmd
-        quiet = subprocess.DEVNULL
-        producer = subprocess.Popen(producer_cmd, cwd=REPO, env=env, stdout=quiet)
-        gateway_proc: subprocess.Popen[bytes] | None = None
-        try:
-            wait_http(f"http://127.0.0.1:{pport}/healthz", producer, "producer")
-            gateway_proc = subprocess.Popen(gateway_cmd, cwd=REPO, env=env, stdout=quiet)
-            base = f"http://127.0.0.1:{gport}"
-            wait_http(f"{base}/healthz", gateway_proc, "gateway")
+        # Under callgrind a service starts and stops tens of times slower than natively;
+        # leaving on SIGTERM, it writes its totals.
+        with Services(
+            gateway,
+            "fresh",
+            shm,
+            max_count=1000,
+            spin_us=0,
+            gateway_args=[],
+            wrap={which: valgrind},
+            start_timeout=180,
+            stop_timeout=120,
+        ) as svc:
+            base = f"http://127.0.0.1:{svc.gport}"
             warm_url = f"{base}{url_path(args.path)}?count={args.count}"
             with urllib.request.urlopen(warm_url, timeout=60) as warm:
                 warm.read()
@@ -108,22 +78,11 @@ def one_run(which: str, requests: int, args: argparse.Namespace, gateway: Path, 
                     "--requests",
                     str(requests),
                     "--expected-url",
-                    f"http://127.0.0.1:{pport}/api/users",
+                    f"http://127.0.0.1:{svc.pport}/api/users",
                 ],
                 check=True,
-                stdout=quiet,
+                stdout=subprocess.DEVNULL,
             )
-        finally:
-            # SIGINT: both shut down cleanly, so callgrind writes its totals.
-            for proc in (gateway_proc, producer):
-                if proc is not None and proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            for proc in (gateway_proc, producer):
-                if proc is not None:
-                    try:
-                        proc.wait(timeout=120)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
         return total_instructions(out)
 
 
