@@ -58,6 +58,8 @@ class WriteStats(Collector):
     series prometheus-client's Counter and Histogram would give, counted under one lock."""
 
     SIGNALS = ("http", "uds")
+    #: Each bucket's ``le``, as prometheus-client writes it, then +Inf.
+    BOUNDS = (*map(floatToGoString, WRITE_BUCKETS), "+Inf")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -93,9 +95,9 @@ class WriteStats(Collector):
         for signal, values in stats.items():
             writes.add_metric([signal], values.writes)
             written.add_metric([signal], values.bytes)
-            bounds = [*map(floatToGoString, WRITE_BUCKETS), "+Inf"]
             cumulative = list(itertools.accumulate(values.buckets))
-            seconds.add_metric([signal], list(zip(bounds, cumulative, strict=True)), values.seconds)
+            buckets = list(zip(self.BOUNDS, cumulative, strict=True))
+            seconds.add_metric([signal], buckets, values.seconds)
         yield writes
         yield written
         yield seconds
