@@ -123,9 +123,10 @@ impl<'s> TextCache<'s> {
     }
 }
 
-/// Addresses of str values seen once this call, by home slot: a value seen a
-/// second time is worth caching. Only a hint (no reference is held, an address
-/// is never followed): a stale or reused address at worst caches a str once more.
+/// Addresses of str values seen once this call, by home slot and its pair (as
+/// in [`TextCache`]): a value seen a second time is worth caching. Only a hint
+/// (no reference is held, an address is never followed): a stale or reused
+/// address at worst caches a str once more.
 pub(super) struct SeenOnce<'s> {
     pub(super) addresses: &'s mut [usize; CACHE_SLOTS],
     /// Added to each address: a new one per call, so that what an earlier call
@@ -135,12 +136,22 @@ pub(super) struct SeenOnce<'s> {
 
 impl SeenOnce<'_> {
     /// Records `address`; true if it was already there (seen before).
+    ///
+    /// Two ways, so that two strs whose addresses share a home slot, seen in
+    /// turn (two keys of every row), do not keep pushing each other out and so
+    /// never count as seen: which pairs of keys collide depends on where the
+    /// allocator put them, and with one way a run of the same data could cost
+    /// a sixth more than another.
     #[inline(always)]
     pub(super) fn again(&mut self, address: usize) -> bool {
-        let slot = &mut self.addresses[TextCache::home(address)];
+        let home = TextCache::home(address);
         let salted = address.wrapping_add(self.salt);
-        let again = *slot == salted;
-        *slot = salted;
-        again
+        if self.addresses[home] == salted || self.addresses[home ^ 1] == salted {
+            return true;
+        }
+        // The newest in the home slot, the one it displaces in the pair.
+        self.addresses[home ^ 1] = self.addresses[home];
+        self.addresses[home] = salted;
+        false
     }
 }
