@@ -749,6 +749,15 @@ impl<'a, 'py> ListItems<'a, 'py> {
         }
     }
 
+    /// How many items `next` has returned.
+    #[inline(always)]
+    pub fn taken(&self) -> usize {
+        #[cfg(Py_LIMITED_API)]
+        return self.taken;
+        #[cfg(not(Py_LIMITED_API))]
+        return self.len - self.items.len();
+    }
+
     /// Reads the item array again after Python code may have changed the list,
     /// and goes on from the same index (or ends, if the list is now shorter).
     #[cfg(not(Py_LIMITED_API))]

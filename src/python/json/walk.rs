@@ -263,29 +263,34 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
+        let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
         let list = list.to_owned();
-        self.byte(b'[')?;
-        let mut epoch = self.epoch;
         // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, an item
         // is used only until Python code next runs, and the item array is read
         // again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::ListItems::new(list.as_borrowed(), self.layouts) };
-        let mut index = 0;
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.pos;
+        let mut pos = self.room(self.pos, 1)?;
+        self.buf[pos] = b'[';
+        pos += 1;
+        // 0 before the first item, 1 after: whether a comma goes before an item.
+        let mut comma = 0;
         while let Some(item) = items.next() {
             // Room for a comma and a cached value (`scalar` relies on it).
             pos = self.room(pos, CACHED_COPY + 1)?;
             // The comma is written either way; the first item writes over it.
             self.buf[pos] = b',';
-            pos += usize::from(index > 0);
+            pos += comma;
+            comma = 1;
             match self.scalar(item, pos) {
                 Some(Ok(end)) => pos = end,
-                Some(Err(err)) => return Err(err.at(Step::Index(index))),
+                Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
                     self.pos = pos;
                     let result = self.nested(item, depth);
+                    // Counted before `refresh`, which may shorten the list.
+                    let index = items.taken() - 1;
                     if self.epoch != epoch {
                         items.refresh();
                         epoch = self.epoch;
@@ -294,7 +299,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                     pos = self.pos;
                 }
             }
-            index += 1;
         }
         self.pos = pos;
         self.byte(b']')
