@@ -59,14 +59,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
             }
         }
+        // numpy's scalars, once numpy has been seen: a plain number inside
+        // (`numpy_scalar` deals with any Python code it runs).
+        if let Some(written) = self.numpy_scalar(obj) {
+            return written;
+        }
         // From here on Python code may run (a hook, an attribute), so the
         // containers being walked are read again once this returns.
         self.epoch += 1;
-        // numpy's scalars, once numpy has been seen: a plain number inside.
-        if let Some(written) = self.numpy_scalar(obj) {
-            self._gc.renew();
-            return written;
-        }
         let result = self.other_value(obj, depth);
         self._gc.renew();
         result
