@@ -16,8 +16,9 @@ use pyo3::types::{PyDict, PyType};
 use super::super::array::{ArrayView, Element, ScalarLayout};
 use super::datetime::{self, ShortText, Unit};
 use super::error::{SerializeError, Step};
+use super::escape::short_word;
 use super::number::write_int;
-use super::walk::{copy_short, put_float, put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
+use super::walk::{put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
 use super::{borrowed, Sink, MAX_DEPTH};
 
 /// numpy's types, once numpy is imported.
@@ -332,7 +333,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             Value::Float32(v) => {
                 self.reserve(FLOAT_ROOM)?;
-                self.pos = put_f32(&mut self.buf, self.pos, v);
+                self.pos = put_float_text(&mut self.buf, self.pos, false, v.is_finite(), v);
                 Ok(())
             }
             Value::Float64(v) => self.float(v),
@@ -470,7 +471,8 @@ impl Put<u16> for Halves {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
     fn put(&self, buf: &mut [u8], pos: usize, value: u16) -> Result<usize, SerializeError> {
-        Ok(put_f32(buf, pos, f16_to_f32(value)))
+        let value = f16_to_f32(value);
+        Ok(put_float_text(buf, pos, false, value.is_finite(), value))
     }
 }
 
@@ -478,7 +480,12 @@ impl Put<f32> for Floats {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
     fn put(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
-        Ok(put_f32(buf, pos, value))
+        Ok(put_float_text(buf, pos, false, value.is_finite(), value))
+    }
+
+    #[inline(always)]
+    fn after_comma(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
+        Ok(put_float_text(buf, pos, true, value.is_finite(), value))
     }
 }
 
@@ -486,8 +493,50 @@ impl Put<f64> for Floats {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
     fn put(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
-        Ok(put_float(buf, pos, value))
+        Ok(put_float_text(buf, pos, false, value.is_finite(), value))
     }
+
+    #[inline(always)]
+    fn after_comma(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
+        Ok(put_float_text(buf, pos, true, value.is_finite(), value))
+    }
+}
+
+/// Longest float text: `-2.2250738585072014e-308`.
+const FLOAT_TEXT_MAX: usize = 24;
+const _: () = assert!(FLOAT_TEXT_MAX < FLOAT_ROOM);
+
+/// A comma if `comma`, then a float in its shortest text (zmij's, as orjson
+/// writes it) or `null` if not finite, at `pos` (`FLOAT_TEXT_MAX + 1` bytes of
+/// room); returns the new position. The text goes in as whole 8-byte words
+/// into one fixed-size window of the buffer, so that an element costs one
+/// bounds check rather than one per store.
+#[inline(always)]
+fn put_float_text<F: zmij::Float>(buf: &mut [u8], pos: usize, comma: bool, finite: bool, value: F) -> usize {
+    let window = &mut buf[pos..pos + 1 + FLOAT_TEXT_MAX];
+    // Written either way; without a comma the text goes over it.
+    window[0] = b',';
+    let start = usize::from(comma);
+    let out = &mut window[start..start + FLOAT_TEXT_MAX];
+    if !finite {
+        out[..8].copy_from_slice(b"null    ");
+        return pos + start + 4;
+    }
+    let mut text = zmij::Buffer::new();
+    let text = text.format_finite(value).as_bytes();
+    // zmij's text is never longer; the bound lets the compiler drop the checks below.
+    let len = text.len().min(FLOAT_TEXT_MAX);
+    if len < 8 {
+        out[..8].copy_from_slice(&short_word(text).to_le_bytes());
+    } else {
+        // The first 8 bytes, past 16 the middle 8, and the last 8 (overlapping).
+        out[..8].copy_from_slice(&text[..8]);
+        if len > 16 {
+            out[8..16].copy_from_slice(&text[8..16]);
+        }
+        out[len - 8..len].copy_from_slice(&text[len - 8..len]);
+    }
+    pos + start + len
 }
 
 impl Put<i64> for Datetimes {
@@ -527,16 +576,6 @@ fn datetime_unit(obj: &Bound<'_, PyAny>) -> Result<Unit, String> {
 #[inline(always)]
 fn signed(buf: &mut [u8], pos: usize, value: i64) -> usize {
     write_int(buf, pos, value < 0, value.unsigned_abs())
-}
-
-/// A float32 in its own shortest text (as orjson writes one), `null` if not finite.
-#[inline(always)]
-fn put_f32(buf: &mut [u8], pos: usize, value: f32) -> usize {
-    if !value.is_finite() {
-        return put_word(buf, pos, b"null    ", 4);
-    }
-    let mut text = zmij::Buffer::new();
-    copy_short(buf, pos, text.format_finite(value).as_bytes())
 }
 
 /// An IEEE half-precision float widened to f32 (exactly: every half is a float).
