@@ -173,6 +173,24 @@ impl<T: Element> Line<'_, T> {
     }
 }
 
+impl<T: Element> Line<'_, T> {
+    /// The next `N` elements, if there are that many left (else none is taken).
+    #[inline(always)]
+    pub fn next_array<const N: usize>(&mut self) -> Option<[T; N]> {
+        if self.left < N {
+            return None;
+        }
+        self.left -= N;
+        Some(std::array::from_fn(|_| {
+            // SAFETY: as in `next`: `ptr` is one of the line's elements, as `left`
+            // was at least `N` before these `N` reads.
+            let value = unsafe { self.ptr.cast::<T>().read_unaligned() };
+            self.ptr = self.ptr.wrapping_offset(self.stride);
+            value
+        }))
+    }
+}
+
 impl<T: Element> Iterator for Line<'_, T> {
     type Item = T;
 

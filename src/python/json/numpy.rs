@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 
-use super::super::array::{ArrayView, Element, ScalarLayout};
+use super::super::array::{ArrayView, Element, Line, ScalarLayout};
 use super::datetime::{self, ShortText, Unit};
 use super::error::{SerializeError, Step};
 use super::escape::short_word;
@@ -378,11 +378,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 pos = self.room(pos, batch.len() * (P::ROOM + 1))?;
                 // The buffer as a local slice: its address and length stay in
                 // registers rather than being read from `self.buf` after each store.
-                let buf = &mut self.buf[..];
-                for value in batch {
-                    pos = put.after_comma(buf, pos, value).map_err(|err| err.at(Step::Index(index)))?;
-                    index += 1;
-                }
+                let count = batch.len();
+                pos = put.batch(&mut self.buf[..], pos, batch, index)?;
+                index += count;
             }
             self.pos = pos;
         } else {
@@ -404,7 +402,7 @@ const BATCH: usize = 64;
 
 /// How elements of type `T` are written: at `pos`, with `ROOM` bytes of room,
 /// returning the new position.
-trait Put<T> {
+trait Put<T: Element> {
     const ROOM: usize;
     fn put(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError>;
 
@@ -413,6 +411,16 @@ trait Put<T> {
     fn after_comma(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError> {
         buf[pos] = b',';
         self.put(buf, pos + 1, value)
+    }
+
+    /// Each element of `line` after a comma (`ROOM + 1` bytes of room each);
+    /// the first is at index `first` of its line (for error paths).
+    #[inline(always)]
+    fn batch(&self, buf: &mut [u8], mut pos: usize, line: Line<'_, T>, first: usize) -> Result<usize, SerializeError> {
+        for (i, value) in line.enumerate() {
+            pos = self.after_comma(buf, pos, value).map_err(|err| err.at(Step::Index(first + i)))?;
+        }
+        Ok(pos)
     }
 }
 
@@ -438,6 +446,30 @@ impl Put<u8> for Bools {
         const WORDS: [(&[u8; 8], usize); 2] = [(b",false  ", 6), (b",true   ", 5)];
         let (word, len) = WORDS[usize::from(value != 0)];
         Ok(put_word(buf, pos, word, len))
+    }
+
+    /// Groups of `GROUP` elements, each group's words written into one
+    /// fixed-size window: the words are 5 or 6 bytes apart, so every store is
+    /// known to fall inside it, and a group costs one bounds check.
+    #[inline(always)]
+    fn batch(&self, buf: &mut [u8], mut pos: usize, mut line: Line<'_, u8>, _: usize) -> Result<usize, SerializeError> {
+        const GROUP: usize = 8;
+        const WORDS: [u64; 2] = [u64::from_le_bytes(*b",false  "), u64::from_le_bytes(*b",true   ")];
+        while let Some(group) = line.next_array::<GROUP>() {
+            // `,false` is the longest word (6 bytes), stored as 8.
+            let window = &mut buf[pos..pos + 6 * GROUP + 2];
+            let mut at = 0;
+            for value in group {
+                let truth = usize::from(value != 0);
+                window[at..at + 8].copy_from_slice(&WORDS[truth].to_le_bytes());
+                at += 6 - truth;
+            }
+            pos += at;
+        }
+        for value in line {
+            pos = self.after_comma(buf, pos, value)?;
+        }
+        Ok(pos)
     }
 }
 
