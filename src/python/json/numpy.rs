@@ -333,7 +333,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             Value::Float32(v) => {
                 self.reserve(FLOAT_ROOM)?;
-                self.pos = put_float_text(&mut self.buf, self.pos, false, v.is_finite(), v);
+                let mut text = zmij::Buffer::new();
+                self.pos = put_text(&mut self.buf, self.pos, false, float_text(&mut text, v));
                 Ok(())
             }
             Value::Float64(v) => self.float(v),
@@ -503,34 +504,62 @@ impl Put<u16> for Halves {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
     fn put(&self, buf: &mut [u8], pos: usize, value: u16) -> Result<usize, SerializeError> {
-        let value = f16_to_f32(value);
-        Ok(put_float_text(buf, pos, false, value.is_finite(), value))
+        let mut text = zmij::Buffer::new();
+        Ok(put_text(buf, pos, false, float_text(&mut text, f16_to_f32(value))))
     }
 }
 
-impl Put<f32> for Floats {
-    const ROOM: usize = FLOAT_ROOM;
-    #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
-        Ok(put_float_text(buf, pos, false, value.is_finite(), value))
-    }
+/// float32 and float64 elements.
+trait FloatElement: Element + zmij::Float {
+    fn finite(self) -> bool;
+}
 
+impl FloatElement for f32 {
     #[inline(always)]
-    fn after_comma(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
-        Ok(put_float_text(buf, pos, true, value.is_finite(), value))
+    fn finite(self) -> bool {
+        self.is_finite()
     }
 }
 
-impl Put<f64> for Floats {
+impl FloatElement for f64 {
+    #[inline(always)]
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+
+impl<F: FloatElement> Put<F> for Floats {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
-        Ok(put_float_text(buf, pos, false, value.is_finite(), value))
+    fn put(&self, buf: &mut [u8], pos: usize, value: F) -> Result<usize, SerializeError> {
+        let mut text = zmij::Buffer::new();
+        Ok(put_text(buf, pos, false, float_text(&mut text, value)))
     }
 
+    /// Each text is copied into the output only after the next one is made:
+    /// zmij writes its text with stores of mixed sizes, and words read back
+    /// across them at once wait for the stores to complete (a failed store
+    /// forward); by the time the next text is made, they have.
     #[inline(always)]
-    fn after_comma(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
-        Ok(put_float_text(buf, pos, true, value.is_finite(), value))
+    fn batch(&self, buf: &mut [u8], mut pos: usize, mut line: Line<'_, F>, _: usize) -> Result<usize, SerializeError> {
+        let (mut even, mut odd) = (zmij::Buffer::new(), zmij::Buffer::new());
+        let mut pending: Option<&[u8]> = None;
+        while let Some([first, second]) = line.next_array::<2>() {
+            let first = float_text(&mut even, first);
+            if let Some(text) = pending.take() {
+                pos = put_text(buf, pos, true, text);
+            }
+            let second = float_text(&mut odd, second);
+            pos = put_text(buf, pos, true, first);
+            pending = Some(second);
+        }
+        if let Some(text) = pending {
+            pos = put_text(buf, pos, true, text);
+        }
+        for value in line {
+            pos = put_text(buf, pos, true, float_text(&mut even, value));
+        }
+        Ok(pos)
     }
 }
 
@@ -538,24 +567,28 @@ impl Put<f64> for Floats {
 const FLOAT_TEXT_MAX: usize = 24;
 const _: () = assert!(FLOAT_TEXT_MAX < FLOAT_ROOM);
 
-/// A comma if `comma`, then a float in its shortest text (zmij's, as orjson
-/// writes it) or `null` if not finite, at `pos` (`FLOAT_TEXT_MAX + 1` bytes of
-/// room); returns the new position. The text goes in as whole 8-byte words
-/// into one fixed-size window of the buffer, so that an element costs one
-/// bounds check rather than one per store.
+/// A float's shortest text (zmij's, as orjson writes it), or `null` if it is
+/// not finite.
 #[inline(always)]
-fn put_float_text<F: zmij::Float>(buf: &mut [u8], pos: usize, comma: bool, finite: bool, value: F) -> usize {
+fn float_text<F: FloatElement>(buffer: &mut zmij::Buffer, value: F) -> &[u8] {
+    if value.finite() {
+        buffer.format_finite(value).as_bytes()
+    } else {
+        b"null"
+    }
+}
+
+/// A comma if `comma`, then `text` (at most `FLOAT_TEXT_MAX` bytes), at `pos`
+/// (`FLOAT_TEXT_MAX + 1` bytes of room); returns the new position. The text
+/// goes in as whole 8-byte words into one fixed-size window of the buffer, so
+/// that an element costs one bounds check rather than one per store.
+#[inline(always)]
+fn put_text(buf: &mut [u8], pos: usize, comma: bool, text: &[u8]) -> usize {
     let window = &mut buf[pos..pos + 1 + FLOAT_TEXT_MAX];
     // Written either way; without a comma the text goes over it.
     window[0] = b',';
     let start = usize::from(comma);
     let out = &mut window[start..start + FLOAT_TEXT_MAX];
-    if !finite {
-        out[..8].copy_from_slice(b"null    ");
-        return pos + start + 4;
-    }
-    let mut text = zmij::Buffer::new();
-    let text = text.format_finite(value).as_bytes();
     // zmij's text is never longer; the bound lets the compiler drop the checks below.
     let len = text.len().min(FLOAT_TEXT_MAX);
     if len < 8 {
