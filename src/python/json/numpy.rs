@@ -482,6 +482,12 @@ macro_rules! put_signed {
             fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(signed(buf, pos, value.into()))
             }
+
+            #[inline(always)]
+            fn after_comma(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                let value = i64::from(value);
+                Ok(int_after_comma(buf, pos, value < 0, value.unsigned_abs()))
+            }
         }
     )*};
 }
@@ -495,10 +501,25 @@ macro_rules! put_unsigned {
             fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(write_int(buf, pos, false, value.into()))
             }
+
+            #[inline(always)]
+            fn after_comma(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                Ok(int_after_comma(buf, pos, false, value.into()))
+            }
         }
     )*};
 }
 put_unsigned!(u8, u16, u32, u64);
+
+/// A comma and an int at `pos` (`INT_ROOM + 1` bytes of room), written into
+/// one fixed-size window of the buffer so that the int's stores need no bounds
+/// checks of their own; returns the new position.
+#[inline(always)]
+fn int_after_comma(buf: &mut [u8], pos: usize, negative: bool, magnitude: u64) -> usize {
+    let window = &mut buf[pos..pos + 1 + INT_ROOM];
+    window[0] = b',';
+    pos + write_int(window, 1, negative, magnitude)
+}
 
 impl Put<u16> for Halves {
     const ROOM: usize = FLOAT_ROOM;
