@@ -181,6 +181,14 @@ impl<T: Element> Line<'_, T> {
             return None;
         }
         self.left -= N;
+        if self.stride == std::mem::size_of::<T>() as isize {
+            // Contiguous elements: one read of all `N`.
+            // SAFETY: as below, for `N` consecutive elements of `size_of::<T>()`
+            // bytes each (the stride), all within the line.
+            let values = unsafe { self.ptr.cast::<[T; N]>().read_unaligned() };
+            self.ptr = self.ptr.wrapping_add(N * std::mem::size_of::<T>());
+            return Some(values);
+        }
         Some(std::array::from_fn(|_| {
             // SAFETY: as in `next`: `ptr` is one of the line's elements, as `left`
             // was at least `N` before these `N` reads.
