@@ -128,6 +128,37 @@ class Empty:
     pass
 
 
+@dataclasses.dataclass
+class OwnLookup:
+    """Instance attributes through a __getattribute__ of its own."""
+
+    a: int
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "__dict__":
+            return {"seen": object.__getattribute__(self, "a")}
+        return object.__getattribute__(self, name)
+
+
+@dataclasses.dataclass
+class DictProperty:
+    """A __dict__ that is a property, not the instance dict."""
+
+    a: int
+
+    @property
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"made": self.a}
+
+
+def with_attributes() -> Address:
+    """An instance with attributes beyond its fields, private ones among them."""
+    address = Address("x", "1")
+    address.extra = [1]  # type: ignore[attr-defined]
+    address._hidden = 2  # type: ignore[attr-defined]
+    return address
+
+
 class MyStr(str):
     pass
 
@@ -151,6 +182,8 @@ TYPED: list[Any] = [
     Person("Ann", Address("Main St", "12345"), ["a"], dt.date(1990, 5, 6), 7, hidden=3),
     [Slotted(1), Slotted(2, 3, "x")],
     Empty(),
+    [OwnLookup(1), OwnLookup(2), DictProperty(3), DictProperty(4)],
+    [Address("a", "1"), with_attributes(), Address("b", "2"), [Address("c", "3")]],
     {"s": MyStr("x\n"), "i": MyInt(-5), "d": MyDict(a=MyList([1, MyStr("y")]))},
 ]
 

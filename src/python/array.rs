@@ -158,6 +158,47 @@ pub struct Line<'a, T> {
     _array: PhantomData<&'a [T]>,
 }
 
+impl<T: Element> Line<'_, T> {
+    /// The first `n` elements (at most as many as are left) as a line of their
+    /// own, this line going on after them: a batch walked with one count.
+    #[inline(always)]
+    pub fn split_front(&mut self, n: usize) -> Self {
+        let n = n.min(self.left);
+        let front = Line { ptr: self.ptr, stride: self.stride, left: n, _array: PhantomData };
+        self.left -= n;
+        // `wrapping_offset`: past the last element the pointer is never read
+        // (`left` is 0 then), so it may point anywhere.
+        self.ptr = self.ptr.wrapping_offset(self.stride.wrapping_mul(n as isize));
+        front
+    }
+}
+
+impl<T: Element> Line<'_, T> {
+    /// The next `N` elements, if there are that many left (else none is taken).
+    #[inline(always)]
+    pub fn next_array<const N: usize>(&mut self) -> Option<[T; N]> {
+        if self.left < N {
+            return None;
+        }
+        self.left -= N;
+        if self.stride == std::mem::size_of::<T>() as isize {
+            // Contiguous elements: one read of all `N`.
+            // SAFETY: as below, for `N` consecutive elements of `size_of::<T>()`
+            // bytes each (the stride), all within the line.
+            let values = unsafe { self.ptr.cast::<[T; N]>().read_unaligned() };
+            self.ptr = self.ptr.wrapping_add(N * std::mem::size_of::<T>());
+            return Some(values);
+        }
+        Some(std::array::from_fn(|_| {
+            // SAFETY: as in `next`: `ptr` is one of the line's elements, as `left`
+            // was at least `N` before these `N` reads.
+            let value = unsafe { self.ptr.cast::<T>().read_unaligned() };
+            self.ptr = self.ptr.wrapping_offset(self.stride);
+            value
+        }))
+    }
+}
+
 impl<T: Element> Iterator for Line<'_, T> {
     type Item = T;
 
@@ -166,17 +207,16 @@ impl<T: Element> Iterator for Line<'_, T> {
         if self.left == 0 {
             return None;
         }
-        // SAFETY: `ptr` is one of the line's elements (`ArrayView::line` checked
-        // the first and the last), `size_of::<T>()` bytes long, alive while the
-        // view holds the array. Read unaligned and by value, never as a reference
-        // (another process may write a memory-mapped array); any bit pattern is a
-        // valid `T` (`Element`).
+        // SAFETY: `ptr` is one of the line's elements while `left > 0`
+        // (`ArrayView::line` checked the first and the last, and each step moves
+        // by the stride), `size_of::<T>()` bytes long, alive while the view holds
+        // the array. Read unaligned and by value, never as a reference (another
+        // process may write a memory-mapped array); any bit pattern is a valid
+        // `T` (`Element`).
         let value = unsafe { self.ptr.cast::<T>().read_unaligned() };
         self.left -= 1;
-        if self.left > 0 {
-            // SAFETY: the next element is still within the line (checked as above).
-            self.ptr = unsafe { self.ptr.offset(self.stride) };
-        }
+        // Past the last element the pointer is never read (see `split_front`).
+        self.ptr = self.ptr.wrapping_offset(self.stride);
         Some(value)
     }
 
@@ -186,3 +226,42 @@ impl<T: Element> Iterator for Line<'_, T> {
 }
 
 impl<T: Element> ExactSizeIterator for Line<'_, T> {}
+
+/// Where a numpy scalar type keeps its value: right after the object header, as
+/// numpy's scalar objects do (`PyObject_HEAD` then `obval`, in
+/// `numpy/arrayscalars.h`), which lets the value be read without a call. Made
+/// only for a type whose instances are large enough (`__basicsize__`); the caller
+/// confirms the layout on an instance (see `json/numpy.rs`) before relying on it.
+pub struct ScalarLayout {
+    ty: Py<pyo3::types::PyType>,
+    /// The value's offset and size in bytes.
+    offset: usize,
+    size: usize,
+}
+
+impl ScalarLayout {
+    /// The layout of `ty`'s instances holding a value of `size` bytes; `None` if
+    /// they are too small for it.
+    pub fn new(ty: &Bound<'_, pyo3::types::PyType>, size: usize) -> Option<Self> {
+        // The header, then the value at its alignment (numpy's values are 1 to 8
+        // bytes, aligned to their size).
+        let offset = std::mem::size_of::<ffi::PyObject>().next_multiple_of(size.max(1));
+        let basicsize = ty.getattr(intern!(ty.py(), "__basicsize__")).ok()?.extract::<usize>().ok()?;
+        (basicsize >= offset + size).then(|| Self { ty: ty.clone().unbind(), offset, size })
+    }
+
+    /// The value of `obj` as `T`; `None` unless `obj`'s type is exactly this
+    /// layout's type and `T` is the value's size.
+    #[inline(always)]
+    pub fn read<T: Element>(&self, obj: Borrowed<'_, '_, PyAny>) -> Option<T> {
+        if obj.get_type_ptr().cast::<ffi::PyObject>() != self.ty.as_ptr() || std::mem::size_of::<T>() != self.size {
+            return None;
+        }
+        // SAFETY: `obj` is an instance of exactly `self.ty`, whose instances are
+        // at least `offset + size` bytes (`__basicsize__`, checked in `new`;
+        // numpy's scalar types have no variable part), and `T` is `size` bytes
+        // of plain data, for which any bit pattern is valid (`Element`). Read by
+        // value, unaligned; `obj` is alive for the borrow.
+        Some(unsafe { obj.as_ptr().cast::<u8>().add(self.offset).cast::<T>().read_unaligned() })
+    }
+}

@@ -13,11 +13,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 
-use super::super::array::{ArrayView, Element};
+use super::super::array::{ArrayView, Element, Line, ScalarLayout};
 use super::datetime::{self, ShortText, Unit};
 use super::error::{SerializeError, Step};
+use super::escape::short_word;
 use super::number::write_int;
-use super::walk::{copy_short, put_float, put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
+use super::walk::{put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
 use super::{borrowed, Sink, MAX_DEPTH};
 
 /// numpy's types, once numpy is imported.
@@ -25,19 +26,90 @@ struct NumpyTypes {
     ndarray: Py<PyType>,
     /// Every numpy scalar's base.
     generic: Py<PyType>,
-    /// The exact scalar types read through the C API's number protocol (and how),
-    /// without the array interface.
-    scalars: Vec<(Py<PyType>, Scalar)>,
+    /// The exact scalar types written without the array interface.
+    scalars: ScalarTable,
 }
 
+/// How a numpy scalar's value is read.
 #[derive(Clone, Copy)]
 enum Scalar {
     Bool,
-    Signed,
-    Unsigned,
-    /// float16 and float32 (each widened to a float32 exactly).
+    /// A signed int of that many bytes.
+    Signed(usize),
+    Unsigned(usize),
+    /// float16, stored as its bits.
+    Half,
     Float32,
     Float64,
+}
+
+impl Scalar {
+    /// The value's size in bytes.
+    fn size(self) -> usize {
+        match self {
+            Self::Bool => 1,
+            Self::Signed(size) | Self::Unsigned(size) => size,
+            Self::Half => 2,
+            Self::Float32 => 4,
+            Self::Float64 => 8,
+        }
+    }
+}
+
+/// A scalar type's kind, and where its instances keep their value if that was
+/// confirmed (else the value is read through the number protocol).
+struct ScalarType {
+    kind: Scalar,
+    layout: Option<ScalarLayout>,
+}
+
+/// Slots of [`ScalarTable`]: a power of two, at least twice the types kept, so
+/// that a probe soon meets an empty slot.
+const SLOTS: usize = 32;
+
+/// The scalar types by address, in an open-addressing table: a numpy scalar
+/// and any other value (which is also looked up here) are told apart in a
+/// probe or two.
+struct ScalarTable {
+    /// Type addresses, 0 for an empty slot.
+    addresses: [usize; SLOTS],
+    types: [Option<ScalarType>; SLOTS],
+}
+
+impl ScalarTable {
+    fn home(address: usize) -> usize {
+        // Fibonacci hashing: the top bits of the product mix every bit of the address.
+        ((address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
+    }
+
+    #[inline(always)]
+    fn get(&self, address: usize) -> Option<&ScalarType> {
+        let mut slot = Self::home(address);
+        loop {
+            match self.addresses[slot] {
+                a if a == address => return self.types[slot].as_ref(),
+                0 => return None,
+                _ => slot = (slot + 1) % SLOTS,
+            }
+        }
+    }
+
+    /// Adds `ty` unless it is there already (numpy's aliases, such as `longlong`
+    /// for `int64`) or the table is half full.
+    fn insert(&mut self, address: usize, ty: ScalarType) {
+        if self.addresses.iter().filter(|&&a| a != 0).count() >= SLOTS / 2 {
+            return;
+        }
+        let mut slot = Self::home(address);
+        while self.addresses[slot] != 0 {
+            if self.addresses[slot] == address {
+                return;
+            }
+            slot = (slot + 1) % SLOTS;
+        }
+        self.addresses[slot] = address;
+        self.types[slot] = Some(ty);
+    }
 }
 
 static NUMPY_TYPES: PyOnceLock<NumpyTypes> = PyOnceLock::new();
@@ -51,23 +123,105 @@ fn numpy_types(py: Python<'_>) -> Option<&NumpyTypes> {
     let modules = py.import(intern!(py, "sys")).ok()?.getattr(intern!(py, "modules")).ok()?;
     let numpy = modules.cast_into::<PyDict>().ok()?.get_item(intern!(py, "numpy")).ok()??;
     // A numpy still being imported may not have them yet: not kept then.
-    let get = |name: &str| numpy.getattr(name).ok()?.cast_into::<PyType>().ok().map(Bound::unbind);
+    let get = |name: &str| numpy.getattr(name).ok()?.cast_into::<PyType>().ok();
     let kinds = [
         (Scalar::Bool, &["bool_"][..]),
-        (Scalar::Signed, &["int8", "int16", "int32", "int64", "longlong"]),
-        (Scalar::Unsigned, &["uint8", "uint16", "uint32", "uint64", "ulonglong"]),
-        (Scalar::Float32, &["float16", "float32"]),
+        (Scalar::Signed(1), &["int8"]),
+        (Scalar::Signed(2), &["int16"]),
+        (Scalar::Signed(4), &["int32"]),
+        (Scalar::Signed(8), &["int64", "longlong"]),
+        (Scalar::Unsigned(1), &["uint8"]),
+        (Scalar::Unsigned(2), &["uint16"]),
+        (Scalar::Unsigned(4), &["uint32"]),
+        (Scalar::Unsigned(8), &["uint64", "ulonglong"]),
+        (Scalar::Half, &["float16"]),
+        (Scalar::Float32, &["float32"]),
         (Scalar::Float64, &["float64"]),
     ];
-    let mut scalars = Vec::new();
+    let mut scalars = ScalarTable { addresses: [0; SLOTS], types: [const { None }; SLOTS] };
     for (kind, names) in kinds {
         for name in names {
-            scalars.push((get(name)?, kind));
+            let ty = get(name)?;
+            let layout = ScalarLayout::new(&ty, kind.size()).filter(|layout| layout_holds(&ty, kind, layout));
+            scalars.insert(ty.as_ptr() as usize, ScalarType { kind, layout });
         }
     }
-    let types = NumpyTypes { ndarray: get("ndarray")?, generic: get("generic")?, scalars };
+    let types = NumpyTypes { ndarray: get("ndarray")?.unbind(), generic: get("generic")?.unbind(), scalars };
     let _ = NUMPY_TYPES.set(py, types);
     NUMPY_TYPES.get(py)
+}
+
+/// Whether reading instances of `ty` through `layout` gives the values the
+/// number protocol gives, on a few made for the purpose.
+fn layout_holds(ty: &Bound<'_, PyType>, kind: Scalar, layout: &ScalarLayout) -> bool {
+    let probes: &[f64] = match kind {
+        Scalar::Bool => &[0.0, 1.0],
+        Scalar::Signed(_) => &[0.0, 1.0, -2.0, 100.0, -117.0],
+        Scalar::Unsigned(_) => &[0.0, 1.0, 2.0, 100.0, 201.0],
+        Scalar::Half | Scalar::Float32 | Scalar::Float64 => &[0.0, 1.5, -2.25, 1e-3, 65504.0],
+    };
+    probes.iter().all(|&probe| {
+        let Ok(sample) = ty.call1((probe,)) else { return false };
+        let direct = read_direct(kind, layout, sample.as_borrowed());
+        let api = read_api(kind, &sample).ok();
+        matches!((direct, api), (Some(d), Some(a)) if d.same(a))
+    })
+}
+
+/// A numpy scalar's value, widened.
+#[derive(Clone, Copy)]
+enum Value {
+    Bool(bool),
+    Signed(i64),
+    Unsigned(u64),
+    /// A float16 or float32, widened exactly.
+    Float32(f32),
+    Float64(f64),
+}
+
+impl Value {
+    /// The same value (floats by their bits).
+    fn same(self, other: Self) -> bool {
+        match (self, other) {
+            (Self::Bool(a), Self::Bool(b)) => a == b,
+            (Self::Signed(a), Self::Signed(b)) => a == b,
+            (Self::Unsigned(a), Self::Unsigned(b)) => a == b,
+            (Self::Float32(a), Self::Float32(b)) => a.to_bits() == b.to_bits(),
+            (Self::Float64(a), Self::Float64(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
+}
+
+/// The value of `obj`, of the type `layout` is for, read from the object.
+#[inline(always)]
+fn read_direct(kind: Scalar, layout: &ScalarLayout, obj: Borrowed<'_, '_, PyAny>) -> Option<Value> {
+    Some(match kind {
+        Scalar::Bool => Value::Bool(layout.read::<u8>(obj)? != 0),
+        Scalar::Signed(1) => Value::Signed(layout.read::<i8>(obj)?.into()),
+        Scalar::Signed(2) => Value::Signed(layout.read::<i16>(obj)?.into()),
+        Scalar::Signed(4) => Value::Signed(layout.read::<i32>(obj)?.into()),
+        Scalar::Signed(_) => Value::Signed(layout.read::<i64>(obj)?),
+        Scalar::Unsigned(1) => Value::Unsigned(layout.read::<u8>(obj)?.into()),
+        Scalar::Unsigned(2) => Value::Unsigned(layout.read::<u16>(obj)?.into()),
+        Scalar::Unsigned(4) => Value::Unsigned(layout.read::<u32>(obj)?.into()),
+        Scalar::Unsigned(_) => Value::Unsigned(layout.read::<u64>(obj)?),
+        Scalar::Half => Value::Float32(f16_to_f32(layout.read::<u16>(obj)?)),
+        Scalar::Float32 => Value::Float32(layout.read::<f32>(obj)?),
+        Scalar::Float64 => Value::Float64(layout.read::<f64>(obj)?),
+    })
+}
+
+/// The value of `obj` through the C API's number protocol (numpy's own code).
+fn read_api(kind: Scalar, obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    Ok(match kind {
+        Scalar::Bool => Value::Bool(obj.is_truthy()?),
+        Scalar::Signed(_) => Value::Signed(obj.extract::<i64>()?),
+        Scalar::Unsigned(_) => Value::Unsigned(obj.extract::<u64>()?),
+        // `__float__` widens exactly, so the narrowing gives the value back.
+        Scalar::Half | Scalar::Float32 => Value::Float32(obj.extract::<f64>()? as f32),
+        Scalar::Float64 => Value::Float64(obj.extract::<f64>()?),
+    })
 }
 
 /// How an array's elements are read and written.
@@ -137,38 +291,54 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 
     /// Writes `obj` if it is a numpy bool, int or float scalar of an exact type
-    /// (the usual ones), through the C API's number protocol: cheaper than the
-    /// array interface. `None` for anything else, and until numpy has been seen
-    /// by [`Serializer::numpy`] (which finds its types).
+    /// (the usual ones), without the array interface: read from the object
+    /// where its layout was confirmed (no Python code runs then), else through
+    /// the C API's number protocol. `None` for anything else, and until numpy
+    /// has been seen by [`Serializer::numpy`] (which finds its types).
     #[inline]
     pub(super) fn numpy_scalar(&mut self, obj: &Bound<'py, PyAny>) -> Option<Result<(), SerializeError>> {
         let types = NUMPY_TYPES.get(obj.py())?;
-        let ty = obj.get_type_ptr().cast::<pyo3::ffi::PyObject>();
-        let &(_, kind) = types.scalars.iter().find(|(t, _)| t.as_ptr() == ty)?;
-        let read = |err: PyErr| SerializeError::caused(format!("reading the numpy scalar raised {err}"), err);
-        Some(match kind {
-            Scalar::Bool => match obj.is_truthy() {
-                Ok(b) => self.small(if b { b"true" } else { b"false" }),
-                Err(err) => Err(read(err)),
-            },
-            Scalar::Signed => obj.extract::<i64>().map_err(read).and_then(|v| {
+        let ty = types.scalars.get(obj.get_type_ptr() as usize)?;
+        let value = match ty.layout.as_ref().and_then(|layout| read_direct(ty.kind, layout, obj.as_borrowed())) {
+            Some(value) => value,
+            None => {
+                // numpy's code may run Python code: the containers being
+                // walked are read again, and the GC paused again.
+                self.epoch += 1;
+                let value = read_api(ty.kind, obj);
+                self._gc.renew();
+                match value {
+                    Ok(value) => value,
+                    Err(err) => {
+                        return Some(Err(SerializeError::caused(format!("reading the numpy scalar raised {err}"), err)))
+                    }
+                }
+            }
+        };
+        Some(self.scalar_value(value))
+    }
+
+    fn scalar_value(&mut self, value: Value) -> Result<(), SerializeError> {
+        match value {
+            Value::Bool(b) => self.small(if b { b"true" } else { b"false" }),
+            Value::Signed(v) => {
                 self.reserve(INT_ROOM)?;
                 self.pos = signed(&mut self.buf, self.pos, v);
                 Ok(())
-            }),
-            Scalar::Unsigned => obj.extract::<u64>().map_err(read).and_then(|v| {
+            }
+            Value::Unsigned(v) => {
                 self.reserve(INT_ROOM)?;
                 self.pos = write_int(&mut self.buf, self.pos, false, v);
                 Ok(())
-            }),
-            // `__float__` widens exactly, so the narrowing gives the value back.
-            Scalar::Float32 => obj.extract::<f64>().map_err(read).and_then(|v| {
+            }
+            Value::Float32(v) => {
                 self.reserve(FLOAT_ROOM)?;
-                self.pos = put_f32(&mut self.buf, self.pos, v as f32);
+                let mut text = zmij::Buffer::new();
+                self.pos = put_text(&mut self.buf, self.pos, false, float_text(&mut text, v));
                 Ok(())
-            }),
-            Scalar::Float64 => obj.extract::<f64>().map_err(read).and_then(|v| self.float(v)),
-        })
+            }
+            Value::Float64(v) => self.float(v),
+        }
     }
 
     /// The array's elements as `T`, each written by `put`, in nested lists; a 0-d
@@ -205,12 +375,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             let mut index = 1;
             while line.len() > 0 {
-                let batch = line.len().min(BATCH);
-                pos = self.room(pos, batch * (P::ROOM + 1))?;
-                for value in line.by_ref().take(batch) {
-                    pos = put.after_comma(&mut self.buf, pos, value).map_err(|err| err.at(Step::Index(index)))?;
-                    index += 1;
-                }
+                let batch = line.split_front(BATCH);
+                pos = self.room(pos, batch.len() * (P::ROOM + 1))?;
+                // The buffer as a local slice: its address and length stay in
+                // registers rather than being read from `self.buf` after each store.
+                let count = batch.len();
+                pos = put.batch(&mut self.buf[..], pos, batch, index)?;
+                index += count;
             }
             self.pos = pos;
         } else {
@@ -232,7 +403,7 @@ const BATCH: usize = 64;
 
 /// How elements of type `T` are written: at `pos`, with `ROOM` bytes of room,
 /// returning the new position.
-trait Put<T> {
+trait Put<T: Element> {
     const ROOM: usize;
     fn put(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError>;
 
@@ -241,6 +412,16 @@ trait Put<T> {
     fn after_comma(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError> {
         buf[pos] = b',';
         self.put(buf, pos + 1, value)
+    }
+
+    /// Each element of `line` after a comma (`ROOM + 1` bytes of room each);
+    /// the first is at index `first` of its line (for error paths).
+    #[inline(always)]
+    fn batch(&self, buf: &mut [u8], mut pos: usize, line: Line<'_, T>, first: usize) -> Result<usize, SerializeError> {
+        for (i, value) in line.enumerate() {
+            pos = self.after_comma(buf, pos, value).map_err(|err| err.at(Step::Index(first + i)))?;
+        }
+        Ok(pos)
     }
 }
 
@@ -267,6 +448,30 @@ impl Put<u8> for Bools {
         let (word, len) = WORDS[usize::from(value != 0)];
         Ok(put_word(buf, pos, word, len))
     }
+
+    /// Groups of `GROUP` elements, each group's words written into one
+    /// fixed-size window: the words are 5 or 6 bytes apart, so every store is
+    /// known to fall inside it, and a group costs one bounds check.
+    #[inline(always)]
+    fn batch(&self, buf: &mut [u8], mut pos: usize, mut line: Line<'_, u8>, _: usize) -> Result<usize, SerializeError> {
+        const GROUP: usize = 8;
+        const WORDS: [u64; 2] = [u64::from_le_bytes(*b",false  "), u64::from_le_bytes(*b",true   ")];
+        while let Some(group) = line.next_array::<GROUP>() {
+            // `,false` is the longest word (6 bytes), stored as 8.
+            let window = &mut buf[pos..pos + 6 * GROUP + 2];
+            let mut at = 0;
+            for value in group {
+                let truth = usize::from(value != 0);
+                window[at..at + 8].copy_from_slice(&WORDS[truth].to_le_bytes());
+                at += 6 - truth;
+            }
+            pos += at;
+        }
+        for value in line {
+            pos = self.after_comma(buf, pos, value)?;
+        }
+        Ok(pos)
+    }
 }
 
 macro_rules! put_signed {
@@ -276,6 +481,12 @@ macro_rules! put_signed {
             #[inline(always)]
             fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(signed(buf, pos, value.into()))
+            }
+
+            #[inline(always)]
+            fn after_comma(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                let value = i64::from(value);
+                Ok(int_after_comma(buf, pos, value < 0, value.unsigned_abs()))
             }
         }
     )*};
@@ -290,33 +501,128 @@ macro_rules! put_unsigned {
             fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(write_int(buf, pos, false, value.into()))
             }
+
+            #[inline(always)]
+            fn after_comma(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+                Ok(int_after_comma(buf, pos, false, value.into()))
+            }
         }
     )*};
 }
 put_unsigned!(u8, u16, u32, u64);
 
+/// A comma and an int at `pos` (`INT_ROOM + 1` bytes of room), written into
+/// one fixed-size window of the buffer so that the int's stores need no bounds
+/// checks of their own; returns the new position.
+#[inline(always)]
+fn int_after_comma(buf: &mut [u8], pos: usize, negative: bool, magnitude: u64) -> usize {
+    let window = &mut buf[pos..pos + 1 + INT_ROOM];
+    window[0] = b',';
+    pos + write_int(window, 1, negative, magnitude)
+}
+
 impl Put<u16> for Halves {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
     fn put(&self, buf: &mut [u8], pos: usize, value: u16) -> Result<usize, SerializeError> {
-        Ok(put_f32(buf, pos, f16_to_f32(value)))
+        let mut text = zmij::Buffer::new();
+        Ok(put_text(buf, pos, false, float_text(&mut text, f16_to_f32(value))))
     }
 }
 
-impl Put<f32> for Floats {
-    const ROOM: usize = FLOAT_ROOM;
+/// float32 and float64 elements.
+trait FloatElement: Element + zmij::Float {
+    fn finite(self) -> bool;
+}
+
+impl FloatElement for f32 {
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: f32) -> Result<usize, SerializeError> {
-        Ok(put_f32(buf, pos, value))
+    fn finite(self) -> bool {
+        self.is_finite()
     }
 }
 
-impl Put<f64> for Floats {
+impl FloatElement for f64 {
+    #[inline(always)]
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+
+impl<F: FloatElement> Put<F> for Floats {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: f64) -> Result<usize, SerializeError> {
-        Ok(put_float(buf, pos, value))
+    fn put(&self, buf: &mut [u8], pos: usize, value: F) -> Result<usize, SerializeError> {
+        let mut text = zmij::Buffer::new();
+        Ok(put_text(buf, pos, false, float_text(&mut text, value)))
     }
+
+    /// Each text is copied into the output only after the next one is made:
+    /// zmij writes its text with stores of mixed sizes, and words read back
+    /// across them at once wait for the stores to complete (a failed store
+    /// forward); by the time the next text is made, they have.
+    #[inline(always)]
+    fn batch(&self, buf: &mut [u8], mut pos: usize, mut line: Line<'_, F>, _: usize) -> Result<usize, SerializeError> {
+        let (mut even, mut odd) = (zmij::Buffer::new(), zmij::Buffer::new());
+        let mut pending: Option<&[u8]> = None;
+        while let Some([first, second]) = line.next_array::<2>() {
+            let first = float_text(&mut even, first);
+            if let Some(text) = pending.take() {
+                pos = put_text(buf, pos, true, text);
+            }
+            let second = float_text(&mut odd, second);
+            pos = put_text(buf, pos, true, first);
+            pending = Some(second);
+        }
+        if let Some(text) = pending {
+            pos = put_text(buf, pos, true, text);
+        }
+        for value in line {
+            pos = put_text(buf, pos, true, float_text(&mut even, value));
+        }
+        Ok(pos)
+    }
+}
+
+/// Longest float text: `-2.2250738585072014e-308`.
+const FLOAT_TEXT_MAX: usize = 24;
+const _: () = assert!(FLOAT_TEXT_MAX < FLOAT_ROOM);
+
+/// A float's shortest text (zmij's, as orjson writes it), or `null` if it is
+/// not finite.
+#[inline(always)]
+fn float_text<F: FloatElement>(buffer: &mut zmij::Buffer, value: F) -> &[u8] {
+    if value.finite() {
+        buffer.format_finite(value).as_bytes()
+    } else {
+        b"null"
+    }
+}
+
+/// A comma if `comma`, then `text` (at most `FLOAT_TEXT_MAX` bytes), at `pos`
+/// (`FLOAT_TEXT_MAX + 1` bytes of room); returns the new position. The text
+/// goes in as whole 8-byte words into one fixed-size window of the buffer, so
+/// that an element costs one bounds check rather than one per store.
+#[inline(always)]
+fn put_text(buf: &mut [u8], pos: usize, comma: bool, text: &[u8]) -> usize {
+    let window = &mut buf[pos..pos + 1 + FLOAT_TEXT_MAX];
+    // Written either way; without a comma the text goes over it.
+    window[0] = b',';
+    let start = usize::from(comma);
+    let out = &mut window[start..start + FLOAT_TEXT_MAX];
+    // zmij's text is never longer; the bound lets the compiler drop the checks below.
+    let len = text.len().min(FLOAT_TEXT_MAX);
+    if len < 8 {
+        out[..8].copy_from_slice(&short_word(text).to_le_bytes());
+    } else {
+        // The first 8 bytes, past 16 the middle 8, and the last 8 (overlapping).
+        out[..8].copy_from_slice(&text[..8]);
+        if len > 16 {
+            out[8..16].copy_from_slice(&text[8..16]);
+        }
+        out[len - 8..len].copy_from_slice(&text[len - 8..len]);
+    }
+    pos + start + len
 }
 
 impl Put<i64> for Datetimes {
@@ -356,16 +662,6 @@ fn datetime_unit(obj: &Bound<'_, PyAny>) -> Result<Unit, String> {
 #[inline(always)]
 fn signed(buf: &mut [u8], pos: usize, value: i64) -> usize {
     write_int(buf, pos, value < 0, value.unsigned_abs())
-}
-
-/// A float32 in its own shortest text (as orjson writes one), `null` if not finite.
-#[inline(always)]
-fn put_f32(buf: &mut [u8], pos: usize, value: f32) -> usize {
-    if !value.is_finite() {
-        return put_word(buf, pos, b"null    ", 4);
-    }
-    let mut text = zmij::Buffer::new();
-    copy_short(buf, pos, text.format_finite(value).as_bytes())
 }
 
 /// An IEEE half-precision float widened to f32 (exactly: every half is a float).

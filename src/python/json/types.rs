@@ -59,14 +59,19 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
             }
         }
+        // numpy's scalars, once numpy has been seen: a plain number inside
+        // (`numpy_scalar` deals with any Python code it runs).
+        if let Some(written) = self.numpy_scalar(obj) {
+            return written;
+        }
+        // The last dataclass seen, when its instances' `__dict__` is read
+        // without Python code: the walk need not read its containers again.
+        if let Some(dict) = self.dataclass.as_ref().and_then(|kind| kind.plain_dict(obj)) {
+            return self.dict_items::<true>(dict.as_borrowed(), depth);
+        }
         // From here on Python code may run (a hook, an attribute), so the
         // containers being walked are read again once this returns.
         self.epoch += 1;
-        // numpy's scalars, once numpy has been seen: a plain number inside.
-        if let Some(written) = self.numpy_scalar(obj) {
-            self._gc.renew();
-            return written;
-        }
         let result = self.other_value(obj, depth);
         self._gc.renew();
         result
@@ -82,9 +87,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if UUID_TYPE.get(py).is_some_and(|uuid| uuid.as_ptr() == ty) {
             return self.uuid(obj);
         }
-        if let Some(kind) = self.dataclass.as_ref().filter(|kind| kind.class.as_ptr() == ty) {
-            let kind = kind.clone_ref(py);
-            return self.dataclass(obj, &kind, depth);
+        if let Some(kind) = self.dataclass.take_if(|kind| kind.class.as_ptr() == ty) {
+            let written = self.dataclass(obj, &kind, depth);
+            // Put back unless a nested dataclass took the place.
+            self.dataclass.get_or_insert(kind);
+            return written;
         }
         if let Ok(s) = obj.cast::<PyString>() {
             return self.string(s.as_borrowed());
@@ -230,7 +237,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let fields = ty.getattr(intern!(py, "__dataclass_fields__")).ok()?.cast_into::<PyDict>().ok()?;
         // orjson's rule: the instance's `__dict__` unless the class itself has `__slots__`.
         let slots = ty.getattr(intern!(py, "__dict__")).and_then(|d| d.contains(intern!(py, "__slots__")));
-        let kind = DataclassKind { class: ty.unbind(), fields: fields.unbind(), from_dict: !slots.unwrap_or(true) };
+        let from_dict = !slots.unwrap_or(true);
+        let plain_dict = from_dict && plain_dict_access(obj).unwrap_or(false);
+        let kind = DataclassKind { class: ty.unbind(), fields: fields.unbind(), from_dict, plain_dict };
         self.dataclass = Some(kind.clone_ref(py));
         Some(kind)
     }
@@ -325,11 +334,84 @@ pub(super) struct DataclassKind {
     fields: Py<PyDict>,
     /// From the instance's `__dict__` (the class has no `__slots__`).
     from_dict: bool,
+    /// And that `__dict__` is the one object's own attribute lookup finds,
+    /// read without running Python code (see [`plain_dict_access`]).
+    plain_dict: bool,
 }
 
 impl DataclassKind {
     fn clone_ref(&self, py: Python<'_>) -> Self {
-        Self { class: self.class.clone_ref(py), fields: self.fields.clone_ref(py), from_dict: self.from_dict }
+        Self {
+            class: self.class.clone_ref(py),
+            fields: self.fields.clone_ref(py),
+            from_dict: self.from_dict,
+            plain_dict: self.plain_dict,
+        }
+    }
+
+    /// `obj.__dict__` if `obj` is an instance of exactly this class and that
+    /// attribute is read directly (`plain_dict`); `None` otherwise.
+    #[inline]
+    fn plain_dict<'py>(&self, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+        if !self.plain_dict || obj.get_type_ptr().cast::<pyo3::ffi::PyObject>() != self.class.as_ptr() {
+            return None;
+        }
+        instance_dict::get(obj)
+    }
+}
+
+/// Whether `obj.__dict__`, for `obj` and every other instance of its exact
+/// type, is what `PyObject_GenericGetDict` gives, without running Python code:
+/// the class keeps object's own attribute lookup (no `__getattribute__` of its
+/// own), the first `__dict__` in its MRO is a getset descriptor (the one the
+/// interpreter makes for a class with instance dicts, not a property), and on
+/// `obj` both ways give the same dict.
+fn plain_dict_access(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    use pyo3::PyTypeInfo;
+    let py = obj.py();
+    let ty = obj.get_type();
+    let object = PyAny::type_object(py);
+    let getattribute = intern!(py, "__getattribute__");
+    if !ty.getattr(getattribute)?.is(&object.getattr(getattribute)?) {
+        return Ok(false);
+    }
+    let name = intern!(py, "__dict__");
+    let getset = py.import("types")?.getattr("GetSetDescriptorType")?;
+    for class in ty.getattr(intern!(py, "__mro__"))?.cast_into::<PyTuple>()?.iter() {
+        let namespace = class.getattr(name)?;
+        if namespace.contains(name)? {
+            if !namespace.get_item(name)?.get_type().is(&getset) {
+                return Ok(false);
+            }
+            break;
+        }
+    }
+    let looked_up = obj.getattr(name)?;
+    Ok(instance_dict::get(obj).is_some_and(|dict| dict.is(&looked_up)))
+}
+
+/// An instance's `__dict__` through the C API, without an attribute lookup.
+mod instance_dict {
+    use pyo3::prelude::*;
+    use pyo3::types::PyDict;
+
+    /// `obj`'s instance dict (made if it has none yet), or `None` if it has no
+    /// room for one or it is not a dict.
+    pub(super) fn get<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+        // SAFETY: the GIL is held (`obj` is a `Bound`), `obj` is a live object;
+        // PyObject_GenericGetDict returns a new reference or NULL with an
+        // exception set (taken and dropped below), and its second argument is
+        // unused (NULL is what CPython itself passes).
+        let dict = unsafe {
+            Bound::from_owned_ptr_or_opt(
+                obj.py(),
+                pyo3::ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()),
+            )
+        };
+        if dict.is_none() {
+            drop(PyErr::take(obj.py()));
+        }
+        dict?.cast_into::<PyDict>().ok()
     }
 }
 
