@@ -36,7 +36,9 @@ impl Types {
             bool_: PyBool::type_object_raw(py),
             tuple: PyTuple::type_object_raw(py),
             true_: PyBool::new(py, true).as_ptr(),
-            none: py.None().as_ptr(),
+            // Borrowed: `py.None()` would take a new reference and drop it, which
+            // checks the GIL's state, on every call.
+            none: pyo3::types::PyNone::get(py).as_ptr(),
         }
     }
 }
