@@ -76,14 +76,16 @@ impl<'s> TextCache<'s> {
 
     /// Home slot of an address (Fibonacci hashing: object addresses are aligned
     /// and often a power of two apart, so their low bits alone collide). The
-    /// address is taken in 16-byte units (CPython's allocation alignment, so no
-    /// information is lost): Fibonacci hashing spreads consecutive integers
-    /// best, and objects laid out in a row (3.12's and 3.13's statically
-    /// allocated one-character strs, 48 bytes apart) then land far apart,
-    /// where the raw address put some a few slots apart, sharing a pair.
+    /// multiplier is 2**64 / golden ratio divided by 16: for 16-byte aligned
+    /// addresses (CPython's allocations) that is, within a rounding of the
+    /// constant, Fibonacci hashing of the address in 16-byte units, without a
+    /// shift. Fibonacci hashing spreads consecutive integers best: objects laid
+    /// out in a row (3.12's and 3.13's statically allocated one-character strs,
+    /// 48 bytes apart) land far apart, where the full multiplier on the raw
+    /// address put some of them a slot apart ("a" and "d"), sharing a pair.
     #[inline(always)]
     pub(super) fn home(address: usize) -> usize {
-        (((address >> 4) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+        ((address as u64).wrapping_mul(0x09E3_779B_97F4_A7C1) >> 56) as usize
     }
 
     /// The entry for `address`: in its home slot, or else in the home's pair

@@ -7,7 +7,7 @@ use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
 use super::escape::{
-    copy_clean, escape_bytes, escape_into, escape_long, load_word, short_word, CLEAN_MAX, ESCAPE_ROOM,
+    copy_clean, copy_clean_long, escape_bytes, escape_into, escape_long, load_word, short_word, CLEAN_MAX, ESCAPE_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
@@ -368,14 +368,18 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
             return Ok(pos + entry.len - skip);
         }
-        if borrowed::shared(key) {
-            // Perhaps cached on its next sighting (`new_key`).
-        } else if let Ok(s) = key.cast_exact::<PyString>() {
-            // A key held by this dict alone (made at run time, such as
-            // `f"k{i}"`): never cached (see `item_string`), and written here.
-            // Only text read straight from the object: anything else (and any
-            // error) is `new_key`'s.
+        let mut seen = false;
+        if let Ok(s) = key.cast_exact::<PyString>() {
+            // Only text read straight from the object is written here: anything
+            // else (and any error) is `new_key`'s.
             if let Some(utf8) = borrowed::str_utf8_direct(s) {
+                // A key held by this dict alone (made at run time, such as
+                // `f"k{i}"`) cannot come again: never cached (see `item_string`).
+                // A shared one is cached on its second sighting this call.
+                if borrowed::shared(key) && self.seen_keys.again_pair(s.as_ptr() as usize) {
+                    self.keys.insert(s, utf8, b",\"", b"\":");
+                }
+                seen = true;
                 if utf8.len() <= CLEAN_MAX {
                     // If clean, in the room reserved (`,"` + 32 + `":`, at most 36
                     // bytes, leaves `CACHED_COPY`). The comma is written either
@@ -397,7 +401,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if separator {
             self.byte(b',')?;
         }
-        self.new_key(key)?;
+        self.new_key(key, seen)?;
         self.reserve(CACHED_COPY)?;
         Ok(self.pos)
     }
@@ -413,17 +417,24 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let open = pos + usize::from(separator);
         self.buf[pos] = b',';
         self.buf[open] = b'"';
-        let end = escape_long(&mut self.buf, open + 1, utf8);
+        let end = match copy_clean_long(&mut self.buf, open + 1, utf8) {
+            Some(end) => end,
+            None => escape_long(&mut self.buf, open + 1, utf8),
+        };
         self.buf[end] = b'"';
         self.buf[end + 1] = b':';
         Ok(end + 2)
     }
 
+    /// A key that `key` did not write: one needing escapes, longer than
+    /// `LONG_KEY_MAX`, a str subclass, a str whose UTF-8 text must be made, or
+    /// not a str (refused). `seen`: `key` has already counted this sighting
+    /// towards caching it.
     #[cold]
-    pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
+    pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>, seen: bool) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            if borrowed::shared(key) && self.seen_keys.again_pair(s.as_ptr() as usize) {
+            if !seen && borrowed::shared(key) && self.seen_keys.again_pair(s.as_ptr() as usize) {
                 self.keys.insert(s, utf8, b",\"", b"\":");
             }
             self.escaped(utf8)?;
