@@ -361,12 +361,17 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         separator: bool,
         pos: usize,
     ) -> Result<usize, SerializeError> {
-        // Only exact `str` keys are ever cached, so an address match is enough.
-        if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
-            let skip = usize::from(!separator);
-            // A fixed-size copy; the staging bytes past the key are scratch.
-            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
-            return Ok(pos + entry.len - skip);
+        // Only exact `str` keys are ever cached, so an address match is enough;
+        // and the cache holds a reference to each, so a key with one reference
+        // (held by this dict alone) is not there: no lookup for it.
+        let shared = borrowed::shared(key);
+        if shared {
+            if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
+                let skip = usize::from(!separator);
+                // A fixed-size copy; the staging bytes past the key are scratch.
+                self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
+                return Ok(pos + entry.len - skip);
+            }
         }
         let mut seen = false;
         if let Ok(s) = key.cast_exact::<PyString>() {
@@ -376,7 +381,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 // A key held by this dict alone (made at run time, such as
                 // `f"k{i}"`) cannot come again: never cached (see `item_string`).
                 // A shared one is cached on its second sighting this call.
-                if borrowed::shared(key) && self.seen_keys.again_pair(s.as_ptr() as usize) {
+                if shared && self.seen_keys.again_pair(s.as_ptr() as usize) {
                     self.keys.insert(s, utf8, b",\"", b"\":");
                 }
                 seen = true;
