@@ -168,3 +168,37 @@ impl SeenOnce<'_> {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_addresses_of_one_pair_seen_in_turn_both_count_as_seen_again() {
+        let mut addresses = [0usize; CACHE_SLOTS];
+        let mut seen = SeenOnce { addresses: &mut addresses, salt: 7 };
+        // Two addresses whose homes fall in one pair of slots.
+        let first = 0x7f00_0000_1000usize;
+        let second = (1..10_000)
+            .map(|i| first + 16 * i)
+            .find(|&a| TextCache::home(a) >> 1 == TextCache::home(first) >> 1)
+            .expect("some address shares the pair");
+        assert!(!seen.again_pair(first));
+        assert!(!seen.again_pair(second));
+        assert!(seen.again_pair(first));
+        assert!(seen.again_pair(second));
+    }
+
+    #[test]
+    fn objects_laid_out_in_a_row_spread_over_the_pairs() {
+        // 3.13's one-character strs: 48 bytes apart. For a few base addresses,
+        // no pair of slots takes three of 26 such objects (26 letters).
+        for base in [0x7f12_3456_7798usize, 0x7ff4_0613_c798, 0x5555_5555_0000, 0x7f00_0000_1008] {
+            let mut per_pair = [0u8; CACHE_SLOTS / 2];
+            for i in 0..26 {
+                per_pair[TextCache::home(base + 48 * i) >> 1] += 1;
+            }
+            assert!(per_pair.iter().all(|&n| n <= 2), "base {base:#x}");
+        }
+    }
+}
