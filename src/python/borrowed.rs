@@ -596,48 +596,65 @@ fn int_parts_api(obj: Borrowed<'_, '_, PyAny>) -> Option<(bool, u64)> {
 /// The str cannot be encoded (a lone surrogate): the `UnicodeEncodeError` raised.
 #[inline(always)]
 pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
-    let op = s.as_ptr();
-    #[cfg(any(Py_LIMITED_API, Py_3_14))]
-    let direct: Option<(*const u8, ffi::Py_ssize_t)> = None;
-    #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
-    // SAFETY: `s` is a live str (or str subclass) and the GIL is held (`Borrowed`
-    // proves both), so `op` points to at least a `PyASCIIObject`, whose `state`
-    // bit field and `length` these reads take, as `PyUnicode_IS_COMPACT` and
-    // friends do. A compact ASCII str keeps its `length` bytes of ASCII (valid
-    // UTF-8) right after the header; any other compact str is a
-    // `PyCompactUnicodeObject`, whose `utf8` (`utf8_length` bytes) is either NULL
-    // or its UTF-8 text. The bytes belong to the object, which is immutable and
-    // lives for 'a.
-    let direct = unsafe {
-        let ascii = op.cast::<ffi::PyASCIIObject>();
-        if (*ascii).compact() == 0 {
-            None
-        } else if (*ascii).ascii() != 0 {
-            Some((ascii.add(1).cast::<u8>().cast_const(), (*ascii).length))
-        } else {
-            let compact = op.cast::<ffi::PyCompactUnicodeObject>();
-            let utf8 = (*compact).utf8;
-            (!utf8.is_null()).then(|| (utf8.cast::<u8>().cast_const(), (*compact).utf8_length))
-        }
-    };
-    let (data, size) = match direct {
-        Some((data, size)) => (data, size),
-        None => {
-            let mut size: ffi::Py_ssize_t = 0;
-            // SAFETY: `s` is a live str and the GIL is held (`Borrowed` proves both).
-            let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(op, &mut size) };
-            if data.is_null() {
-                return Err(PyErr::fetch(s.py()));
-            }
-            (data.cast::<u8>(), size)
-        }
-    };
+    if let Some(utf8) = str_utf8_direct(s) {
+        return Ok(utf8);
+    }
+    let mut size: ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live str and the GIL is held (`Borrowed` proves both).
+    let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };
+    if data.is_null() {
+        return Err(PyErr::fetch(s.py()));
+    }
     // Never negative; an empty slice if it ever were.
     let len = usize::try_from(size).unwrap_or(0);
-    // SAFETY: `data` points to `len` bytes of UTF-8 owned by the str object (see
-    // above; on success PyUnicode_AsUTF8AndSize returns its cached UTF-8), valid
-    // and unchanged (str is immutable) while the object lives, which 'a guarantees.
-    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+    // SAFETY: on success PyUnicode_AsUTF8AndSize returns the str's cached UTF-8,
+    // `len` bytes owned by the object, valid and unchanged (str is immutable)
+    // while it lives, which 'a guarantees.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+/// [`str_utf8`]'s direct read alone: the text if the object holds it as UTF-8
+/// (a compact ASCII str, or a compact str whose UTF-8 cache is filled), `None`
+/// otherwise (and always in the stable-ABI build and on 3.14 and later). Makes
+/// no call and so cannot fail: a caller on a hot path takes this, and leaves
+/// the rest (and any error) to a slower path through [`str_utf8`].
+#[inline(always)]
+pub fn str_utf8_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
+    #[cfg(any(Py_LIMITED_API, Py_3_14))]
+    {
+        let _ = s;
+        None
+    }
+    #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
+    {
+        let op = s.as_ptr();
+        // SAFETY: `s` is a live str (or str subclass) and the GIL is held
+        // (`Borrowed` proves both), so `op` points to at least a
+        // `PyASCIIObject`, whose `state` bit field and `length` these reads
+        // take, as `PyUnicode_IS_COMPACT` and friends do. A compact ASCII str
+        // keeps its `length` bytes of ASCII (valid UTF-8) right after the
+        // header; any other compact str is a `PyCompactUnicodeObject`, whose
+        // `utf8` (`utf8_length` bytes) is either NULL or its UTF-8 text. The
+        // bytes belong to the object, which is immutable and lives for 'a.
+        unsafe {
+            let ascii = op.cast::<ffi::PyASCIIObject>();
+            let (data, size) = if (*ascii).compact() == 0 {
+                return None;
+            } else if (*ascii).ascii() != 0 {
+                (ascii.add(1).cast::<u8>().cast_const(), (*ascii).length)
+            } else {
+                let compact = op.cast::<ffi::PyCompactUnicodeObject>();
+                let utf8 = (*compact).utf8;
+                if utf8.is_null() {
+                    return None;
+                }
+                (utf8.cast::<u8>().cast_const(), (*compact).utf8_length)
+            };
+            // Never negative; an empty slice if it ever were.
+            let len = usize::try_from(size).unwrap_or(0);
+            Some(std::slice::from_raw_parts(data, len))
+        }
+    }
 }
 
 /// A list's items as borrowed references (no reference counting).

@@ -75,10 +75,17 @@ impl<'s> TextCache<'s> {
     }
 
     /// Home slot of an address (Fibonacci hashing: object addresses are aligned
-    /// and often a power of two apart, so their low bits alone collide).
+    /// and often a power of two apart, so their low bits alone collide). The
+    /// multiplier is 2**64 / golden ratio divided by 16: for 16-byte aligned
+    /// addresses (CPython's allocations) that is, within a rounding of the
+    /// constant, Fibonacci hashing of the address in 16-byte units, without a
+    /// shift. Fibonacci hashing spreads consecutive integers best: objects laid
+    /// out in a row (3.12's and 3.13's statically allocated one-character strs,
+    /// 48 bytes apart) land far apart, where the full multiplier on the raw
+    /// address put some of them a slot apart ("a" and "d"), sharing a pair.
     #[inline(always)]
     pub(super) fn home(address: usize) -> usize {
-        ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+        ((address as u64).wrapping_mul(0x09E3_779B_97F4_A7C1) >> 56) as usize
     }
 
     /// The entry for `address`: in its home slot, or else in the home's pair
@@ -153,5 +160,56 @@ impl SeenOnce<'_> {
         self.addresses[home ^ 1] = self.addresses[home];
         self.addresses[home] = salted;
         false
+    }
+
+    /// [`SeenOnce::again`] over a home slot and its pair (`home ^ 1`), as in
+    /// [`TextCache`]: two addresses of one pair, seen in turn, both count as seen
+    /// again on their second sighting rather than each pushing the other out.
+    /// The pair's even slot holds the newest address, the odd one the one it
+    /// displaced.
+    #[inline(always)]
+    pub(super) fn again_pair(&mut self, address: usize) -> bool {
+        let newer = TextCache::home(address) & !1;
+        let salted = address.wrapping_add(self.salt);
+        if self.addresses[newer] == salted || self.addresses[newer | 1] == salted {
+            return true;
+        }
+        self.addresses[newer | 1] = self.addresses[newer];
+        self.addresses[newer] = salted;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_addresses_of_one_pair_seen_in_turn_both_count_as_seen_again() {
+        let mut addresses = [0usize; CACHE_SLOTS];
+        let mut seen = SeenOnce { addresses: &mut addresses, salt: 7 };
+        // Two addresses whose homes fall in one pair of slots.
+        let first = 0x7f00_0000_1000usize;
+        let second = (1..10_000)
+            .map(|i| first + 16 * i)
+            .find(|&a| TextCache::home(a) >> 1 == TextCache::home(first) >> 1)
+            .expect("some address shares the pair");
+        assert!(!seen.again_pair(first));
+        assert!(!seen.again_pair(second));
+        assert!(seen.again_pair(first));
+        assert!(seen.again_pair(second));
+    }
+
+    #[test]
+    fn objects_laid_out_in_a_row_spread_over_the_pairs() {
+        // 3.13's one-character strs: 48 bytes apart. For a few base addresses,
+        // no pair of slots takes three of 26 such objects (26 letters).
+        for base in [0x7f12_3456_7798usize, 0x7ff4_0613_c798, 0x5555_5555_0000, 0x7f00_0000_1008] {
+            let mut per_pair = [0u8; CACHE_SLOTS / 2];
+            for i in 0..26 {
+                per_pair[TextCache::home(base + 48 * i) >> 1] += 1;
+            }
+            assert!(per_pair.iter().all(|&n| n <= 2), "base {base:#x}");
+        }
     }
 }

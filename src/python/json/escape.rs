@@ -184,6 +184,29 @@ pub(super) fn copy_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize
     None
 }
 
+/// Copies `src` (more than `CHUNK` bytes) to `buf` at `pos` if no byte of it
+/// needs an escape, and returns the new position; `None` (and scratch written)
+/// otherwise. The chunks are copied as they are checked, the last one
+/// overlapping the one before: one pass, no branch per chunk. `buf` has room for
+/// `src.len()` bytes from `pos`.
+#[inline(always)]
+pub(super) fn copy_clean_long(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize> {
+    let len = src.len();
+    let dst = &mut buf[pos..pos + len];
+    let mut dirty = false;
+    let mut i = 0;
+    while i + CHUNK < len {
+        let chunk = load_chunk(&src[i..]);
+        dst[i..i + CHUNK].copy_from_slice(&chunk);
+        dirty |= chunk_needs_escape(&chunk);
+        i += CHUNK;
+    }
+    let last = load_chunk(&src[len - CHUNK..]);
+    dst[len - CHUNK..].copy_from_slice(&last);
+    dirty |= chunk_needs_escape(&last);
+    (!dirty).then_some(pos + len)
+}
+
 /// [`escape_into`] for more than 32 bytes: 16-byte chunks, then the last 16
 /// bytes (overlapping the previous chunk) if that chunk was clean.
 #[inline]
@@ -355,6 +378,23 @@ mod tests {
                 let mut buf = vec![0; 6 * len + ESCAPE_ROOM];
                 let end = escape_bytes(&mut buf, 0, &bytes);
                 assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn copy_clean_long_copies_clean_text_and_refuses_any_special_byte() {
+        for len in CHUNK + 1..=140 {
+            let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
+            let mut buf = vec![0; len + 3];
+            assert_eq!(copy_clean_long(&mut buf, 3, &clean), Some(len + 3), "length {len}");
+            assert_eq!(&buf[3..], &clean[..], "length {len}");
+            for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+                for at in 0..len {
+                    let mut bytes = clean.clone();
+                    bytes[at] = special;
+                    assert_eq!(copy_clean_long(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
+                }
             }
         }
     }

@@ -6,7 +6,9 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
-use super::escape::{copy_clean, escape_bytes, escape_into, load_word, short_word, CLEAN_MAX, ESCAPE_ROOM};
+use super::escape::{
+    copy_clean, copy_clean_long, escape_bytes, escape_into, escape_long, load_word, short_word, CLEAN_MAX, ESCAPE_ROOM,
+};
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
 
@@ -49,6 +51,10 @@ pub(super) const FLOAT_ROOM: usize = 32;
 // A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
 // short clean str in quotes (`item_string`).
 const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && CLEAN_MAX + 2 <= CACHED_COPY);
+
+/// Longest key that `key` escapes in place (longer ones go through `new_key`):
+/// its room, six bytes a byte at worst, stays a small part of the staging buffer.
+const LONG_KEY_MAX: usize = 128;
 
 /// Source bytes escaped per step; a step needs at most `6 * STEP + ESCAPE_ROOM` bytes of room.
 pub(super) const STEP: usize = 4096;
@@ -361,23 +367,34 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         separator: bool,
         pos: usize,
     ) -> Result<usize, SerializeError> {
-        // Only exact `str` keys are ever cached, so an address match is enough.
-        if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
-            let skip = usize::from(!separator);
-            // A fixed-size copy; the staging bytes past the key are scratch.
-            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
-            return Ok(pos + entry.len - skip);
+        // Only exact `str` keys are ever cached, so an address match is enough;
+        // and the cache holds a reference to each, so a key with one reference
+        // (held by this dict alone) is not there: no lookup for it.
+        let shared = borrowed::shared(key);
+        if shared {
+            if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
+                let skip = usize::from(!separator);
+                // A fixed-size copy; the staging bytes past the key are scratch.
+                self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
+                return Ok(pos + entry.len - skip);
+            }
         }
-        if borrowed::shared(key) {
-            // Perhaps cached on its next sighting (`new_key`).
-        } else if let Ok(s) = key.cast_exact::<PyString>() {
-            // A key held by this dict alone (made at run time, such as
-            // `f"k{i}"`): never cached (see `item_string`), and if short and
-            // clean, written here in the room reserved (`,"` + 32 + `":`, at
-            // most 36 bytes, leaves `CACHED_COPY`).
-            if let Ok(utf8) = borrowed::str_utf8(s) {
+        let mut seen = false;
+        if let Ok(s) = key.cast_exact::<PyString>() {
+            // Only text read straight from the object is written here: anything
+            // else (and any error) is `new_key`'s.
+            if let Some(utf8) = borrowed::str_utf8_direct(s) {
+                // A key held by this dict alone (made at run time, such as
+                // `f"k{i}"`) cannot come again: never cached (see `item_string`).
+                // A shared one is cached on its second sighting this call.
+                if shared && self.seen_keys.again_pair(s.as_ptr() as usize) {
+                    self.keys.insert(s, utf8, b",\"", b"\":");
+                }
+                seen = true;
                 if utf8.len() <= CLEAN_MAX {
-                    // The comma is written either way; without one, the quote goes over it.
+                    // If clean, in the room reserved (`,"` + 32 + `":`, at most 36
+                    // bytes, leaves `CACHED_COPY`). The comma is written either
+                    // way; without one, the quote goes over it.
                     let open = pos + usize::from(separator);
                     if let Some(end) = copy_clean(&mut self.buf, open + 1, utf8) {
                         self.buf[pos] = b',';
@@ -386,6 +403,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                         self.buf[end + 1] = b':';
                         return Ok(end + 2);
                     }
+                } else if utf8.len() <= LONG_KEY_MAX {
+                    return self.long_key(utf8, separator, pos);
                 }
             }
         }
@@ -393,16 +412,40 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if separator {
             self.byte(b',')?;
         }
-        self.new_key(key)?;
+        self.new_key(key, seen)?;
         self.reserve(CACHED_COPY)?;
         Ok(self.pos)
     }
 
+    /// A key of `CLEAN_MAX` to `LONG_KEY_MAX` bytes not cached, escaped at
+    /// `pos` after a comma if `separator` and followed by its colon; returns
+    /// the new position, with `CACHED_COPY` bytes of room left after it (as
+    /// `key` promises).
+    #[inline(always)]
+    fn long_key(&mut self, utf8: &[u8], separator: bool, pos: usize) -> Result<usize, SerializeError> {
+        // `,"`, the escaped text and what its stores may run past it, `":`.
+        let pos = self.room(pos, 6 * LONG_KEY_MAX + ESCAPE_ROOM + 4 + CACHED_COPY)?;
+        let open = pos + usize::from(separator);
+        self.buf[pos] = b',';
+        self.buf[open] = b'"';
+        let end = match copy_clean_long(&mut self.buf, open + 1, utf8) {
+            Some(end) => end,
+            None => escape_long(&mut self.buf, open + 1, utf8),
+        };
+        self.buf[end] = b'"';
+        self.buf[end + 1] = b':';
+        Ok(end + 2)
+    }
+
+    /// A key that `key` did not write: one needing escapes, longer than
+    /// `LONG_KEY_MAX`, a str subclass, a str whose UTF-8 text must be made, or
+    /// not a str (refused). `seen`: `key` has already counted this sighting
+    /// towards caching it.
     #[cold]
-    pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>) -> Result<(), SerializeError> {
+    pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>, seen: bool) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            if borrowed::shared(key) && self.seen_keys.again(s.as_ptr() as usize) {
+            if !seen && borrowed::shared(key) && self.seen_keys.again_pair(s.as_ptr() as usize) {
                 self.keys.insert(s, utf8, b",\"", b"\":");
             }
             self.escaped(utf8)?;
