@@ -144,31 +144,15 @@ pub(super) struct SeenOnce<'s> {
 impl SeenOnce<'_> {
     /// Records `address`; true if it was already there (seen before).
     ///
-    /// Two ways, so that two strs whose addresses share a home slot, seen in
+    /// Two ways, so that two strs whose addresses share a pair of slots, seen in
     /// turn (two keys of every row), do not keep pushing each other out and so
     /// never count as seen: which pairs of keys collide depends on where the
     /// allocator put them, and with one way a run of the same data could cost
     /// a sixth more than another.
     #[inline(always)]
     pub(super) fn again(&mut self, address: usize) -> bool {
-        let home = TextCache::home(address);
-        let salted = address.wrapping_add(self.salt);
-        if self.addresses[home] == salted || self.addresses[home ^ 1] == salted {
-            return true;
-        }
-        // The newest in the home slot, the one it displaces in the pair.
-        self.addresses[home ^ 1] = self.addresses[home];
-        self.addresses[home] = salted;
-        false
-    }
-
-    /// [`SeenOnce::again`] over a home slot and its pair (`home ^ 1`), as in
-    /// [`TextCache`]: two addresses of one pair, seen in turn, both count as seen
-    /// again on their second sighting rather than each pushing the other out.
-    /// The pair's even slot holds the newest address, the odd one the one it
-    /// displaced.
-    #[inline(always)]
-    pub(super) fn again_pair(&mut self, address: usize) -> bool {
+        // The pair of the home slot: its even slot holds the newest address, the
+        // odd one the address that one displaced (whichever of the two is home).
         let newer = TextCache::home(address) & !1;
         let salted = address.wrapping_add(self.salt);
         if self.addresses[newer] == salted || self.addresses[newer | 1] == salted {
@@ -185,7 +169,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_addresses_of_one_pair_seen_in_turn_both_count_as_seen_again() {
+    fn two_addresses_of_one_home_pair_seen_in_turn_both_count_as_seen_again() {
         let mut addresses = [0usize; CACHE_SLOTS];
         let mut seen = SeenOnce { addresses: &mut addresses, salt: 7 };
         // Two addresses whose homes fall in one pair of slots.
@@ -194,10 +178,10 @@ mod tests {
             .map(|i| first + 16 * i)
             .find(|&a| TextCache::home(a) >> 1 == TextCache::home(first) >> 1)
             .expect("some address shares the pair");
-        assert!(!seen.again_pair(first));
-        assert!(!seen.again_pair(second));
-        assert!(seen.again_pair(first));
-        assert!(seen.again_pair(second));
+        assert!(!seen.again(first));
+        assert!(!seen.again(second));
+        assert!(seen.again(first));
+        assert!(seen.again(second));
     }
 
     #[test]

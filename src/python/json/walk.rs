@@ -387,7 +387,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 // A key held by this dict alone (made at run time, such as
                 // `f"k{i}"`) cannot come again: never cached (see `item_string`).
                 // A shared one is cached on its second sighting this call.
-                if shared && self.seen_keys.again_pair(s.as_ptr() as usize) {
+                if shared && self.seen_keys.again(s.as_ptr() as usize) {
                     self.keys.insert(s, utf8, b",\"", b"\":");
                 }
                 seen = true;
@@ -445,7 +445,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn new_key(&mut self, key: Borrowed<'_, 'py, PyAny>, seen: bool) -> Result<(), SerializeError> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             let utf8 = utf8_of(s)?;
-            if !seen && borrowed::shared(key) && self.seen_keys.again_pair(s.as_ptr() as usize) {
+            if !seen && borrowed::shared(key) && self.seen_keys.again(s.as_ptr() as usize) {
                 self.keys.insert(s, utf8, b",\"", b"\":");
             }
             self.escaped(utf8)?;
