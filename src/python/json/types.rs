@@ -31,6 +31,8 @@ static UUID_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// `datetime.datetime`, `datetime.date` and `datetime.time`, compared by address.
 static DATE_TYPES: PyOnceLock<[Py<PyType>; 3]> = PyOnceLock::new();
 static ENUM_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `types.GetSetDescriptorType`: what a class's own `__dict__` attribute is.
+static GETSET_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// `dataclasses._FIELD`: the field kind of a real field (not a ClassVar or InitVar).
 static DATACLASS_FIELD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -376,11 +378,11 @@ fn plain_dict_access(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
         return Ok(false);
     }
     let name = intern!(py, "__dict__");
-    let getset = py.import("types")?.getattr("GetSetDescriptorType")?;
+    let getset = GETSET_TYPE.import(py, "types", "GetSetDescriptorType")?;
     for class in ty.getattr(intern!(py, "__mro__"))?.cast_into::<PyTuple>()?.iter() {
         let namespace = class.getattr(name)?;
         if namespace.contains(name)? {
-            if !namespace.get_item(name)?.get_type().is(&getset) {
+            if !namespace.get_item(name)?.get_type().is(getset) {
                 return Ok(false);
             }
             break;
