@@ -171,9 +171,7 @@ impl<T: Element> Line<'_, T> {
         self.ptr = self.ptr.wrapping_offset(self.stride.wrapping_mul(n as isize));
         front
     }
-}
 
-impl<T: Element> Line<'_, T> {
     /// The next `N` elements, if there are that many left (else none is taken).
     #[inline(always)]
     pub fn next_array<const N: usize>(&mut self) -> Option<[T; N]> {
