@@ -169,7 +169,7 @@ impl SignalPool {
                 Err(other) => return Err(self.trip_failure(other)),
             }
         }
-        let mut stream = UnixStream::connect(&self.path).await.map_err(|e| SignalFailure {
+        let mut stream = connect(&self.path).await.map_err(|e| SignalFailure {
             error: self.unavailable(&e),
             // Nothing reached a producer on this connection; the stale one may have.
             may_still_write: first_sent,
@@ -338,6 +338,24 @@ fn spin_for_answer(
     poll::poll_recv(stream, head, RecvMode::Consume, spin, || in_flight.load(Ordering::Relaxed) <= 1)
 }
 
+/// Connects to the socket at `path`, waiting while its accept queue is full: there a
+/// non-blocking connect fails at once with `EAGAIN`, which means a busy producer, not
+/// a missing one. The caller's deadline bounds the wait.
+async fn connect(path: &Path) -> io::Result<UnixStream> {
+    const FIRST_PAUSE: Duration = Duration::from_micros(200);
+    const LONGEST_PAUSE: Duration = Duration::from_millis(20);
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match UnixStream::connect(path).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
+            }
+            done => return done,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +370,14 @@ mod tests {
     where
         F: Fn(&Request) -> Option<Vec<u8>> + Send + 'static,
     {
-        let listener = UnixListener::bind(path).unwrap();
+        serve(UnixListener::bind(path).unwrap(), answer)
+    }
+
+    /// [`fake_producer`] on a listener already bound.
+    fn serve<F>(listener: UnixListener, answer: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(&Request) -> Option<Vec<u8>> + Send + 'static,
+    {
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { return };
@@ -468,6 +493,30 @@ mod tests {
         assert!(matches!(failure.error, ClientError::Timeout { timeout_ms: 50 }), "{}", failure.error);
         assert!(failure.error.to_string().contains("50 ms"));
         assert!(failure.may_still_write);
+    }
+
+    #[tokio::test]
+    async fn a_full_accept_queue_is_waited_out_until_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.sock");
+        // Backlog 0: the kernel queues one connection and refuses the next at once.
+        let (listener, _) = crate::fsutil::bind_private_socket(&path, 0).unwrap();
+        let queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let refused = UnixStream::connect(&path).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
+
+        let pool = SignalPool::new(path, Duration::ZERO, 8);
+        let failure = pool.call(Duration::from_millis(50), "users", &[("count", "2")], 0, 1).await.unwrap_err();
+        assert!(matches!(failure.error, ClientError::Timeout { timeout_ms: 50 }), "{}", failure.error);
+
+        // The producer accepts again: a waiting call gets through.
+        let call = tokio::spawn(async move { pool.call(TIMEOUT, "users", &[("count", "2")], 0, 2).await });
+        drop(queued);
+        listener.set_nonblocking(true).unwrap();
+        let server = serve(UnixListener::from_std(listener).unwrap(), |r| Some(ok(r)));
+        let written = call.await.unwrap().unwrap();
+        assert_eq!(written.request_id, 2);
+        server.abort();
     }
 
     #[tokio::test]

@@ -63,8 +63,10 @@ use crate::fsutil::{self, FileIdentity};
 use crate::poll::{self, RecvMode, WaitPredictor};
 use crate::wire::{Request, RequestHead, Response, Status, MAX_REQUEST_LEN, REQUEST_HEAD_LEN};
 
-/// Pending connections the kernel queues before `accept`.
-const BACKLOG: i32 = 64;
+/// Pending connections the kernel queues before `accept` (it caps this at
+/// `net.core.somaxconn`). Above `MAX_CONNECTIONS`, so clients that all connect at once
+/// while the accept thread waits for a core still find room.
+const BACKLOG: i32 = 1024;
 /// Connections served at once; more are answered "busy" and closed.
 pub const MAX_CONNECTIONS: usize = 128;
 /// Pause after a failed `accept` (out of file descriptors...), so a persistent
