@@ -22,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 /// `dumps`: `obj` as compact JSON bytes (the entry point is in [`entry`]).
+#[inline(always)]
 fn dumps_bytes<'py>(obj: &Bound<'py, PyAny>, options: &json::Options<'py>) -> PyResult<Bound<'py, PyBytes>> {
     let mut out = json::BytesOut::new(obj.py());
     json::serialize(obj, options, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
