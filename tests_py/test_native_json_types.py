@@ -278,6 +278,28 @@ def test_default_must_be_callable(channel: Channel) -> None:
     assert shmbridge.dumps(1, default=None) == b"1"
 
 
+def test_dumps_reads_its_arguments_like_its_signature() -> None:
+    # `default` whatever string object names it (not only the interned one).
+    name = "".join(["defa", "ult"])
+    assert shmbridge.dumps({1}, **{name: sorted}) == b"[1]"
+    assert shmbridge.dumps({1}, default=sorted) == b"[1]"
+    assert shmbridge.dumps([1], **{name: None}) == b"[1]"
+    bad_calls: list[tuple[tuple[Any, ...], dict[str, Any], str]] = [
+        ((), {}, "dumps() missing 1 required positional argument: 'obj'"),
+        ((1, 2), {}, "dumps() takes 1 positional arguments but 2 were given"),
+        ((), {"obj": 1}, "positional-only arguments passed as keyword arguments: 'obj'"),
+        ((1,), {"x": 2}, "dumps() got an unexpected keyword argument 'x'"),
+        ((1,), {"default": None, "x": 2}, "dumps() got an unexpected keyword argument 'x'"),
+        ((1,), {name: 3}, "default must be callable or None, not int"),
+        ((1, 2), {"default": None}, "dumps() takes 1 positional arguments but 2 were given"),
+    ]
+    for args, kwargs, message in bad_calls:
+        with pytest.raises(TypeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            shmbridge.dumps(*args, **kwargs)
+    assert shmbridge.dumps.__text_signature__ == "(obj, /, *, default=None)"  # type: ignore[attr-defined]
+    assert shmbridge.dumps.__module__ == "shmbridge._native"
+
+
 def boom(value: object) -> Any:
     raise ValueError(f"cannot do {type(value).__name__}")
 

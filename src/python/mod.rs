@@ -1,13 +1,15 @@
 //! PyO3 bindings: the module `shmbridge._native`. Bindings only; the channel
 //! logic lives in the core modules ([`listener`] runs the signal socket's listener
 //! threads around the core's frame format). The `unsafe` code is in [`buffer`] (the
-//! buffer protocol), [`borrowed`] (the JSON serializer's C-API fast paths) and
-//! [`array`] (numpy's array interface).
+//! buffer protocol), [`borrowed`] (the JSON serializer's C-API fast paths),
+//! [`array`] (numpy's array interface) and [`entry`] (`dumps`' hand-written
+//! argument reading).
 
 mod array;
 mod borrowed;
 mod buffer;
 mod channel;
+mod entry;
 mod errors;
 mod json;
 mod listener;
@@ -19,16 +21,11 @@ mod sync;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-/// Serializes `obj` to compact JSON bytes with the same serializer as
-/// ``Channel.write_json`` (the same bytes as ``orjson.dumps(obj)``).
-/// ``default(value)`` is called with each value that has no JSON form; what it
-/// returns is written instead.
-#[pyfunction]
-#[pyo3(signature = (obj, /, *, default = None))]
-fn dumps<'py>(obj: &Bound<'py, PyAny>, default: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyBytes>> {
-    let options = json::Options::new(default)?;
+/// `dumps`: `obj` as compact JSON bytes (the entry point is in [`entry`]).
+#[inline(always)]
+fn dumps_bytes<'py>(obj: &Bound<'py, PyAny>, options: &json::Options<'py>) -> PyResult<Bound<'py, PyBytes>> {
     let mut out = json::BytesOut::new(obj.py());
-    json::serialize(obj, &options, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
+    json::serialize(obj, options, &mut out).map_err(|err| errors::serialize_error(obj.py(), err))?;
     Ok(out.into_bytes())
 }
 
@@ -66,7 +63,7 @@ fn native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<receipt::Receipt>()?;
     module.add_class::<reservation::Reservation>()?;
     module.add_class::<reader::Reader>()?;
-    module.add_function(wrap_pyfunction!(dumps, module)?)?;
+    entry::register(module)?;
     // Not in `__all__`: a diagnostic, not part of the API `shmbridge` re-exports.
     module.setattr("_direct_reads", wrap_pyfunction!(_direct_reads, module)?)?;
     module.setattr("_remaining_budget", wrap_pyfunction!(_remaining_budget, module)?)?;

@@ -157,6 +157,7 @@ thread_local! {
 /// # Errors
 /// A value without a JSON form (with its path), or the sink refusing a chunk.
 /// Part of the output may have reached the sink; the caller abandons it.
+#[inline]
 pub fn serialize<'py, S: Sink>(
     obj: &Bound<'py, PyAny>,
     options: &Options<'py>,
