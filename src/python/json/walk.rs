@@ -543,8 +543,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     }
 
     /// [`Serializer::item_string`] for a str whose UTF-8 text is not in the
-    /// object yet (or a str that cannot be encoded).
-    #[cold]
+    /// object yet (or a str that cannot be encoded), and every str in the
+    /// stable-ABI build: not cold.
     #[inline(never)]
     fn new_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
         let utf8 = utf8_of(s)?;
