@@ -638,20 +638,23 @@ pub fn str_utf8_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
         // bytes belong to the object, which is immutable and lives for 'a.
         unsafe {
             let ascii = op.cast::<ffi::PyASCIIObject>();
-            let (data, size) = if (*ascii).compact() == 0 {
-                return None;
-            } else if (*ascii).ascii() != 0 {
+            // Both bits tested at once (the usual case first).
+            let (data, size) = if (*ascii).compact() != 0 && (*ascii).ascii() != 0 {
                 (ascii.add(1).cast::<u8>().cast_const(), (*ascii).length)
-            } else {
+            } else if (*ascii).compact() != 0 {
                 let compact = op.cast::<ffi::PyCompactUnicodeObject>();
                 let utf8 = (*compact).utf8;
                 if utf8.is_null() {
                     return None;
                 }
                 (utf8.cast::<u8>().cast_const(), (*compact).utf8_length)
+            } else {
+                return None;
             };
-            // Never negative; an empty slice if it ever were.
-            let len = usize::try_from(size).unwrap_or(0);
+            // Never negative; if it ever were, the slower path (`str_utf8`) takes
+            // it. (A test the caller's length checks can share, where clamping
+            // to zero costs instructions of its own.)
+            let len = usize::try_from(size).ok()?;
             Some(std::slice::from_raw_parts(data, len))
         }
     }

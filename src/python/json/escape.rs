@@ -21,12 +21,14 @@ pub(super) fn load_chunk(bytes: &[u8]) -> [u8; CHUNK] {
     chunk
 }
 
+/// Eight spaces: padding that needs no escape.
+const SPACES: u64 = 0x2020_2020_2020_2020;
+
 /// The bytes of `src` (shorter than 8) as a little-endian word padded with
 /// spaces, built from two possibly overlapping loads rather than a byte loop or
 /// a `memcpy` call: overlapping bytes are the same byte at the same place.
 #[inline(always)]
 pub(super) fn short_word(src: &[u8]) -> u64 {
-    const SPACES: u64 = 0x2020_2020_2020_2020;
     let len = src.len() & 7;
     let word = if len >= 4 {
         let lo = u64::from(u32::from_le_bytes([src[0], src[1], src[2], src[3]]));
@@ -58,9 +60,54 @@ pub(super) fn word_escape_mask(w: u64) -> u64 {
 }
 
 /// Whether any byte of `w` is a control byte, `"` or `\`.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 pub(super) fn word_needs_escape(w: u64) -> bool {
     word_escape_mask(w) != 0
+}
+
+/// Whether any byte of `w` is a control byte, `"` or `\` (SSE2: fewer
+/// instructions than the word-wide bit tricks).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(super) fn word_needs_escape(w: u64) -> bool {
+    // The upper half is zero, which would be marked: only the low 8 bits count.
+    vector_escape_bits(w, 0) & 0xff != 0
+}
+
+/// Whether any byte of two words is a control byte, `"` or `\`.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+pub(super) fn words_need_escape(a: u64, b: u64) -> bool {
+    word_escape_mask(a) | word_escape_mask(b) != 0
+}
+
+/// Whether any byte of two words is a control byte, `"` or `\` (SSE2: both at once).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+pub(super) fn words_need_escape(a: u64, b: u64) -> bool {
+    vector_escape_bits(a, b) != 0
+}
+
+/// Bit `i` set for each byte `i` of `lo` then `hi` (16 bytes, little-endian)
+/// that is a control byte, `"` or `\` (SSE2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn vector_escape_bits(lo: u64, hi: u64) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+    };
+    // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
+    // available; they touch registers only.
+    let mask = unsafe {
+        // The same bit patterns, as the intrinsic takes them.
+        let v = _mm_set_epi64x(hi.cast_signed(), lo.cast_signed());
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+    };
+    mask.unsigned_abs()
 }
 
 /// Bytes checked at once by [`chunk_needs_escape`].
@@ -184,6 +231,85 @@ pub(super) fn copy_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize
     None
 }
 
+/// Room [`quote_clean`] needs from its position: the quotes and `CLEAN_MAX` bytes.
+pub(super) const QUOTED_ROOM: usize = CLEAN_MAX + 2;
+/// Room [`key_clean`] needs from its position: `,"`, `CLEAN_MAX` bytes and `":`.
+pub(super) const KEY_ROOM: usize = CLEAN_MAX + 4;
+
+/// Writes `"src"` at `pos` if `src` is at most `CLEAN_MAX` bytes and none of
+/// them needs an escape, and returns the new position; `None` (and scratch
+/// written) otherwise, or if `buf` has less than `QUOTED_ROOM` bytes from `pos`.
+#[inline(always)]
+pub(super) fn quote_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize> {
+    let len = src.len();
+    if len > CLEAN_MAX {
+        return None;
+    }
+    // One bounds check for the window; the stores into it need none.
+    let dst = buf.get_mut(pos..)?.first_chunk_mut::<QUOTED_ROOM>()?;
+    if !put_clean(dst, 1, src) {
+        return None;
+    }
+    dst[0] = b'"';
+    dst[len + 1] = b'"';
+    Some(pos + len + 2)
+}
+
+/// Writes `,"src":` (`"src":` without `separator`) at `pos` if `src` is at most
+/// `CLEAN_MAX` bytes and none of them needs an escape, and returns the new
+/// position; `None` (and scratch written) otherwise, or if `buf` has less than
+/// `KEY_ROOM` bytes from `pos`.
+#[inline(always)]
+pub(super) fn key_clean(buf: &mut [u8], pos: usize, separator: bool, src: &[u8]) -> Option<usize> {
+    let len = src.len();
+    if len > CLEAN_MAX {
+        return None;
+    }
+    let dst = buf.get_mut(pos..)?.first_chunk_mut::<KEY_ROOM>()?;
+    let open = usize::from(separator);
+    if !put_clean(dst, open + 1, src) {
+        return None;
+    }
+    // The comma is written either way; without one, the quote goes over it.
+    dst[0] = b',';
+    dst[open] = b'"';
+    dst[open + 1 + len..open + 3 + len].copy_from_slice(b"\":");
+    Some(pos + open + len + 3)
+}
+
+/// Copies `src` (at most `CLEAN_MAX` bytes) into `dst` at `at` if no byte of it
+/// needs an escape: fixed-size pieces with no loop, two overlapping loads of the
+/// first and last 8 (or 16) bytes, each written at its place (the overlap is
+/// written twice with the same bytes). False (and scratch written) otherwise.
+/// Writes at most `max(src.len(), 8)` bytes.
+#[inline(always)]
+fn put_clean<const N: usize>(dst: &mut [u8; N], at: usize, src: &[u8]) -> bool {
+    let len = src.len();
+    if len < 8 {
+        // Writing all eight bytes is fine: the room past the string is scratch.
+        let word = short_word(src);
+        if word_needs_escape(word) {
+            return false;
+        }
+        dst[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    } else if len <= 16 {
+        let (first, last) = (load_word(src), load_word(&src[len - 8..]));
+        if words_need_escape(first, last) {
+            return false;
+        }
+        dst[at..at + 8].copy_from_slice(&first.to_le_bytes());
+        dst[at + len - 8..at + len].copy_from_slice(&last.to_le_bytes());
+    } else {
+        let (first, last) = (load_chunk(src), load_chunk(&src[len - CHUNK..]));
+        if chunks_need_escape(&first, &last) {
+            return false;
+        }
+        dst[at..at + CHUNK].copy_from_slice(&first);
+        dst[at + len - CHUNK..at + len].copy_from_slice(&last);
+    }
+    true
+}
+
 /// Copies `src` (more than `CHUNK` bytes) to `buf` at `pos` if no byte of it
 /// needs an escape, and returns the new position; `None` (and scratch written)
 /// otherwise. The chunks are copied as they are checked, the last one
@@ -273,7 +399,41 @@ pub(super) fn escape_bytes(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize 
         pos = escape_byte(buf, pos, src[i]);
         i += 1;
     }
-    escape_words(buf, pos, &src[i..])
+    if i == len {
+        return pos;
+    }
+    if i == 0 {
+        return escape_words(buf, pos, src);
+    }
+    // Fewer than 16 bytes left, all within the last 16 of `src`.
+    escape_tail(buf, pos, &load_chunk(&src[len - CHUNK..]), len - i)
+}
+
+/// Escapes the last `rest` bytes (1 to 15) of `window`, the last 16 bytes of the
+/// text, as [`escape_bytes`] does a piece: the bytes are moved down to the
+/// start of a register (no byte loop, no load of bytes just stored) and
+/// written whole, and after an escape what is left is moved down and written
+/// again. `buf` has room for `6 * rest + ESCAPE_ROOM` bytes from `pos`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn escape_tail(buf: &mut [u8], mut pos: usize, window: &[u8; CHUNK], mut rest: usize) -> usize {
+    let text = u128::from_le_bytes(*window);
+    let marks = chunk_escape_bits(window);
+    loop {
+        // 1 to 15: the bytes of `window` already written.
+        let skip = CHUNK - rest;
+        buf[pos..pos + CHUNK].copy_from_slice(&(text >> (8 * skip)).to_le_bytes());
+        let left = marks >> skip;
+        if left == 0 {
+            return pos + rest;
+        }
+        let clean = left.trailing_zeros() as usize;
+        pos = escape_byte(buf, pos + clean, window[skip + clean]);
+        rest -= clean + 1;
+        if rest == 0 {
+            return pos;
+        }
+    }
 }
 
 /// Escapes `src` a word at a time, as [`escape_bytes`] does 16 bytes at a time.
@@ -287,11 +447,19 @@ pub(super) fn escape_bytes(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
 /// [`escape_bytes`] a word at a time (see there).
 #[inline(always)]
 fn escape_words(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
+    let len = src.len();
     let mut i = 0;
-    while i < src.len() {
-        let rest = src.len() - i;
-        // A short tail is padded with spaces, which need no escape.
-        let word = if rest >= 8 { load_word(&src[i..]) } else { short_word(&src[i..]) };
+    while i < len {
+        let rest = len - i;
+        // A short tail is padded with spaces, which need no escape: taken from
+        // the last word of `src` if it has one, else assembled.
+        let word = if rest >= 8 {
+            load_word(&src[i..])
+        } else if len >= 8 {
+            (load_word(&src[len - 8..]) >> (8 * (8 - rest))) | (SPACES << (8 * rest))
+        } else {
+            short_word(&src[i..])
+        };
         // At most `6 * i + 8 <= 6 * src.len() + 8` bytes from the start: in room.
         buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
         let mask = word_escape_mask(word);
@@ -437,6 +605,38 @@ mod tests {
                 let mut with_quote = text.clone();
                 with_quote.insert(at, '"');
                 assert_eq!(escape(with_quote.as_bytes()), escape_reference(with_quote.as_bytes()), "at {at} of {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn quote_clean_and_key_clean_write_clean_text_and_refuse_the_rest() {
+        for len in 0..=CLEAN_MAX + 8 {
+            let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
+            let mut buf = vec![0; 3 + KEY_ROOM];
+            let end = quote_clean(&mut buf, 3, &clean);
+            let key = |buf: &mut Vec<u8>, separator| key_clean(buf, 3, separator, &clean);
+            if len > CLEAN_MAX {
+                assert_eq!(end, None, "length {len}");
+                assert_eq!(key(&mut buf, true), None, "length {len}");
+                continue;
+            }
+            assert_eq!(end, Some(3 + len + 2), "length {len}");
+            assert_eq!(&buf[3..5 + len], &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(key(&mut buf, true), Some(3 + len + 4), "length {len}");
+            assert_eq!(&buf[3..7 + len], &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(key(&mut buf, false), Some(3 + len + 3), "length {len}");
+            assert_eq!(&buf[3..6 + len], &[&b"\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            // Too little room: refused, nothing written out of bounds.
+            assert_eq!(quote_clean(&mut buf[..3 + QUOTED_ROOM - 1], 3, &clean), None, "length {len}");
+            assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, true, &clean), None, "length {len}");
+            for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+                for at in 0..len {
+                    let mut bytes = clean.clone();
+                    bytes[at] = special;
+                    assert_eq!(quote_clean(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(key_clean(&mut buf, 3, true, &bytes), None, "byte {special:#x} at {at} of {len}");
+                }
             }
         }
     }

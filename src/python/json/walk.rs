@@ -7,7 +7,8 @@ use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
 use super::escape::{
-    copy_clean, copy_clean_long, escape_bytes, escape_into, escape_long, load_word, short_word, CLEAN_MAX, ESCAPE_ROOM,
+    copy_clean_long, escape_bytes, escape_into, escape_long, key_clean, load_word, quote_clean, short_word, CLEAN_MAX,
+    ESCAPE_ROOM, KEY_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::{Sink, MAX_DEPTH};
@@ -50,7 +51,9 @@ pub(super) const INT_ROOM: usize = 24;
 pub(super) const FLOAT_ROOM: usize = 32;
 // A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
 // short clean str in quotes (`item_string`).
-const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && CLEAN_MAX + 2 <= CACHED_COPY);
+const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && QUOTED_ROOM <= CACHED_COPY);
+// A dict's item reserves `2 * CACHED_COPY`: a key written in place (`key`) leaves `CACHED_COPY`.
+const _: () = assert!(KEY_ROOM + CACHED_COPY <= 2 * CACHED_COPY);
 
 /// Longest key that `key` escapes in place (longer ones go through `new_key`):
 /// its room, six bytes a byte at worst, stays a small part of the staging buffer.
@@ -325,9 +328,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let ty = obj.get_type_ptr();
         let t = &self.types;
         if ty == t.str_ {
-            if let Ok(s) = obj.cast_exact::<PyString>() {
-                return Some(self.item_string(s, pos));
-            }
+            // SAFETY: the object's type is exactly `str` (`t.str_` is its type
+            // object), so it is a `PyString`. (`cast_exact` would compare the
+            // type a second time, and build an error value on its failure path.)
+            let s = unsafe { obj.cast_unchecked::<PyString>() };
+            return Some(self.item_string(s, pos));
         } else if ty == t.int {
             return Some(self.put_int(obj, pos));
         } else if ty == t.float {
@@ -392,16 +397,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
                 seen = true;
                 if utf8.len() <= CLEAN_MAX {
-                    // If clean, in the room reserved (`,"` + 32 + `":`, at most 36
-                    // bytes, leaves `CACHED_COPY`). The comma is written either
-                    // way; without one, the quote goes over it.
-                    let open = pos + usize::from(separator);
-                    if let Some(end) = copy_clean(&mut self.buf, open + 1, utf8) {
-                        self.buf[pos] = b',';
-                        self.buf[open] = b'"';
-                        self.buf[end] = b'"';
-                        self.buf[end + 1] = b':';
-                        return Ok(end + 2);
+                    // If clean, in the room reserved (`KEY_ROOM` of it, which
+                    // leaves `CACHED_COPY`).
+                    if let Some(end) = key_clean(&mut self.buf, pos, separator, utf8) {
+                        return Ok(end);
                     }
                 } else if utf8.len() <= LONG_KEY_MAX {
                     return self.long_key(utf8, separator, pos);
@@ -503,35 +502,68 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// The caller has reserved `CACHED_COPY` bytes; returns the new position.
     #[inline(always)]
     pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
-        let address = s.as_ptr() as usize;
         // A str with one reference is held by this container alone: it cannot
         // come again in the value, so neither cache is worth probing for it
         // (most strs in real data are made one by one, each seen once).
-        let shared = borrowed::shared(s);
-        if shared {
-            if let Some(entry) = self.values.get(address) {
-                // A fixed-size copy; the staging bytes past the value are scratch.
-                self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
-                return Ok(pos + entry.len);
+        let utf8 = if borrowed::shared(s) {
+            match self.shared_string(s, pos)? {
+                Shared::Written(end) => return Ok(end),
+                Shared::Text(utf8) => utf8,
             }
+        } else if let Some(utf8) = borrowed::str_utf8_direct(s) {
+            utf8
+        } else {
+            return self.new_string(s, pos);
+        };
+        // Short clean text fits the room the caller reserved (`QUOTED_ROOM` of
+        // it): no reserve of its own.
+        if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
+            return Ok(end);
+        }
+        self.escaped_at(utf8, pos)
+    }
+
+    /// [`Serializer::item_string`] for a str with more than one reference: the
+    /// cached text written at `pos`, or else the str's text (cached if this is
+    /// its second sighting) for the caller to write.
+    #[inline(always)]
+    fn shared_string<'a>(&mut self, s: Borrowed<'a, 'py, PyString>, pos: usize) -> Result<Shared<'a>, SerializeError> {
+        let address = s.as_ptr() as usize;
+        if let Some(entry) = self.values.get(address) {
+            // A fixed-size copy; the staging bytes past the value are scratch.
+            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            return Ok(Shared::Written(pos + entry.len));
         }
         let utf8 = utf8_of(s)?;
         // Only a str short enough to be cached is remembered as seen.
-        if shared && utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
+        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
             self.values.insert(s, utf8, b"\"", b"\"");
         }
+        Ok(Shared::Text(utf8))
+    }
+
+    /// [`Serializer::item_string`] for a str whose UTF-8 text is not in the
+    /// object yet (or a str that cannot be encoded), and every str in the
+    /// stable-ABI build: not cold.
+    #[inline(never)]
+    fn new_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
+        let utf8 = utf8_of(s)?;
+        if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
+            return Ok(end);
+        }
+        self.escaped_at(utf8, pos)
+    }
+
+    /// `"utf8"` with its escapes at `pos`, for text that [`quote_clean`] did
+    /// not take (longer than `CLEAN_MAX`, or with a byte to escape); returns
+    /// the new position.
+    #[inline(never)]
+    fn escaped_at(&mut self, utf8: &[u8], pos: usize) -> Result<usize, SerializeError> {
         if utf8.len() > CLEAN_MAX {
             self.pos = pos;
             self.escaped(utf8)?;
             return Ok(self.pos);
         }
-        // Short clean text fits the room the caller reserved: no reserve of its own.
-        if let Some(end) = copy_clean(&mut self.buf, pos + 1, utf8) {
-            self.buf[pos] = b'"';
-            self.buf[end] = b'"';
-            return Ok(end + 1);
-        }
-        // Short text with escapes (`copy_clean` wrote scratch only).
         // The quotes and the escaped text.
         let mut pos = self.room(pos, 6 * CLEAN_MAX + ESCAPE_ROOM + 2)?;
         self.buf[pos] = b'"';
@@ -570,6 +602,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         self.byte(b'"')
     }
+}
+
+/// What [`Serializer::shared_string`] did: wrote the cached text (ending at
+/// this position), or left the text to write.
+enum Shared<'a> {
+    Written(usize),
+    Text(&'a [u8]),
 }
 
 /// Writes the first `len` bytes of `word` at `pos` with one fixed-size copy (the
