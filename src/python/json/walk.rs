@@ -276,14 +276,16 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
-            return self.list_rest(list, 0, true, depth);
+            self.byte(b'[')?;
+            return self.list_rest(list, 0, depth);
         }
         self.scalar_list(list, depth)
     }
 
     #[cfg(Py_LIMITED_API)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        self.list_rest(list, 0, true, depth)
+        self.byte(b'[')?;
+        self.list_rest(list, 0, depth)
     }
 
     /// A list's leading scalars (all its items, usually) by a loop of its own,
@@ -317,7 +319,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 None => {
                     // The rest goes on from this item, after its comma.
                     self.pos = pos;
-                    return self.list_rest(list, items.taken() - 1, false, depth);
+                    return self.list_rest(list, items.taken() - 1, depth);
                 }
             }
         }
@@ -327,17 +329,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(())
     }
 
-    /// A list's items from `start` on and its `]`, and its `[` if `bracket`
-    /// (else the caller has written it, the items before `start` and the comma
-    /// after them). `depth` is the list's container's.
+    /// A list's items from `start` on and its `]`, after its `[`, the items
+    /// before `start` and the comma after them, which the caller has written.
+    /// `depth` is the list's container's.
     #[inline(never)]
-    fn list_rest(
-        &mut self,
-        list: Borrowed<'_, 'py, PyList>,
-        start: usize,
-        bracket: bool,
-        depth: u32,
-    ) -> Result<(), SerializeError> {
+    fn list_rest(&mut self, list: Borrowed<'_, 'py, PyList>, start: usize, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
@@ -348,11 +344,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
         // The write position, kept in a local as in `dict_items`.
         let mut pos = self.pos;
-        if bracket {
-            pos = self.room(pos, 1)?;
-            self.buf[pos] = b'[';
-            pos += 1;
-        }
         // 0 before the first item written here, 1 after: whether a comma goes before an item.
         let mut comma = 0;
         while let Some(item) = items.next() {
