@@ -453,3 +453,12 @@ def test_objects_read_directly_are_written_like_orjson() -> None:
     del general[1]
     del general[3.5]
     assert shmbridge.dumps(general) == orjson.dumps(general)
+
+
+def test_list_falling_back_at_a_flush(channel: Channel, reader: Reader) -> None:
+    """A list whose first item is not a scalar (a tuple here) leaves the scalar
+    loop after its `[`, which may already have gone out with a flush of the
+    staging buffer: the general walk goes on after it wherever it stands."""
+    # Strs of 0 to 12 bytes in between move where each inner list starts.
+    value = [item for i in range(20_000) for item in ("x" * (i % 13), [(1,)], [i, (i,)])]
+    assert written(channel, reader, value) == orjson.dumps(value)

@@ -708,15 +708,18 @@ const PREFETCH_TABLE_LINES: usize = 8;
 const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
+    /// The items from the one at `start` on (none if the list is shorter);
+    /// [`ListItems::taken`] counts the items before `start` as taken.
+    ///
     /// # Safety
     /// As for [`DictItems::new`]: an item is valid until Python code next runs,
     /// and after any Python code has run the caller calls [`ListItems::refresh`]
     /// before the next `next` (the list may have been resized meanwhile).
     #[cfg(Py_LIMITED_API)]
-    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
+    pub unsafe fn new_at(list: Borrowed<'a, 'py, PyList>, layouts: Layouts, start: usize) -> Self {
         use pyo3::types::PyListMethods;
         let _ = layouts;
-        Self { list, taken: 0, len: list.len() }
+        Self { list, taken: start, len: list.len() }
     }
 
     /// Reads the list's length again after Python code may have changed it, and
@@ -730,26 +733,29 @@ impl<'a, 'py> ListItems<'a, 'py> {
         self.len = self.list.len();
     }
 
+    /// The items from the one at `start` on (none if the list is shorter);
+    /// [`ListItems::taken`] counts the items before `start` as taken.
+    ///
     /// # Safety
     /// As for [`DictItems::new`]: an item is valid until Python code next runs,
     /// and after any Python code has run the caller calls [`ListItems::refresh`]
     /// before the next `next` (the list may have been resized meanwhile).
     #[cfg(not(Py_LIMITED_API))]
-    pub unsafe fn new(list: Borrowed<'a, 'py, PyList>, layouts: Layouts) -> Self {
-        // SAFETY: the contract of `new` is `items`'.
+    pub unsafe fn new_at(list: Borrowed<'a, 'py, PyList>, layouts: Layouts, start: usize) -> Self {
+        // SAFETY: the contract of `new_at` is `items`'.
         let items = unsafe { Self::items(list) };
         // Only a list of dicts (judged by its first item) is worth prefetching.
         let ahead = items.len() >= PREFETCH_MIN_LEN
             && layouts.dict_311
             // SAFETY: the first item of a live list is a live object (see `next`).
             && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
-        Self { list, items: items.iter(), len: items.len(), ahead }
+        Self { list, items: items.get(start..).unwrap_or(&[]).iter(), len: items.len(), ahead }
     }
 
     /// The list's item array as it is now.
     ///
     /// # Safety
-    /// The slice is used only until Python code next runs (see `new`).
+    /// The slice is used only until Python code next runs (see `new_at`).
     #[cfg(not(Py_LIMITED_API))]
     unsafe fn items(list: Borrowed<'a, 'py, PyList>) -> &'a [*mut ffi::PyObject] {
         let op = list.as_ptr();
@@ -904,6 +910,23 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
             std::hint::assert_unchecked(!item.is_null());
             Borrowed::from_ptr(self.list.py(), item)
         })
+    }
+}
+
+/// The type of `list`'s first item; null if it is empty.
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+pub fn first_item_type(list: Borrowed<'_, '_, PyList>) -> *mut ffi::PyTypeObject {
+    let op = list.as_ptr();
+    // SAFETY: `list` is a live list (or list subclass) and the GIL is held
+    // (`Borrowed` proves both): `ob_item` holds `ob_size` live items, and the
+    // first one's type pointer may be read when there is one.
+    unsafe {
+        let items = (*op.cast::<ffi::PyListObject>()).ob_item;
+        if ffi::PyList_GET_SIZE(op) <= 0 || items.is_null() {
+            return std::ptr::null_mut();
+        }
+        ffi::Py_TYPE(*items)
     }
 }
 

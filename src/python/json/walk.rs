@@ -272,7 +272,71 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b'}')
     }
 
+    /// A list: one whose first item is a list or a dict by `list_rest`, any
+    /// other by `scalar_list`.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        let first = borrowed::first_item_type(list);
+        if first == self.types.list || first == self.types.dict {
+            self.byte(b'[')?;
+            return self.list_rest(list, 0, depth);
+        }
+        self.scalar_list(list, depth)
+    }
+
+    #[cfg(Py_LIMITED_API)]
+    pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        self.byte(b'[')?;
+        self.list_rest(list, 0, depth)
+    }
+
+    /// A list's leading scalars (all its items, usually) by a loop of its own,
+    /// kept small so that its state stays in registers, and from the first
+    /// other item on by `list_rest`.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(never)]
+    fn scalar_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        Self::enter(depth)?;
+        // SAFETY: the GC is paused (`self._gc`) and the GIL held; the items are
+        // used only while scalars are written, which runs no Python code (see
+        // `scalar`), so the list is not changed or freed meanwhile either: this
+        // loop needs no strong reference to it (`list_rest` takes one).
+        let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
+        // The write position, kept in a local as in `dict_items`.
+        let mut pos = self.room(self.pos, 1)?;
+        self.buf[pos] = b'[';
+        pos += 1;
+        // 0 before the first item, 1 after: whether a comma goes before an item.
+        let mut comma = 0;
+        while let Some(item) = items.next() {
+            // Room for a comma and a cached value (`scalar` relies on it).
+            pos = self.room(pos, CACHED_COPY + 1)?;
+            // The comma is written either way; the first item writes over it.
+            self.buf[pos] = b',';
+            pos += comma;
+            comma = 1;
+            match self.scalar(item, pos) {
+                Some(Ok(end)) => pos = end,
+                Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                None => {
+                    // The rest goes on from this item, after its comma.
+                    self.pos = pos;
+                    return self.list_rest(list, items.taken() - 1, depth);
+                }
+            }
+        }
+        pos = self.room(pos, 1)?;
+        self.buf[pos] = b']';
+        self.pos = pos + 1;
+        Ok(())
+    }
+
+    /// A list's items from `start` on and its `]`, after its `[`, the items
+    /// before `start` and the comma after them, which the caller has written.
+    /// `depth` is the list's container's.
+    #[inline(never)]
+    fn list_rest(&mut self, list: Borrowed<'_, 'py, PyList>, start: usize, depth: u32) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
@@ -280,12 +344,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // SAFETY: as in `dict`: the GC is paused (`self._gc`), the GIL held, an item
         // is used only until Python code next runs, and the item array is read
         // again (`refresh`) once code has run.
-        let mut items = unsafe { borrowed::ListItems::new(list.as_borrowed(), self.layouts) };
+        let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.room(self.pos, 1)?;
-        self.buf[pos] = b'[';
-        pos += 1;
-        // 0 before the first item, 1 after: whether a comma goes before an item.
+        let mut pos = self.pos;
+        // 0 before the first item written here, 1 after: whether a comma goes before an item.
         let mut comma = 0;
         while let Some(item) = items.next() {
             // Room for a comma and a cached value (`scalar` relies on it).
