@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import stat
@@ -161,6 +162,14 @@ def test_handler_exceptions_become_statuses(channel: shmbridge.Channel) -> None:
         assert client.write_users(1, 8, 0).status == OK
 
 
+def send_holding_the_gil(fd: int, data: bytes) -> int:
+    """``send(2)`` through ctypes' ``PyDLL``, which does not release the GIL."""
+    libc = ctypes.PyDLL(None)
+    libc.send.restype = ctypes.c_ssize_t
+    libc.send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    return int(libc.send(fd, data, len(data), 0))
+
+
 def test_an_expired_budget_skips_the_handler(channel: shmbridge.Channel) -> None:
     calls: list[int] = []
 
@@ -170,11 +179,14 @@ def test_an_expired_budget_skips_the_handler(channel: shmbridge.Channel) -> None
 
     path = channel.serve_uds(handle)
     with SignalClient(path) as client:
+        frame = request_frame(0, 77, "users", {"count": "2"}, timeout_ms=50)
         old = sys.getswitchinterval()
         sys.setswitchinterval(10.0)
         try:
-            client.send_raw(request_frame(0, 77, "users", {"count": "2"}, timeout_ms=50))
-            # Hold the GIL well past the budget: the listener cannot start the handler.
+            # Sent without releasing the GIL (a PyDLL call keeps it; socket.send lets
+            # it go, and the listener could take it and start the handler in time),
+            # then the GIL held well past the budget: the handler cannot start.
+            assert send_holding_the_gil(client.sock.fileno(), frame) == len(frame)
             end = time.perf_counter() + 0.3
             while time.perf_counter() < end:
                 pass
