@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import gc
 import json
+import os
 import platform
 import random
 import statistics
@@ -210,7 +211,15 @@ def time_shape(
             for _ in range(n):
                 fn()
             samples[name].append((time.perf_counter_ns() - start) / n / 1000)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    # Each round times both side by side, so its ratio is steadier than the medians' ratio
+    # when the machine's speed drifts; the middle half of those ratios shows the spread.
+    pairs = zip(samples["shmbridge"], samples["orjson"], strict=True)
+    ratios = [ours / theirs for ours, theirs in pairs]
+    if len(ratios) >= 2:
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        result["ratio_q1"], result["ratio_q3"] = q1, q3
+    return result
 
 
 def main() -> None:
@@ -234,6 +243,8 @@ def main() -> None:
     for name, value in all_shapes.items():
         if shmbridge.dumps(value) != orjson_dumps(name)(value):
             raise SystemExit(f"{name}: shmbridge's bytes differ from orjson's")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
     gc.disable()
     try:
         for name, value in all_shapes.items():
@@ -247,16 +258,20 @@ def main() -> None:
     lines = [
         f"JSON serializers, median us per call over {args.rounds} rounds "
         f"({platform.python_version()}, orjson {orjson.__version__}, "
-        f"shmbridge {shmbridge.__version__}; a noisy 2-core machine shared with other builds)",
+        f"shmbridge {shmbridge.__version__}; {started}, load average {load:.1f} at the start; "
+        "a noisy 2-core machine shared with other builds). The last column is the middle "
+        "half of the rounds' own ratios (each round times both side by side).",
         "",
-        "| shape | shmbridge us | orjson us | json us | shmbridge / orjson |",
-        "|---|---:|---:|---:|---:|",
+        "| shape | shmbridge us | orjson us | json us | shmbridge / orjson | per round, q1-q3 |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         ratio = r["shmbridge"] / r["orjson"]
         stdlib = f"{r['json']:.1f}" if "json" in r else ""
+        spread = f"{r['ratio_q1']:.2f}-{r['ratio_q3']:.2f}" if "ratio_q1" in r else ""
         lines.append(
-            f"| {name} | {r['shmbridge']:.2f} | {r['orjson']:.2f} | {stdlib} | {ratio:.2f} |"
+            f"| {name} | {r['shmbridge']:.2f} | {r['orjson']:.2f} | {stdlib} | {ratio:.2f} "
+            f"| {spread} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
