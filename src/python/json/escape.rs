@@ -94,20 +94,34 @@ pub(super) fn words_need_escape(a: u64, b: u64) -> bool {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn vector_escape_bits(lo: u64, hi: u64) -> u32 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
-    };
+    use std::arch::x86_64::{_mm_movemask_epi8, _mm_set_epi64x};
     // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
     // available; they touch registers only.
     let mask = unsafe {
         // The same bit patterns, as the intrinsic takes them.
         let v = _mm_set_epi64x(hi.cast_signed(), lo.cast_signed());
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+        _mm_movemask_epi8(vector_marks(v))
     };
     mask.unsigned_abs()
+}
+
+/// 0xff in each byte of `v` that is a control byte, `"` or `\\`, 0 elsewhere
+/// (SSE2). Flipping bit 1 turns `"` (0x22) into 0x20 and keeps every control
+/// byte below 0x20, while no other byte lands at 0x20 or below (0x20 itself
+/// becomes 0x22): the controls and the quote are the flipped bytes at most
+/// 0x20, which is `min(x, 0x20) == x`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn vector_marks(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8, _mm_xor_si128};
+    // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
+    // available; they touch registers only.
+    unsafe {
+        let flipped = _mm_xor_si128(v, _mm_set1_epi8(0x02));
+        let controls_and_quotes = _mm_cmpeq_epi8(_mm_min_epu8(flipped, _mm_set1_epi8(0x20)), flipped);
+        let backslashes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_or_si128(controls_and_quotes, backslashes)
+    }
 }
 
 /// Bytes checked at once by [`chunk_needs_escape`].
@@ -124,19 +138,13 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 pub(super) fn chunk_escape_bits(chunk: &[u8; CHUNK]) -> u32 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
     // SAFETY: the build enables SSE2 (the cfg above; it is part of every x86-64),
     // so these intrinsics are available. The load reads exactly the 16 bytes of
     // `chunk` (an unaligned load: `loadu`); the rest touch registers only.
     let mask = unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        // Unsigned `b < 0x20` is `min(b, 0x1f) == b`.
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+        _mm_movemask_epi8(vector_marks(v))
     };
     // 16 bits, one per byte.
     mask.unsigned_abs()
@@ -156,17 +164,20 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
 pub(super) fn chunks_need_escape(a: &[u8; CHUNK], b: &[u8; CHUNK]) -> bool {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_xor_si128,
     };
     // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
     // available; the loads read exactly the 16 bytes of `a` and of `b`.
     let mask = unsafe {
         let (va, vb) = (_mm_loadu_si128(a.as_ptr().cast::<__m128i>()), _mm_loadu_si128(b.as_ptr().cast::<__m128i>()));
-        let low = _mm_min_epu8(va, vb);
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(low, _mm_set1_epi8(0x1f)), low);
-        let (quote, backslash) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8));
-        let quotes = _mm_or_si128(_mm_cmpeq_epi8(va, quote), _mm_cmpeq_epi8(vb, quote));
+        // As in `vector_marks`, both at once: the smaller of the two flipped
+        // bytes is at most 0x20 when either is.
+        let flip = _mm_set1_epi8(0x02);
+        let low = _mm_min_epu8(_mm_xor_si128(va, flip), _mm_xor_si128(vb, flip));
+        let controls_and_quotes = _mm_cmpeq_epi8(_mm_min_epu8(low, _mm_set1_epi8(0x20)), low);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
         let backslashes = _mm_or_si128(_mm_cmpeq_epi8(va, backslash), _mm_cmpeq_epi8(vb, backslash));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quotes, backslashes)))
+        _mm_movemask_epi8(_mm_or_si128(controls_and_quotes, backslashes))
     };
     mask != 0
 }
@@ -706,6 +717,24 @@ mod tests {
                     assert_eq!(quote_clean(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
                     assert_eq!(key_clean(&mut buf, 3, true, &bytes), None, "byte {special:#x} at {at} of {len}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_value_is_marked_exactly_when_it_needs_an_escape() {
+        for b in 0..=255u8 {
+            let special = ESCAPE[usize::from(b)] != 0;
+            for at in 0..CHUNK {
+                let mut chunk = [b'a'; CHUNK];
+                chunk[at] = b;
+                assert_eq!(chunk_escape_bits(&chunk), u32::from(special) << at, "byte {b:#x} at {at}");
+                assert_eq!(chunk_needs_escape(&chunk), special, "byte {b:#x} at {at}");
+                assert_eq!(chunks_need_escape(&chunk, &[b'a'; CHUNK]), special, "byte {b:#x} at {at}");
+                assert_eq!(chunks_need_escape(&[b'a'; CHUNK], &chunk), special, "byte {b:#x} at {at}");
+                let word = load_word(&chunk[at / 8 * 8..]);
+                assert_eq!(word_needs_escape(word), special, "byte {b:#x} at {at}");
+                assert_eq!(word_marks(word, word), if special { 0x101 << (at % 8) } else { 0 }, "byte {b:#x}");
             }
         }
     }
