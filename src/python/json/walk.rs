@@ -609,7 +609,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// stable-ABI build: not cold.
     #[inline(never)]
     fn new_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
-        let utf8 = utf8_of(s)?;
+        // `item_string` has found the text not in the object: no second look.
+        let utf8 = borrowed::str_utf8_encoded(s).map_err(|err| not_utf8(s.py(), &err))?;
         if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
             return Ok(end);
         }
