@@ -346,7 +346,8 @@ pub(super) fn copy_clean_long(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<
 
 /// [`escape_into`] for more than `CLEAN_MAX` bytes: 32-byte pieces while 64
 /// bytes are left, then 16-byte pieces while more than `CLEAN_MAX` are left,
-/// and the rest (1 to `CLEAN_MAX` bytes) by [`escape_window`]. A piece is
+/// and the rest (17 to `CLEAN_MAX` bytes) copied whole if clean, else by
+/// [`escape_window`]. A piece is
 /// written whole and checked at once; in a piece with bytes to escape, every
 /// marked byte is escaped in turn from the one set of marks, the bytes between
 /// two of them copied a piece at a time straight from `src` (the piece after
@@ -386,11 +387,21 @@ pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
         out = &mut std::mem::take(&mut out)[len..];
         written += len;
     }
-    // The last 1 to `CLEAN_MAX` bytes, at the end of a window of the last `CLEAN_MAX`.
+    // The last 17 to `CLEAN_MAX` bytes (each loop above stops with more than
+    // 16 left): if clean (the usual case), copied straight from `src`, the
+    // last 16 overlapping the first 16.
+    let dst = out.first_chunk_mut::<WINDOW_OUT>().expect("room for the last bytes");
+    let left = rest.len();
+    let (first, last) = (load_chunk(rest), load_chunk(&src[src.len() - CHUNK..]));
+    if !chunks_need_escape(&first, &last) {
+        dst[..CHUNK].copy_from_slice(&first);
+        dst[left - CHUNK..left].copy_from_slice(&last);
+        return pos + written + left;
+    }
+    // Else at the end of a window of the last `CLEAN_MAX`.
     let mut text = [b' '; WINDOW];
     let marks = window_of_last(&mut text, src);
-    let start = CLEAN_MAX - rest.len();
-    let dst = out.first_chunk_mut::<WINDOW_OUT>().expect("room for the last bytes");
+    let start = CLEAN_MAX - left;
     pos + written + escape_window(dst, &text, start, CLEAN_MAX, marks & (u32::MAX << start))
 }
 
