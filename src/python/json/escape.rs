@@ -347,12 +347,11 @@ pub(super) fn copy_clean_long(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<
 /// [`escape_into`] for more than `CLEAN_MAX` bytes: 32-byte pieces while 64
 /// bytes are left, then 16-byte pieces while more than `CLEAN_MAX` are left,
 /// and the rest (17 to `CLEAN_MAX` bytes) copied whole if clean, else by
-/// [`escape_window`]. A piece is
-/// written whole and checked at once; in a piece with bytes to escape, every
-/// marked byte is escaped in turn from the one set of marks, the bytes between
-/// two of them copied a piece at a time straight from `src` (the piece after
-/// this one is there, so such a load stays inside it), and the scan goes on
-/// right after the piece's last escape. `buf` has room for
+/// [`escape_window`]. A piece is written whole and checked at once; in a piece
+/// with bytes to escape, every marked byte is escaped in turn from the one set
+/// of marks, the bytes after each copied a piece at a time straight from `src`
+/// (the piece after this one is there, so such a load stays inside it), and
+/// the scan goes on with the next piece. `buf` has room for
 /// `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
 #[inline]
 pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
@@ -407,9 +406,9 @@ pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
 
 /// Escapes the marked bytes (`marks`, not 0) of the first `P` bytes of `text`
 /// (`P` is 16 or 32; `text` holds `2 * P`) into `dst`, where that piece is
-/// already written whole: each escape goes at its place and the bytes up to the
-/// next mark are copied after it. Returns how many bytes of `text` are done
-/// (up to the last escape) and the length written for them.
+/// already written whole: each escape goes at its place and the bytes after it
+/// are copied after it, up to the next mark or the end of the piece. Returns
+/// `P` (the bytes of `text` done) and the length written for them.
 #[inline(always)]
 fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> (usize, usize) {
     // A power of two above `6 * P`, to which the output positions are masked
@@ -419,16 +418,16 @@ fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> 
     let (dst, text) = (&mut dst[..span + P], &text[..2 * P]);
     let (mut done, mut out) = (0, 0);
     loop {
-        let at = marks.trailing_zeros() as usize;
-        out = put_escape(dst, (out + at - done) & (span - 1), text[at & (P - 1)]);
+        let at = marks.trailing_zeros() as usize & (P - 1);
+        out = put_escape(dst, (out + at - done) & (span - 1), text[at]);
         done = at + 1;
+        // The bytes after the escape (clean up to the next mark; what goes past
+        // it is written over next, or is past the piece and scratch).
+        dst[out & (span - 1)..][..P].copy_from_slice(&text[at + 1..][..P]);
         marks &= marks - 1;
         if marks == 0 {
-            return (done, out);
+            return (P, out + P - done);
         }
-        // The piece's next bytes (and some past it, written over later);
-        // `done < P` here, as a later mark follows.
-        dst[out & (span - 1)..][..P].copy_from_slice(&text[done & (P - 1)..][..P]);
     }
 }
 
