@@ -2,7 +2,7 @@
 //! writes (`\"`, `\\`, the short forms of `\b \t \n \f \r`, `\u00XX` for the
 //! other control bytes), with word- and chunk-wide checks for the clean case.
 
-pub(super) const fn unicode_escape(b: u8) -> [u8; 6] {
+pub(super) fn unicode_escape(b: u8) -> [u8; 6] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]
 }
@@ -504,7 +504,7 @@ fn window_of_last(text: &mut [u8; WINDOW], src: &[u8]) -> u32 {
 /// Escapes bytes `start..end` of `text` (`end <= CLEAN_MAX`), whose bytes that
 /// need an escape are the set bits of `marks`, into `dst`; returns the length
 /// written. Each run of clean bytes is one fixed-size copy from the window (what
-/// it writes past the run is written over next), each escape one word.
+/// it writes past the run is written over next).
 #[inline(always)]
 fn escape_window(dst: &mut [u8; WINDOW_OUT], text: &[u8; WINDOW], start: usize, end: usize, mut marks: u32) -> usize {
     let (mut done, mut out) = (start, 0);
@@ -521,37 +521,23 @@ fn escape_window(dst: &mut [u8; WINDOW_OUT], text: &[u8; WINDOW], start: usize, 
     out + end - done
 }
 
-/// Writes the escape of `b`, a byte that needs one, at `at` with one 8-byte
-/// store (the bytes past the escape are scratch); returns the position after it.
+/// Writes the escape of `b`, a byte that needs one, at `at`; returns the
+/// position after it.
 #[inline(always)]
 fn put_escape(dst: &mut [u8], at: usize, b: u8) -> usize {
-    let word = ESCAPE_WORD[usize::from(b)];
-    dst[at..at + 8].copy_from_slice(&word.to_le_bytes());
-    at + (word >> 56) as usize
-}
-
-/// Each byte's escape as a little-endian word: its text (2 or 6 bytes) in the
-/// low bytes and its length in the top byte; 0 for a byte that needs none.
-static ESCAPE_WORD: [u64; 256] = {
-    let mut table = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let (text, len) = match ESCAPE[i] {
-            0 => ([0; 6], 0),
-            b'u' => (unicode_escape(i as u8), 6),
-            short => ([b'\\', short, 0, 0, 0, 0], 2),
-        };
-        let mut word = (len as u64) << 56;
-        let mut j = 0;
-        while j < 6 {
-            word |= (text[j] as u64) << (8 * j);
-            j += 1;
-        }
-        table[i] = word;
-        i += 1;
+    // A branch (well predicted: most escapes are of one kind) rather than the
+    // length read from a table, which would put a load on the chain of
+    // positions from one escape to the next.
+    let escape = ESCAPE[usize::from(b)];
+    if escape == b'u' {
+        dst[at..at + 6].copy_from_slice(&unicode_escape(b));
+        at + 6
+    } else {
+        dst[at] = b'\\';
+        dst[at + 1] = escape;
+        at + 2
     }
-    table
-};
+}
 
 /// Bit `i` set for each byte `i` of `lo` then `hi` (16 bytes, little-endian)
 /// that is a control byte, `"` or `\`.
