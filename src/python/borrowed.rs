@@ -599,6 +599,17 @@ pub fn str_utf8<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
     if let Some(utf8) = str_utf8_direct(s) {
         return Ok(utf8);
     }
+    str_utf8_encoded(s)
+}
+
+/// [`str_utf8`]'s call alone, for a caller that has found [`str_utf8_direct`]
+/// to give `None` (it need not look again): the text encoded (and cached in the
+/// object) by CPython, or read from its cache.
+///
+/// # Errors
+/// The str cannot be encoded (a lone surrogate): the `UnicodeEncodeError` raised.
+#[inline]
+pub fn str_utf8_encoded<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]> {
     let mut size: ffi::Py_ssize_t = 0;
     // SAFETY: `s` is a live str and the GIL is held (`Borrowed` proves both).
     let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size) };

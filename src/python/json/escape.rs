@@ -94,20 +94,34 @@ pub(super) fn words_need_escape(a: u64, b: u64) -> bool {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn vector_escape_bits(lo: u64, hi: u64) -> u32 {
-    use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
-    };
+    use std::arch::x86_64::{_mm_movemask_epi8, _mm_set_epi64x};
     // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
     // available; they touch registers only.
     let mask = unsafe {
         // The same bit patterns, as the intrinsic takes them.
         let v = _mm_set_epi64x(hi.cast_signed(), lo.cast_signed());
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+        _mm_movemask_epi8(vector_marks(v))
     };
     mask.unsigned_abs()
+}
+
+/// 0xff in each byte of `v` that is a control byte, `"` or `\\`, 0 elsewhere
+/// (SSE2). Flipping bit 1 turns `"` (0x22) into 0x20 and keeps every control
+/// byte below 0x20, while no other byte lands at 0x20 or below (0x20 itself
+/// becomes 0x22): the controls and the quote are the flipped bytes at most
+/// 0x20, which is `min(x, 0x20) == x`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn vector_marks(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8, _mm_xor_si128};
+    // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
+    // available; they touch registers only.
+    unsafe {
+        let flipped = _mm_xor_si128(v, _mm_set1_epi8(0x02));
+        let controls_and_quotes = _mm_cmpeq_epi8(_mm_min_epu8(flipped, _mm_set1_epi8(0x20)), flipped);
+        let backslashes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        _mm_or_si128(controls_and_quotes, backslashes)
+    }
 }
 
 /// Bytes checked at once by [`chunk_needs_escape`].
@@ -124,19 +138,13 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 pub(super) fn chunk_escape_bits(chunk: &[u8; CHUNK]) -> u32 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
     // SAFETY: the build enables SSE2 (the cfg above; it is part of every x86-64),
     // so these intrinsics are available. The load reads exactly the 16 bytes of
     // `chunk` (an unaligned load: `loadu`); the rest touch registers only.
     let mask = unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        // Unsigned `b < 0x20` is `min(b, 0x1f) == b`.
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
+        _mm_movemask_epi8(vector_marks(v))
     };
     // 16 bits, one per byte.
     mask.unsigned_abs()
@@ -156,17 +164,20 @@ pub(super) fn chunk_needs_escape(chunk: &[u8; CHUNK]) -> bool {
 pub(super) fn chunks_need_escape(a: &[u8; CHUNK], b: &[u8; CHUNK]) -> bool {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_xor_si128,
     };
     // SAFETY: the build enables SSE2 (the cfg above), so these intrinsics are
     // available; the loads read exactly the 16 bytes of `a` and of `b`.
     let mask = unsafe {
         let (va, vb) = (_mm_loadu_si128(a.as_ptr().cast::<__m128i>()), _mm_loadu_si128(b.as_ptr().cast::<__m128i>()));
-        let low = _mm_min_epu8(va, vb);
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(low, _mm_set1_epi8(0x1f)), low);
-        let (quote, backslash) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8));
-        let quotes = _mm_or_si128(_mm_cmpeq_epi8(va, quote), _mm_cmpeq_epi8(vb, quote));
+        // As in `vector_marks`, both at once: the smaller of the two flipped
+        // bytes is at most 0x20 when either is.
+        let flip = _mm_set1_epi8(0x02);
+        let low = _mm_min_epu8(_mm_xor_si128(va, flip), _mm_xor_si128(vb, flip));
+        let controls_and_quotes = _mm_cmpeq_epi8(_mm_min_epu8(low, _mm_set1_epi8(0x20)), low);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
         let backslashes = _mm_or_si128(_mm_cmpeq_epi8(va, backslash), _mm_cmpeq_epi8(vb, backslash));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quotes, backslashes)))
+        _mm_movemask_epi8(_mm_or_si128(controls_and_quotes, backslashes))
     };
     mask != 0
 }
@@ -192,7 +203,7 @@ pub(super) fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
     if src.len() > CLEAN_MAX {
         return escape_long(buf, pos, src);
     }
-    copy_clean(buf, pos, src).unwrap_or_else(|| escape_bytes(buf, pos, src))
+    copy_clean(buf, pos, src).unwrap_or_else(|| escape_short(buf, pos, src))
 }
 
 /// Longest text [`copy_clean`] takes.
@@ -333,165 +344,229 @@ pub(super) fn copy_clean_long(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<
     (!dirty).then_some(pos + len)
 }
 
-/// [`escape_into`] for more than 32 bytes: 16-byte chunks, then the last 16
-/// bytes (overlapping the previous chunk) if that chunk was clean.
+/// [`escape_into`] for more than `CLEAN_MAX` bytes: 32-byte pieces while 64
+/// bytes are left, then 16-byte pieces while more than `CLEAN_MAX` are left,
+/// and the rest (17 to `CLEAN_MAX` bytes) copied whole if clean, else by
+/// [`escape_window`]. A piece is written whole and checked at once; in a piece
+/// with bytes to escape, every marked byte is escaped in turn from the one set
+/// of marks, the bytes after each copied a piece at a time straight from `src`
+/// (the piece after this one is there, so such a load stays inside it), and
+/// the scan goes on with the next piece. `buf` has room for
+/// `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
 #[inline]
-pub(super) fn escape_long(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
-    let len = src.len();
-    let mut i = 0;
-    let mut last_chunk_clean = false;
-    while i + CHUNK <= len {
-        let chunk = load_chunk(&src[i..]);
-        if chunk_needs_escape(&chunk) {
-            pos = escape_bytes(buf, pos, &chunk);
-            last_chunk_clean = false;
+pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    // The text left, and the room left: `6 * rest.len() + ESCAPE_ROOM` bytes
+    // at least, so every window below fits (the `expect`s never fail).
+    let (mut rest, mut out) = (src, &mut buf[pos..]);
+    let mut written = 0;
+    while let Some(text) = rest.first_chunk::<{ 2 * CLEAN_MAX }>() {
+        let dst = out.first_chunk_mut::<WINDOW_OUT>().expect("room for a piece");
+        let (first, second) = (load_chunk(text), load_chunk(&text[CHUNK..]));
+        dst[..CHUNK].copy_from_slice(&first);
+        dst[CHUNK..CLEAN_MAX].copy_from_slice(&second);
+        let (done, len) = if chunks_need_escape(&first, &second) {
+            let marks = chunk_escape_bits(&first) | (chunk_escape_bits(&second) << CHUNK);
+            escape_piece::<CLEAN_MAX>(dst, text, marks)
         } else {
-            buf[pos..pos + CHUNK].copy_from_slice(&chunk);
-            pos += CHUNK;
-            last_chunk_clean = true;
-        }
-        i += CHUNK;
-    }
-    let rest = len - i;
-    if rest == 0 {
-        return pos;
-    }
-    if last_chunk_clean {
-        let chunk = load_chunk(&src[len - CHUNK..]);
-        if !chunk_needs_escape(&chunk) {
-            let at = pos - (CHUNK - rest);
-            buf[at..at + CHUNK].copy_from_slice(&chunk);
-            return pos + rest;
-        }
-    }
-    escape_bytes(buf, pos, &src[i..])
-}
-
-/// Bytes of room past `6 * src.len()` that [`escape_bytes`] and [`escape_into`]
-/// need from their start position (their fixed-size stores run past the text).
-pub(super) const ESCAPE_ROOM: usize = 16;
-
-/// Escapes `src` 16 bytes at a time while 16 are left: a clean piece is copied
-/// whole; in a piece with a byte to escape, the clean bytes before it are kept
-/// (the whole piece was copied), that byte is escaped, and the scan goes on right
-/// after it. The last bytes go a word at a time ([`escape_words`]). `buf` has
-/// room for `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline]
-pub(super) fn escape_bytes(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
-    let len = src.len();
-    let mut i = 0;
-    while len - i >= CHUNK {
-        // Each piece is loaded from `src` (not from a copy just written, which
-        // the CPU could not hand to a load that spans it).
-        let chunk = load_chunk(&src[i..]);
-        // At most `6 * i + 16 <= 6 * src.len()` bytes from the start: in room.
-        buf[pos..pos + CHUNK].copy_from_slice(&chunk);
-        let marks = chunk_escape_bits(&chunk);
-        if marks == 0 {
-            pos += CHUNK;
-            i += CHUNK;
-            continue;
-        }
-        let clean = marks.trailing_zeros() as usize;
-        pos += clean;
-        i += clean;
-        pos = escape_byte(buf, pos, src[i]);
-        i += 1;
-    }
-    if i == len {
-        return pos;
-    }
-    if i == 0 {
-        return escape_words(buf, pos, src);
-    }
-    // Fewer than 16 bytes left, all within the last 16 of `src`.
-    escape_tail(buf, pos, &load_chunk(&src[len - CHUNK..]), len - i)
-}
-
-/// Escapes the last `rest` bytes (1 to 15) of `window`, the last 16 bytes of the
-/// text, as [`escape_bytes`] does a piece: the bytes are moved down to the
-/// start of a register (no byte loop, no load of bytes just stored) and
-/// written whole, and after an escape what is left is moved down and written
-/// again. `buf` has room for `6 * rest + ESCAPE_ROOM` bytes from `pos`.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[inline(always)]
-fn escape_tail(buf: &mut [u8], mut pos: usize, window: &[u8; CHUNK], mut rest: usize) -> usize {
-    let text = u128::from_le_bytes(*window);
-    let marks = chunk_escape_bits(window);
-    loop {
-        // 1 to 15: the bytes of `window` already written.
-        let skip = CHUNK - rest;
-        buf[pos..pos + CHUNK].copy_from_slice(&(text >> (8 * skip)).to_le_bytes());
-        let left = marks >> skip;
-        if left == 0 {
-            return pos + rest;
-        }
-        let clean = left.trailing_zeros() as usize;
-        pos = escape_byte(buf, pos + clean, window[skip + clean]);
-        rest -= clean + 1;
-        if rest == 0 {
-            return pos;
-        }
-    }
-}
-
-/// Escapes `src` a word at a time, as [`escape_bytes`] does 16 bytes at a time.
-/// `buf` has room for `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-#[inline]
-pub(super) fn escape_bytes(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
-    escape_words(buf, pos, src)
-}
-
-/// [`escape_bytes`] a word at a time (see there).
-#[inline(always)]
-fn escape_words(buf: &mut [u8], mut pos: usize, src: &[u8]) -> usize {
-    let len = src.len();
-    let mut i = 0;
-    while i < len {
-        let rest = len - i;
-        // A short tail is padded with spaces, which need no escape: taken from
-        // the last word of `src` if it has one, else assembled.
-        let word = if rest >= 8 {
-            load_word(&src[i..])
-        } else if len >= 8 {
-            (load_word(&src[len - 8..]) >> (8 * (8 - rest))) | (SPACES << (8 * rest))
-        } else {
-            short_word(&src[i..])
+            (CLEAN_MAX, CLEAN_MAX)
         };
-        // At most `6 * i + 8 <= 6 * src.len() + 8` bytes from the start: in room.
-        buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
-        let mask = word_escape_mask(word);
-        if mask == 0 {
-            let step = rest.min(8);
-            pos += step;
-            i += step;
-            continue;
-        }
-        // The lowest mark is a real one (false marks sit above a real one only),
-        // and it is inside `src`, since padding is never marked.
-        let clean = (mask.trailing_zeros() / 8) as usize;
-        pos += clean;
-        i += clean;
-        pos = escape_byte(buf, pos, src[i]);
-        i += 1;
+        rest = &rest[done..];
+        out = &mut std::mem::take(&mut out)[len..];
+        written += len;
     }
-    pos
+    while rest.len() > CLEAN_MAX {
+        // As above, 16 bytes at a time.
+        let text = rest.first_chunk::<CLEAN_MAX>().expect("more than 32 bytes left");
+        let dst = out.first_chunk_mut::<PIECE_OUT>().expect("room for a piece");
+        let chunk = load_chunk(text);
+        dst[..CHUNK].copy_from_slice(&chunk);
+        let marks = chunk_escape_bits(&chunk);
+        let (done, len) = if marks == 0 { (CHUNK, CHUNK) } else { escape_piece::<CHUNK>(dst, text, marks) };
+        rest = &rest[done..];
+        out = &mut std::mem::take(&mut out)[len..];
+        written += len;
+    }
+    // The last 17 to `CLEAN_MAX` bytes (each loop above stops with more than
+    // 16 left): if clean (the usual case), copied straight from `src`, the
+    // last 16 overlapping the first 16.
+    let dst = out.first_chunk_mut::<WINDOW_OUT>().expect("room for the last bytes");
+    let left = rest.len();
+    let (first, last) = (load_chunk(rest), load_chunk(&src[src.len() - CHUNK..]));
+    if !chunks_need_escape(&first, &last) {
+        dst[..CHUNK].copy_from_slice(&first);
+        dst[left - CHUNK..left].copy_from_slice(&last);
+        return pos + written + left;
+    }
+    // Else at the end of a window of the last `CLEAN_MAX`.
+    let mut text = [b' '; WINDOW];
+    let marks = window_of_last(&mut text, src);
+    let start = CLEAN_MAX - left;
+    pos + written + escape_window(dst, &text, start, CLEAN_MAX, marks & (u32::MAX << start))
 }
 
-/// Writes the escape of `b`, a byte that needs one.
+/// Escapes the marked bytes (`marks`, not 0) of the first `P` bytes of `text`
+/// (`P` is 16 or 32; `text` holds `2 * P`) into `dst`, where that piece is
+/// already written whole: each escape goes at its place and the bytes after it
+/// are copied after it, up to the next mark or the end of the piece. Returns
+/// `P` (the bytes of `text` done) and the length written for them.
 #[inline(always)]
-fn escape_byte(buf: &mut [u8], pos: usize, b: u8) -> usize {
-    let escape = ESCAPE[b as usize];
-    if escape == b'u' {
-        buf[pos..pos + 6].copy_from_slice(&unicode_escape(b));
-        pos + 6
-    } else {
-        buf[pos] = b'\\';
-        buf[pos + 1] = escape;
-        pos + 2
+fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> (usize, usize) {
+    // A power of two above `6 * P`, to which the output positions are masked
+    // (no-ops: `out <= 6 * at` and `at < P`), which shows the compiler that
+    // the stores stay inside `dst` (`span + P` bytes) and the loads inside `text`.
+    let span = 8 * P;
+    let (dst, text) = (&mut dst[..span + P], &text[..2 * P]);
+    let (mut done, mut out) = (0, 0);
+    loop {
+        let at = marks.trailing_zeros() as usize & (P - 1);
+        out = put_escape(dst, (out + at - done) & (span - 1), text[at]);
+        done = at + 1;
+        // The bytes after the escape (clean up to the next mark; what goes past
+        // it is written over next, or is past the piece and scratch).
+        dst[out & (span - 1)..][..P].copy_from_slice(&text[at + 1..][..P]);
+        marks &= marks - 1;
+        if marks == 0 {
+            return (P, out + P - done);
+        }
     }
+}
+
+/// Escapes `src` (at most `CLEAN_MAX` bytes, not all clean) at `pos`; returns
+/// the new position. `buf` has room for `6 * src.len() + ESCAPE_ROOM` bytes
+/// from `pos`.
+#[inline]
+pub(super) fn escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    let mut text = [b' '; WINDOW];
+    let marks = window_of(&mut text, src);
+    pos + escape_window(out_window(buf, pos), &text, 0, src.len(), marks)
+}
+
+/// Room [`escape_window`] writes in: six bytes a byte at worst (less than
+/// 256, a power of two, for `CLEAN_MAX` bytes) and its last fixed-size copy;
+/// also what a 32-byte piece of [`escape_long`] takes (see [`escape_piece`]).
+const WINDOW_OUT: usize = 8 * CLEAN_MAX + CLEAN_MAX;
+/// Room the escapes of one 16-byte piece of [`escape_long`] are written in
+/// (see [`escape_piece`]).
+const PIECE_OUT: usize = 8 * CHUNK + CHUNK;
+
+/// Bytes of room past `6 * src.len()` that [`escape_into`], [`escape_long`]
+/// and [`escape_short`] need from their start position (their fixed-size
+/// stores run past the text, and each writes into a window of fixed size).
+pub(super) const ESCAPE_ROOM: usize = WINDOW_OUT;
+
+/// The `N` bytes of `buf` from `pos`, which the caller has room for: one
+/// bounds check for all the stores into them.
+#[inline(always)]
+fn out_window<const N: usize>(buf: &mut [u8], pos: usize) -> &mut [u8; N] {
+    buf[pos..].first_chunk_mut::<N>().expect("room for the escaped text")
+}
+
+/// A text of at most `CLEAN_MAX` bytes laid at the start of `WINDOW` bytes,
+/// padded with spaces (which need no escape): `CLEAN_MAX` bytes from any place
+/// up to its end can be copied with one fixed-size copy.
+const WINDOW: usize = 3 * CLEAN_MAX;
+
+/// Lays `src` (at most `CLEAN_MAX` bytes) at the start of `text` (spaces) and
+/// returns bit `i` set for each byte `i` of it that needs an escape: the pieces
+/// are loaded as [`copy_clean`] loads them, and the marks taken from those loads.
+#[inline(always)]
+fn window_of(text: &mut [u8; WINDOW], src: &[u8]) -> u32 {
+    let len = src.len();
+    if len < 8 {
+        let word = short_word(src);
+        text[..8].copy_from_slice(&word.to_le_bytes());
+        word_marks(word, 0) & 0xff
+    } else if len <= 16 {
+        let (first, last) = (load_word(src), load_word(&src[len - 8..]));
+        text[..8].copy_from_slice(&first.to_le_bytes());
+        text[len - 8..len].copy_from_slice(&last.to_le_bytes());
+        let marks = word_marks(first, last);
+        (marks & 0xff) | ((marks >> 8) << (len - 8))
+    } else {
+        let (first, last) = (load_chunk(src), load_chunk(&src[len - CHUNK..]));
+        text[..CHUNK].copy_from_slice(&first);
+        text[len - CHUNK..len].copy_from_slice(&last);
+        chunk_escape_bits(&first) | (chunk_escape_bits(&last) << (len - CHUNK))
+    }
+}
+
+/// Lays the last `CLEAN_MAX` bytes of `src` (more than that) at the start of
+/// `text` and returns their marks, as [`window_of`] does.
+#[inline(always)]
+fn window_of_last(text: &mut [u8; WINDOW], src: &[u8]) -> u32 {
+    let len = src.len();
+    let (first, last) = (load_chunk(&src[len - CLEAN_MAX..]), load_chunk(&src[len - CHUNK..]));
+    text[..CHUNK].copy_from_slice(&first);
+    text[CHUNK..CLEAN_MAX].copy_from_slice(&last);
+    chunk_escape_bits(&first) | (chunk_escape_bits(&last) << CHUNK)
+}
+
+/// Escapes bytes `start..end` of `text` (`end <= CLEAN_MAX`), whose bytes that
+/// need an escape are the set bits of `marks`, into `dst`; returns the length
+/// written. Each run of clean bytes is one fixed-size copy from the window (what
+/// it writes past the run is written over next).
+#[inline(always)]
+fn escape_window(dst: &mut [u8; WINDOW_OUT], text: &[u8; WINDOW], start: usize, end: usize, mut marks: u32) -> usize {
+    let (mut done, mut out) = (start, 0);
+    while marks != 0 {
+        let at = marks.trailing_zeros() as usize;
+        // `done <= at < 32` and `out <= 6 * done`: the masks (no-ops) show the
+        // compiler that the copy stays inside `dst` and `text`.
+        dst[out & 255..][..CLEAN_MAX].copy_from_slice(&text[done & 63..][..CLEAN_MAX]);
+        out = put_escape(dst, (out + at - done) & 255, text[at & 31]);
+        done = at + 1;
+        marks &= marks - 1;
+    }
+    dst[out & 255..][..CLEAN_MAX].copy_from_slice(&text[done & 63..][..CLEAN_MAX]);
+    out + end - done
+}
+
+/// Writes the escape of `b`, a byte that needs one, at `at`; returns the
+/// position after it.
+#[inline(always)]
+fn put_escape(dst: &mut [u8], at: usize, b: u8) -> usize {
+    // A branch (well predicted: most escapes are of one kind) rather than the
+    // length read from a table, which would put a load on the chain of
+    // positions from one escape to the next.
+    let escape = ESCAPE[usize::from(b)];
+    if escape == b'u' {
+        dst[at..at + 6].copy_from_slice(&unicode_escape(b));
+        at + 6
+    } else {
+        dst[at] = b'\\';
+        dst[at + 1] = escape;
+        at + 2
+    }
+}
+
+/// Bit `i` set for each byte `i` of `lo` then `hi` (16 bytes, little-endian)
+/// that is a control byte, `"` or `\`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn word_marks(lo: u64, hi: u64) -> u32 {
+    vector_escape_bits(lo, hi)
+}
+
+/// Bit `i` set for each byte `i` of `lo` then `hi` that needs an escape (a byte
+/// at a time: the word-wide mask may mark a byte above a real mark falsely).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn word_marks(lo: u64, hi: u64) -> u32 {
+    let mut chunk = [0u8; CHUNK];
+    chunk[..8].copy_from_slice(&lo.to_le_bytes());
+    chunk[8..].copy_from_slice(&hi.to_le_bytes());
+    chunk_escape_bits(&chunk)
+}
+
+/// Bit `i` set for each byte `i` of `chunk` that needs an escape (a byte at a time).
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+pub(super) fn chunk_escape_bits(chunk: &[u8; CHUNK]) -> u32 {
+    let mut marks = 0;
+    for (i, &b) in chunk.iter().enumerate() {
+        marks |= u32::from(ESCAPE[usize::from(b)] != 0) << i;
+    }
+    marks
 }
 
 /// What follows the backslash for each byte that needs an escape (0: none).
@@ -539,12 +614,13 @@ mod tests {
     #[test]
     fn the_word_scan_escapes_like_the_byte_loop() {
         // Escapes at every offset of a word, several per word, and short tails.
-        for len in 0..40 {
+        for len in 0..100 {
             for step in 1..6 {
                 let bytes: Vec<u8> =
                     (0..len).map(|i| if i % step == 0 { [b'"', b'\n', 0x01, b'\\'][i % 4] } else { b'x' }).collect();
                 let mut buf = vec![0; 6 * len + ESCAPE_ROOM];
-                let end = escape_bytes(&mut buf, 0, &bytes);
+                let end =
+                    if len > CLEAN_MAX { escape_long(&mut buf, 0, &bytes) } else { escape_short(&mut buf, 0, &bytes) };
                 assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
             }
         }
@@ -638,6 +714,47 @@ mod tests {
                     assert_eq!(key_clean(&mut buf, 3, true, &bytes), None, "byte {special:#x} at {at} of {len}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_byte_value_is_marked_exactly_when_it_needs_an_escape() {
+        for b in 0..=255u8 {
+            let special = ESCAPE[usize::from(b)] != 0;
+            for at in 0..CHUNK {
+                let mut chunk = [b'a'; CHUNK];
+                chunk[at] = b;
+                assert_eq!(chunk_escape_bits(&chunk), u32::from(special) << at, "byte {b:#x} at {at}");
+                assert_eq!(chunk_needs_escape(&chunk), special, "byte {b:#x} at {at}");
+                assert_eq!(chunks_need_escape(&chunk, &[b'a'; CHUNK]), special, "byte {b:#x} at {at}");
+                assert_eq!(chunks_need_escape(&[b'a'; CHUNK], &chunk), special, "byte {b:#x} at {at}");
+                let word = load_word(&chunk[at / 8 * 8..]);
+                assert_eq!(word_needs_escape(word), special, "byte {b:#x} at {at}");
+                assert_eq!(word_marks(word, word), if special { 0x101 << (at % 8) } else { 0 }, "byte {b:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_texts_are_escaped_like_the_byte_loop() {
+        // Lengths across every piece size and tail, escapes from none to all,
+        // clean, multi-byte and special bytes mixed (a fixed pseudo-random walk).
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pool: &[u8] = b"abcdefgh \"\\\n\t\x01\x1f\x7f\xc3\xa9/";
+        for round in 0..4000 {
+            let len = (next() % 300) as usize;
+            // One byte in `density` is taken from the whole pool, the rest are 'x'.
+            let density = 1 + (round % 64) as u64;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| if next() % density == 0 { pool[(next() % pool.len() as u64) as usize] } else { b'x' })
+                .collect();
+            assert_eq!(escape(&bytes), escape_reference(&bytes), "{bytes:?}");
         }
     }
 

@@ -7,7 +7,7 @@ use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
 use super::escape::{
-    copy_clean_long, escape_bytes, escape_into, escape_long, key_clean, load_word, quote_clean, short_word, CLEAN_MAX,
+    copy_clean_long, escape_into, escape_long, escape_short, key_clean, load_word, quote_clean, short_word, CLEAN_MAX,
     ESCAPE_ROOM, KEY_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
@@ -609,7 +609,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// stable-ABI build: not cold.
     #[inline(never)]
     fn new_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
-        let utf8 = utf8_of(s)?;
+        // `item_string` has found the text not in the object: no second look.
+        let utf8 = borrowed::str_utf8_encoded(s).map_err(|err| not_utf8(s.py(), &err))?;
         if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
             return Ok(end);
         }
@@ -629,7 +630,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // The quotes and the escaped text.
         let mut pos = self.room(pos, 6 * CLEAN_MAX + ESCAPE_ROOM + 2)?;
         self.buf[pos] = b'"';
-        pos = escape_bytes(&mut self.buf, pos + 1, utf8);
+        pos = escape_short(&mut self.buf, pos + 1, utf8);
         self.buf[pos] = b'"';
         Ok(pos + 1)
     }
