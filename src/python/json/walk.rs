@@ -52,6 +52,9 @@ pub(super) const FLOAT_ROOM: usize = 32;
 // A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
 // short clean str in quotes (`item_string`).
 const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && QUOTED_ROOM <= CACHED_COPY);
+// A list's item writes its comma and then an int or a float in one window of
+// `CACHED_COPY` bytes (`Window`).
+const _: () = assert!(INT_ROOM < CACHED_COPY && FLOAT_ROOM < CACHED_COPY);
 // A dict's item reserves `2 * CACHED_COPY`: a key written in place (`key`) leaves `CACHED_COPY`.
 const _: () = assert!(KEY_ROOM + CACHED_COPY <= 2 * CACHED_COPY);
 
@@ -279,6 +282,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
+            let depth = Self::enter(depth)?;
             self.byte(b'[')?;
             return self.list_rest(list, 0, depth);
         }
@@ -287,6 +291,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     #[cfg(Py_LIMITED_API)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        let depth = Self::enter(depth)?;
         self.byte(b'[')?;
         self.list_rest(list, 0, depth)
     }
@@ -297,7 +302,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
     fn scalar_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        Self::enter(depth)?;
+        let depth = Self::enter(depth)?;
         // SAFETY: the GC is paused (`self._gc`) and the GIL held; the items are
         // used only while scalars are written, which runs no Python code (see
         // `scalar`), so the list is not changed or freed meanwhile either: this
@@ -310,21 +315,16 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // 0 before the first item, 1 after: whether a comma goes before an item.
         let mut comma = 0;
         while let Some(item) = items.next() {
-            // Room for a comma and a cached value (`scalar` relies on it).
-            pos = self.room(pos, CACHED_COPY + 1)?;
-            // The comma is written either way; the first item writes over it.
-            self.buf[pos] = b',';
-            pos += comma;
-            comma = 1;
-            match self.scalar(item, pos) {
+            match self.list_item(item, pos, comma) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
                     // The rest goes on from this item, after its comma.
-                    self.pos = pos;
+                    self.pos = pos + comma;
                     return self.list_rest(list, items.taken() - 1, depth);
                 }
             }
+            comma = 1;
         }
         pos = self.room(pos, 1)?;
         self.buf[pos] = b']';
@@ -334,10 +334,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A list's items from `start` on and its `]`, after its `[`, the items
     /// before `start` and the comma after them, which the caller has written.
-    /// `depth` is the list's container's.
+    /// `depth` is the list's own (its caller has counted it: `enter`).
     #[inline(never)]
     fn list_rest(&mut self, list: Borrowed<'_, 'py, PyList>, start: usize, depth: u32) -> Result<(), SerializeError> {
-        let depth = Self::enter(depth)?;
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
         let list = list.to_owned();
@@ -350,17 +349,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // 0 before the first item written here, 1 after: whether a comma goes before an item.
         let mut comma = 0;
         while let Some(item) = items.next() {
-            // Room for a comma and a cached value (`scalar` relies on it).
-            pos = self.room(pos, CACHED_COPY + 1)?;
-            // The comma is written either way; the first item writes over it.
-            self.buf[pos] = b',';
-            pos += comma;
-            comma = 1;
-            match self.scalar(item, pos) {
+            match self.list_item(item, pos, comma) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
-                    self.pos = pos;
+                    self.pos = pos + comma;
                     let result = self.nested(item, depth);
                     // Counted before `refresh`, which may shorten the list.
                     let index = items.taken() - 1;
@@ -372,9 +365,35 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                     pos = self.pos;
                 }
             }
+            comma = 1;
         }
         self.pos = pos;
         self.byte(b']')
+    }
+
+    /// A list's item at `pos`, after a comma unless `comma` is 0 (the list's
+    /// first): the comma and the item if it is a scalar (as `scalar`), and
+    /// the new position; `None` for an item that is not a scalar, with the
+    /// comma written at `pos` (the caller writes the item at `pos + comma`).
+    /// The step `scalar_list` and `list_rest` share; it makes its own room.
+    #[inline(always)]
+    fn list_item(
+        &mut self,
+        item: Borrowed<'_, 'py, PyAny>,
+        pos: usize,
+        comma: usize,
+    ) -> Option<Result<usize, SerializeError>> {
+        // Room for the comma and a cached value, tested in the form the window
+        // (`Window::at`) tests again: the compiler then drops the second test.
+        let mut pos = pos;
+        while pos > self.buf.len() || self.buf.len() - pos <= CACHED_COPY {
+            self.pos = pos;
+            if let Err(err) = self.make_room(CACHED_COPY + 1) {
+                return Some(Err(err));
+            }
+            pos = self.pos;
+        }
+        self.put_scalar::<true>(item, pos, comma)
     }
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
@@ -387,27 +406,65 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
     ) -> Option<Result<usize, SerializeError>> {
+        self.put_scalar::<false>(obj, pos, 0)
+    }
+
+    /// [`Serializer::scalar`], with `COMMA`: a comma at `pos` first (written
+    /// whatever the item), and the item at `pos + comma`; `CACHED_COPY + 1`
+    /// bytes reserved from `pos`.
+    ///
+    /// The type is settled before anything is written, and the bytes are
+    /// written through one window of the staging buffer: a byte stored through
+    /// `self.buf` could be any field of `self` as far as the compiler knows, so
+    /// it would read the buffer's address and length, and the types, again
+    /// after each store.
+    #[inline(always)]
+    fn put_scalar<const COMMA: bool>(
+        &mut self,
+        obj: Borrowed<'_, 'py, PyAny>,
+        pos: usize,
+        comma: usize,
+    ) -> Option<Result<usize, SerializeError>> {
         let ty = obj.get_type_ptr();
         let t = &self.types;
         if ty == t.str_ {
+            if COMMA {
+                self.buf[pos] = b',';
+            }
             // SAFETY: the object's type is exactly `str` (`t.str_` is its type
             // object), so it is a `PyString`. (`cast_exact` would compare the
             // type a second time, and build an error value on its failure path.)
             let s = unsafe { obj.cast_unchecked::<PyString>() };
-            return Some(self.item_string(s, pos));
-        } else if ty == t.int {
-            return Some(self.put_int(obj, pos));
-        } else if ty == t.float {
-            if let Ok(f) = obj.cast_exact::<PyFloat>() {
-                return Some(Ok(put_float(&mut self.buf, pos, f.value())));
-            }
-        } else if ty == t.bool_ {
-            let (text, len) = if obj.as_ptr() == t.true_ { (b"true    ", 4) } else { (b"false   ", 5) };
-            return Some(Ok(put_word(&mut self.buf, pos, text, len)));
-        } else if obj.as_ptr() == t.none {
-            return Some(Ok(put_word(&mut self.buf, pos, b"null    ", 4)));
+            return Some(self.item_string(s, pos + comma));
         }
-        None
+        let (word, len): (&[u8; 8], usize) = if ty == t.int {
+            let parts = borrowed::int_parts(obj, self.layouts);
+            let window = Window::<COMMA>::at(&mut self.buf, pos);
+            if let Some((negative, magnitude)) = parts {
+                return Some(Ok(pos + write_int(window, comma, negative, magnitude)));
+            }
+            return Some(self.put_int(obj, pos + comma));
+        } else if ty == t.float {
+            // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
+            let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
+            let window = Window::<COMMA>::at(&mut self.buf, pos);
+            return Some(Ok(pos + put_float(window, comma, value)));
+        } else if ty == t.bool_ {
+            if obj.as_ptr() == t.true_ {
+                (b"true    ", 4)
+            } else {
+                (b"false   ", 5)
+            }
+        } else if obj.as_ptr() == t.none {
+            (b"null    ", 4)
+        } else {
+            if COMMA {
+                self.buf[pos] = b',';
+            }
+            return None;
+        };
+        let window = Window::<COMMA>::at(&mut self.buf, pos);
+        Some(Ok(pos + put_word(window, comma, word, len)))
     }
 
     pub(super) fn tuple(&mut self, tuple: &Bound<'py, PyTuple>, depth: u32) -> Result<(), SerializeError> {
@@ -671,6 +728,33 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 enum Shared<'a> {
     Written(usize),
     Text(&'a [u8]),
+}
+
+/// The staging bytes a scalar other than a str is written to: `CACHED_COPY`
+/// from its position (or, with `COMMA`, from the comma before it, which is
+/// written here; the item's own bytes then go at offset 0 or 1). The writers'
+/// offsets into a slice of known length need no bounds checks.
+struct Window<const COMMA: bool>;
+
+impl<const COMMA: bool> Window<COMMA> {
+    #[inline(always)]
+    fn at(buf: &mut [u8], pos: usize) -> &mut [u8] {
+        let window: &mut [u8; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+            Some(window) => window,
+            None => room_missing(),
+        };
+        if COMMA {
+            window[0] = b',';
+        }
+        window
+    }
+}
+
+/// A window asked for past the room reserved: a bug.
+#[cold]
+#[inline(never)]
+fn room_missing() -> ! {
+    panic!("staging buffer: room not reserved")
 }
 
 /// Writes the first `len` bytes of `word` at `pos` with one fixed-size copy (the
