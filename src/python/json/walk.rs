@@ -52,7 +52,7 @@ pub(super) const FLOAT_ROOM: usize = 32;
 // A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
 // short clean str in quotes (`item_string`).
 const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && QUOTED_ROOM <= CACHED_COPY);
-// A list's item writes its comma and then an int or a float in one window of
+// A list's item writes its lead byte (`[` or a comma) and then an int or a float in one window of
 // `CACHED_COPY` bytes (`Window`).
 const _: () = assert!(INT_ROOM < CACHED_COPY && FLOAT_ROOM < CACHED_COPY);
 // A dict's item reserves `2 * CACHED_COPY`: a key written in place (`key`) leaves `CACHED_COPY`.
@@ -199,13 +199,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn nested(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
         let ty = obj.get_type_ptr();
         if ty == self.types.list {
-            if let Ok(l) = obj.cast_exact::<PyList>() {
-                return self.list(l, depth);
-            }
+            // SAFETY: the object's type is exactly `list`, so it is a `PyList`.
+            return self.list(unsafe { obj.cast_unchecked::<PyList>() }, depth);
         } else if ty == self.types.dict {
-            if let Ok(d) = obj.cast_exact::<PyDict>() {
-                return self.dict(d, depth);
-            }
+            // SAFETY: the object's type is exactly `dict`, so it is a `PyDict`.
+            return self.dict(unsafe { obj.cast_unchecked::<PyDict>() }, depth);
         }
         self.value(obj, depth)
     }
@@ -282,18 +280,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
-            let depth = Self::enter(depth)?;
-            self.byte(b'[')?;
-            return self.list_rest(list, 0, depth);
+            return self.list_rest(list, 0, Self::enter(depth)?, b'[');
         }
         self.scalar_list(list, depth)
     }
 
     #[cfg(Py_LIMITED_API)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        let depth = Self::enter(depth)?;
-        self.byte(b'[')?;
-        self.list_rest(list, 0, depth)
+        self.list_rest(list, 0, Self::enter(depth)?, b'[')
     }
 
     /// A list's leading scalars (all its items, usually) by a loop of its own,
@@ -309,34 +303,37 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // loop needs no strong reference to it (`list_rest` takes one).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.room(self.pos, 1)?;
-        self.buf[pos] = b'[';
-        pos += 1;
-        // 0 before the first item, 1 after: whether a comma goes before an item.
-        let mut comma = 0;
+        let mut pos = self.pos;
+        // The byte before an item: the `[` before the first, a comma after.
+        let mut lead = b'[';
         while let Some(item) = items.next() {
-            match self.list_item(item, pos, comma) {
+            match self.list_item(item, pos, lead) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
-                    // The rest goes on from this item, after its comma.
-                    self.pos = pos + comma;
-                    return self.list_rest(list, items.taken() - 1, depth);
+                    // The rest goes on from this item, and its lead byte.
+                    self.pos = pos;
+                    return self.list_rest(list, items.taken() - 1, depth, lead);
                 }
             }
-            comma = 1;
+            lead = b',';
         }
-        pos = self.room(pos, 1)?;
-        self.buf[pos] = b']';
-        self.pos = pos + 1;
-        Ok(())
+        self.pos = pos;
+        self.list_end(lead)
     }
 
-    /// A list's items from `start` on and its `]`, after its `[`, the items
-    /// before `start` and the comma after them, which the caller has written.
+    /// A list's items from `start` on and its `]`, after the items before
+    /// `start`, which the caller has written (and their `[`): the first item
+    /// here goes after `lead`, `[` if it is the list's first, else a comma.
     /// `depth` is the list's own (its caller has counted it: `enter`).
     #[inline(never)]
-    fn list_rest(&mut self, list: Borrowed<'_, 'py, PyList>, start: usize, depth: u32) -> Result<(), SerializeError> {
+    fn list_rest(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        start: usize,
+        depth: u32,
+        mut lead: u8,
+    ) -> Result<(), SerializeError> {
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
         let list = list.to_owned();
@@ -346,45 +343,60 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
         // The write position, kept in a local as in `dict_items`.
         let mut pos = self.pos;
-        // 0 before the first item written here, 1 after: whether a comma goes before an item.
-        let mut comma = 0;
         while let Some(item) = items.next() {
-            match self.list_item(item, pos, comma) {
-                Some(Ok(end)) => pos = end,
-                Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
-                None => {
-                    self.pos = pos + comma;
-                    let result = self.nested(item, depth);
-                    // Counted before `refresh`, which may shorten the list.
-                    let index = items.taken() - 1;
-                    if self.epoch != epoch {
-                        items.refresh();
-                        epoch = self.epoch;
+            // A list or a dict (the usual item here: see `list`) is tested for
+            // first, without the scalar types' tests.
+            let ty = item.get_type_ptr();
+            if ty != self.types.list && ty != self.types.dict {
+                match self.list_item(item, pos, lead) {
+                    Some(Ok(end)) => {
+                        pos = end;
+                        lead = b',';
+                        continue;
                     }
-                    result.map_err(|err| err.at(Step::Index(index)))?;
-                    pos = self.pos;
+                    Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                    None => {}
                 }
             }
-            comma = 1;
+            self.pos = pos;
+            let result = self.byte(lead).and_then(|()| self.nested(item, depth));
+            // Counted before `refresh`, which may shorten the list.
+            let index = items.taken() - 1;
+            if self.epoch != epoch {
+                items.refresh();
+                epoch = self.epoch;
+            }
+            result.map_err(|err| err.at(Step::Index(index)))?;
+            pos = self.pos;
+            lead = b',';
         }
         self.pos = pos;
+        self.list_end(lead)
+    }
+
+    /// A list's `]`, after its last item's `lead` (`[` for an empty list,
+    /// which is then written first).
+    #[inline(always)]
+    fn list_end(&mut self, lead: u8) -> Result<(), SerializeError> {
+        if lead == b'[' {
+            return self.small(b"[]");
+        }
         self.byte(b']')
     }
 
-    /// A list's item at `pos`, after a comma unless `comma` is 0 (the list's
-    /// first): the comma and the item if it is a scalar (as `scalar`), and
-    /// the new position; `None` for an item that is not a scalar, with the
-    /// comma written at `pos` (the caller writes the item at `pos + comma`).
-    /// The step `scalar_list` and `list_rest` share; it makes its own room.
+    /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
+    /// lead byte and the item if it is a scalar (as `scalar`), and the new
+    /// position; `None`, and nothing written, for an item that is not a
+    /// scalar. The step `scalar_list` and `list_rest` share; it makes its own room.
     #[inline(always)]
     fn list_item(
         &mut self,
         item: Borrowed<'_, 'py, PyAny>,
         pos: usize,
-        comma: usize,
+        lead: u8,
     ) -> Option<Result<usize, SerializeError>> {
-        // Room for the comma and a cached value, tested in the form the window
-        // (`Window::at`) tests again: the compiler then drops the second test.
+        // Room for the lead byte and a cached value, tested in the form the
+        // window (`Window::at`) tests again: the compiler then drops the second test.
         let mut pos = pos;
         while pos > self.buf.len() || self.buf.len() - pos <= CACHED_COPY {
             self.pos = pos;
@@ -393,7 +405,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             pos = self.pos;
         }
-        self.put_scalar::<true>(item, pos, comma)
+        self.put_scalar::<true>(item, pos, lead)
     }
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
@@ -409,9 +421,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.put_scalar::<false>(obj, pos, 0)
     }
 
-    /// [`Serializer::scalar`], with `COMMA`: a comma at `pos` first (written
-    /// whatever the item), and the item at `pos + comma`; `CACHED_COPY + 1`
-    /// bytes reserved from `pos`.
+    /// [`Serializer::scalar`], with `LEAD`: the byte `lead` at `pos` first
+    /// (for a scalar; nothing is written for anything else), and the item at
+    /// `pos + 1`; `CACHED_COPY + 1` bytes reserved from `pos`.
     ///
     /// The type is settled before anything is written, and the bytes are
     /// written through one window of the staging buffer: a byte stored through
@@ -419,36 +431,37 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// it would read the buffer's address and length, and the types, again
     /// after each store.
     #[inline(always)]
-    fn put_scalar<const COMMA: bool>(
+    fn put_scalar<const LEAD: bool>(
         &mut self,
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
-        comma: usize,
+        lead: u8,
     ) -> Option<Result<usize, SerializeError>> {
+        let at = usize::from(LEAD);
         let ty = obj.get_type_ptr();
         let t = &self.types;
         if ty == t.str_ {
-            if COMMA {
-                self.buf[pos] = b',';
+            if LEAD {
+                self.buf[pos] = lead;
             }
             // SAFETY: the object's type is exactly `str` (`t.str_` is its type
             // object), so it is a `PyString`. (`cast_exact` would compare the
             // type a second time, and build an error value on its failure path.)
             let s = unsafe { obj.cast_unchecked::<PyString>() };
-            return Some(self.item_string(s, pos + comma));
+            return Some(self.item_string(s, pos + at));
         }
         let (word, len): (&[u8; 8], usize) = if ty == t.int {
             let parts = borrowed::int_parts(obj, self.layouts);
-            let window = Window::<COMMA>::at(&mut self.buf, pos);
+            let window = Window::<LEAD>::at(&mut self.buf, pos, lead);
             if let Some((negative, magnitude)) = parts {
-                return Some(Ok(pos + write_int(window, comma, negative, magnitude)));
+                return Some(Ok(pos + write_int(window, at, negative, magnitude)));
             }
-            return Some(self.put_int(obj, pos + comma));
+            return Some(self.put_int(obj, pos + at));
         } else if ty == t.float {
             // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
             let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
-            let window = Window::<COMMA>::at(&mut self.buf, pos);
-            return Some(Ok(pos + put_float(window, comma, value)));
+            let window = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(pos + put_float(window, at, value)));
         } else if ty == t.bool_ {
             if obj.as_ptr() == t.true_ {
                 (b"true    ", 4)
@@ -458,13 +471,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         } else if obj.as_ptr() == t.none {
             (b"null    ", 4)
         } else {
-            if COMMA {
-                self.buf[pos] = b',';
-            }
             return None;
         };
-        let window = Window::<COMMA>::at(&mut self.buf, pos);
-        Some(Ok(pos + put_word(window, comma, word, len)))
+        let window = Window::<LEAD>::at(&mut self.buf, pos, lead);
+        Some(Ok(pos + put_word(window, at, word, len)))
     }
 
     pub(super) fn tuple(&mut self, tuple: &Bound<'py, PyTuple>, depth: u32) -> Result<(), SerializeError> {
@@ -731,20 +741,20 @@ enum Shared<'a> {
 }
 
 /// The staging bytes a scalar other than a str is written to: `CACHED_COPY`
-/// from its position (or, with `COMMA`, from the comma before it, which is
-/// written here; the item's own bytes then go at offset 0 or 1). The writers'
+/// from its position (or, with `LEAD`, from the byte before it, `lead`, which
+/// is written here; the item's own bytes then go at offset 1). The writers'
 /// offsets into a slice of known length need no bounds checks.
-struct Window<const COMMA: bool>;
+struct Window<const LEAD: bool>;
 
-impl<const COMMA: bool> Window<COMMA> {
+impl<const LEAD: bool> Window<LEAD> {
     #[inline(always)]
-    fn at(buf: &mut [u8], pos: usize) -> &mut [u8] {
+    fn at(buf: &mut [u8], pos: usize, lead: u8) -> &mut [u8] {
         let window: &mut [u8; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
             Some(window) => window,
             None => room_missing(),
         };
-        if COMMA {
-            window[0] = b',';
+        if LEAD {
+            window[0] = lead;
         }
         window
     }
