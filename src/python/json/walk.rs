@@ -450,31 +450,27 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             let s = unsafe { obj.cast_unchecked::<PyString>() };
             return Some(self.item_string(s, pos + at));
         }
-        let (word, len): (&[u8; 8], usize) = if ty == t.int {
+        if ty == t.int {
             let parts = borrowed::int_parts(obj, self.layouts);
-            let window = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
             if let Some((negative, magnitude)) = parts {
-                return Some(Ok(pos + write_int(window, at, negative, magnitude)));
+                return Some(Ok(base + write_int(window, pos + at - base, negative, magnitude)));
             }
             return Some(self.put_int(obj, pos + at));
         } else if ty == t.float {
             // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
             let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
-            let window = Window::<LEAD>::at(&mut self.buf, pos, lead);
-            return Some(Ok(pos + put_float(window, at, value)));
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(base + put_float(window, pos + at - base, value)));
         } else if ty == t.bool_ {
-            if obj.as_ptr() == t.true_ {
-                (b"true    ", 4)
-            } else {
-                (b"false   ", 5)
-            }
+            let (word, len) = if obj.as_ptr() == t.true_ { (b"true    ", 4) } else { (b"false   ", 5) };
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(base + put_word(window, pos + at - base, word, len)));
         } else if obj.as_ptr() == t.none {
-            (b"null    ", 4)
-        } else {
-            return None;
-        };
-        let window = Window::<LEAD>::at(&mut self.buf, pos, lead);
-        Some(Ok(pos + put_word(window, at, word, len)))
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(base + put_word(window, pos + at - base, b"null    ", 4)));
+        }
+        None
     }
 
     pub(super) fn tuple(&mut self, tuple: &Bound<'py, PyTuple>, depth: u32) -> Result<(), SerializeError> {
@@ -740,23 +736,27 @@ enum Shared<'a> {
     Text(&'a [u8]),
 }
 
-/// The staging bytes a scalar other than a str is written to: `CACHED_COPY`
-/// from its position (or, with `LEAD`, from the byte before it, `lead`, which
-/// is written here; the item's own bytes then go at offset 1). The writers'
+/// The staging bytes a scalar other than a str is written to: with `LEAD` (a
+/// list's item), `CACHED_COPY` from the byte before the item, `lead`, which is
+/// written here (the item's own bytes then go at offset 1): the writers'
 /// offsets into a slice of known length need no bounds checks.
 struct Window<const LEAD: bool>;
 
 impl<const LEAD: bool> Window<LEAD> {
+    /// The window for an item at `pos`, and where it starts in `buf`; without
+    /// `LEAD` (a dict's value), all of `buf`: a dict's own stores come between
+    /// its values', and the window's test would cost more than it saves.
     #[inline(always)]
-    fn at(buf: &mut [u8], pos: usize, lead: u8) -> &mut [u8] {
+    fn at(buf: &mut [u8], pos: usize, lead: u8) -> (&mut [u8], usize) {
+        if !LEAD {
+            return (buf, 0);
+        }
         let window: &mut [u8; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
             Some(window) => window,
             None => room_missing(),
         };
-        if LEAD {
-            window[0] = lead;
-        }
-        window
+        window[0] = lead;
+        (window, pos)
     }
 }
 
