@@ -52,6 +52,9 @@ pub(super) const FLOAT_ROOM: usize = 32;
 // A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
 // short clean str in quotes (`item_string`).
 const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && QUOTED_ROOM <= CACHED_COPY);
+// A list's item writes its lead byte (`[` or a comma) and then an int or a float in one window of
+// `CACHED_COPY` bytes (`Window`).
+const _: () = assert!(INT_ROOM < CACHED_COPY && FLOAT_ROOM < CACHED_COPY);
 // A dict's item reserves `2 * CACHED_COPY`: a key written in place (`key`) leaves `CACHED_COPY`.
 const _: () = assert!(KEY_ROOM + CACHED_COPY <= 2 * CACHED_COPY);
 
@@ -196,13 +199,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn nested(&mut self, obj: Borrowed<'_, 'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
         let ty = obj.get_type_ptr();
         if ty == self.types.list {
-            if let Ok(l) = obj.cast_exact::<PyList>() {
-                return self.list(l, depth);
-            }
+            // SAFETY: the object's type is exactly `list`, so it is a `PyList`.
+            return self.list(unsafe { obj.cast_unchecked::<PyList>() }, depth);
         } else if ty == self.types.dict {
-            if let Ok(d) = obj.cast_exact::<PyDict>() {
-                return self.dict(d, depth);
-            }
+            // SAFETY: the object's type is exactly `dict`, so it is a `PyDict`.
+            return self.dict(unsafe { obj.cast_unchecked::<PyDict>() }, depth);
         }
         self.value(obj, depth)
     }
@@ -279,16 +280,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
-            self.byte(b'[')?;
-            return self.list_rest(list, 0, depth);
+            return self.list_rest(list, 0, Self::enter(depth)?, b'[');
         }
         self.scalar_list(list, depth)
     }
 
     #[cfg(Py_LIMITED_API)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        self.byte(b'[')?;
-        self.list_rest(list, 0, depth)
+        self.list_rest(list, 0, Self::enter(depth)?, b'[')
     }
 
     /// A list's leading scalars (all its items, usually) by a loop of its own,
@@ -297,47 +296,44 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
     fn scalar_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        Self::enter(depth)?;
+        let depth = Self::enter(depth)?;
         // SAFETY: the GC is paused (`self._gc`) and the GIL held; the items are
         // used only while scalars are written, which runs no Python code (see
         // `scalar`), so the list is not changed or freed meanwhile either: this
         // loop needs no strong reference to it (`list_rest` takes one).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.room(self.pos, 1)?;
-        self.buf[pos] = b'[';
-        pos += 1;
-        // 0 before the first item, 1 after: whether a comma goes before an item.
-        let mut comma = 0;
+        let mut pos = self.pos;
+        // The byte before an item: the `[` before the first, a comma after.
+        let mut lead = b'[';
         while let Some(item) = items.next() {
-            // Room for a comma and a cached value (`scalar` relies on it).
-            pos = self.room(pos, CACHED_COPY + 1)?;
-            // The comma is written either way; the first item writes over it.
-            self.buf[pos] = b',';
-            pos += comma;
-            comma = 1;
-            match self.scalar(item, pos) {
+            match self.list_item(item, pos, lead) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
-                    // The rest goes on from this item, after its comma.
+                    // The rest goes on from this item, and its lead byte.
                     self.pos = pos;
-                    return self.list_rest(list, items.taken() - 1, depth);
+                    return self.list_rest(list, items.taken() - 1, depth, lead);
                 }
             }
+            lead = b',';
         }
-        pos = self.room(pos, 1)?;
-        self.buf[pos] = b']';
-        self.pos = pos + 1;
-        Ok(())
+        self.pos = pos;
+        self.list_end(lead)
     }
 
-    /// A list's items from `start` on and its `]`, after its `[`, the items
-    /// before `start` and the comma after them, which the caller has written.
-    /// `depth` is the list's container's.
+    /// A list's items from `start` on and its `]`, after the items before
+    /// `start`, which the caller has written (and their `[`): the first item
+    /// here goes after `lead`, `[` if it is the list's first, else a comma.
+    /// `depth` is the list's own (its caller has counted it: `enter`).
     #[inline(never)]
-    fn list_rest(&mut self, list: Borrowed<'_, 'py, PyList>, start: usize, depth: u32) -> Result<(), SerializeError> {
-        let depth = Self::enter(depth)?;
+    fn list_rest(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        start: usize,
+        depth: u32,
+        mut lead: u8,
+    ) -> Result<(), SerializeError> {
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
         let list = list.to_owned();
@@ -347,34 +343,69 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
         // The write position, kept in a local as in `dict_items`.
         let mut pos = self.pos;
-        // 0 before the first item written here, 1 after: whether a comma goes before an item.
-        let mut comma = 0;
         while let Some(item) = items.next() {
-            // Room for a comma and a cached value (`scalar` relies on it).
-            pos = self.room(pos, CACHED_COPY + 1)?;
-            // The comma is written either way; the first item writes over it.
-            self.buf[pos] = b',';
-            pos += comma;
-            comma = 1;
-            match self.scalar(item, pos) {
-                Some(Ok(end)) => pos = end,
-                Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
-                None => {
-                    self.pos = pos;
-                    let result = self.nested(item, depth);
-                    // Counted before `refresh`, which may shorten the list.
-                    let index = items.taken() - 1;
-                    if self.epoch != epoch {
-                        items.refresh();
-                        epoch = self.epoch;
+            // A list or a dict (the usual item here: see `list`) is tested for
+            // first, without the scalar types' tests.
+            let ty = item.get_type_ptr();
+            if ty != self.types.list && ty != self.types.dict {
+                match self.list_item(item, pos, lead) {
+                    Some(Ok(end)) => {
+                        pos = end;
+                        lead = b',';
+                        continue;
                     }
-                    result.map_err(|err| err.at(Step::Index(index)))?;
-                    pos = self.pos;
+                    Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                    None => {}
                 }
             }
+            self.pos = pos;
+            let result = self.byte(lead).and_then(|()| self.nested(item, depth));
+            // Counted before `refresh`, which may shorten the list.
+            let index = items.taken() - 1;
+            if self.epoch != epoch {
+                items.refresh();
+                epoch = self.epoch;
+            }
+            result.map_err(|err| err.at(Step::Index(index)))?;
+            pos = self.pos;
+            lead = b',';
         }
         self.pos = pos;
+        self.list_end(lead)
+    }
+
+    /// A list's `]`, after its last item's `lead` (`[` for an empty list,
+    /// which is then written first).
+    #[inline(always)]
+    fn list_end(&mut self, lead: u8) -> Result<(), SerializeError> {
+        if lead == b'[' {
+            return self.small(b"[]");
+        }
         self.byte(b']')
+    }
+
+    /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
+    /// lead byte and the item if it is a scalar (as `scalar`), and the new
+    /// position; `None`, and nothing written, for an item that is not a
+    /// scalar. The step `scalar_list` and `list_rest` share; it makes its own room.
+    #[inline(always)]
+    fn list_item(
+        &mut self,
+        item: Borrowed<'_, 'py, PyAny>,
+        pos: usize,
+        lead: u8,
+    ) -> Option<Result<usize, SerializeError>> {
+        // Room for the lead byte and a cached value, tested in the form the
+        // window (`Window::at`) tests again: the compiler then drops the second test.
+        let mut pos = pos;
+        while pos > self.buf.len() || self.buf.len() - pos <= CACHED_COPY {
+            self.pos = pos;
+            if let Err(err) = self.make_room(CACHED_COPY + 1) {
+                return Some(Err(err));
+            }
+            pos = self.pos;
+        }
+        self.put_scalar::<true>(item, pos, lead)
     }
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
@@ -387,25 +418,57 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
     ) -> Option<Result<usize, SerializeError>> {
+        self.put_scalar::<false>(obj, pos, 0)
+    }
+
+    /// [`Serializer::scalar`], with `LEAD`: the byte `lead` at `pos` first
+    /// (for a scalar; nothing is written for anything else), and the item at
+    /// `pos + 1`; `CACHED_COPY + 1` bytes reserved from `pos`.
+    ///
+    /// The type is settled before anything is written, and the bytes are
+    /// written through one window of the staging buffer: a byte stored through
+    /// `self.buf` could be any field of `self` as far as the compiler knows, so
+    /// it would read the buffer's address and length, and the types, again
+    /// after each store.
+    #[inline(always)]
+    fn put_scalar<const LEAD: bool>(
+        &mut self,
+        obj: Borrowed<'_, 'py, PyAny>,
+        pos: usize,
+        lead: u8,
+    ) -> Option<Result<usize, SerializeError>> {
+        let at = usize::from(LEAD);
         let ty = obj.get_type_ptr();
         let t = &self.types;
         if ty == t.str_ {
+            if LEAD {
+                self.buf[pos] = lead;
+            }
             // SAFETY: the object's type is exactly `str` (`t.str_` is its type
             // object), so it is a `PyString`. (`cast_exact` would compare the
             // type a second time, and build an error value on its failure path.)
             let s = unsafe { obj.cast_unchecked::<PyString>() };
-            return Some(self.item_string(s, pos));
-        } else if ty == t.int {
-            return Some(self.put_int(obj, pos));
-        } else if ty == t.float {
-            if let Ok(f) = obj.cast_exact::<PyFloat>() {
-                return Some(Ok(put_float(&mut self.buf, pos, f.value())));
+            return Some(self.item_string(s, pos + at));
+        }
+        if ty == t.int {
+            let parts = borrowed::int_parts(obj, self.layouts);
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            if let Some((negative, magnitude)) = parts {
+                return Some(Ok(base + write_int(window, pos + at - base, negative, magnitude)));
             }
+            return Some(self.put_int(obj, pos + at));
+        } else if ty == t.float {
+            // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
+            let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(base + put_float(window, pos + at - base, value)));
         } else if ty == t.bool_ {
-            let (text, len) = if obj.as_ptr() == t.true_ { (b"true    ", 4) } else { (b"false   ", 5) };
-            return Some(Ok(put_word(&mut self.buf, pos, text, len)));
+            let (word, len) = if obj.as_ptr() == t.true_ { (b"true    ", 4) } else { (b"false   ", 5) };
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(base + put_word(window, pos + at - base, word, len)));
         } else if obj.as_ptr() == t.none {
-            return Some(Ok(put_word(&mut self.buf, pos, b"null    ", 4)));
+            let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
+            return Some(Ok(base + put_word(window, pos + at - base, b"null    ", 4)));
         }
         None
     }
@@ -672,6 +735,37 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 enum Shared<'a> {
     Written(usize),
     Text(&'a [u8]),
+}
+
+/// The staging bytes a scalar other than a str is written to: with `LEAD` (a
+/// list's item), `CACHED_COPY` from the byte before the item, `lead`, which is
+/// written here (the item's own bytes then go at offset 1): the writers'
+/// offsets into a slice of known length need no bounds checks.
+struct Window<const LEAD: bool>;
+
+impl<const LEAD: bool> Window<LEAD> {
+    /// The window for an item at `pos`, and where it starts in `buf`; without
+    /// `LEAD` (a dict's value), all of `buf`: a dict's own stores come between
+    /// its values', and the window's test would cost more than it saves.
+    #[inline(always)]
+    fn at(buf: &mut [u8], pos: usize, lead: u8) -> (&mut [u8], usize) {
+        if !LEAD {
+            return (buf, 0);
+        }
+        let window: &mut [u8; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+            Some(window) => window,
+            None => room_missing(),
+        };
+        window[0] = lead;
+        (window, pos)
+    }
+}
+
+/// A window asked for past the room reserved: a bug.
+#[cold]
+#[inline(never)]
+fn room_missing() -> ! {
+    panic!("staging buffer: room not reserved")
 }
 
 /// Writes the first `len` bytes of `word` at `pos` with one fixed-size copy (the
