@@ -83,6 +83,10 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     /// The last dataclass type written, and how its instances are read (see
     /// `types.rs`), so that a list of one dataclass looks the class up once.
     pub(super) dataclass: Option<super::types::DataclassKind>,
+    /// The last dataclass whose instances' `__dict__` is read directly, from
+    /// an earlier call on this thread (kept in the scratch between calls), so
+    /// that one dataclass written per call is not looked up each time.
+    pub(super) known_class: Option<super::types::ClassStamp>,
     /// Counts the times Python code may have run (see `other`): a container
     /// walk that sees it move reads its container again.
     pub(super) epoch: u64,
