@@ -227,7 +227,23 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A dict's items; with `SKIP_PRIVATE`, without the str keys that start with
     /// `_` (a dataclass instance's `__dict__`, as orjson writes one).
+    #[inline(always)]
     pub(super) fn dict_items<const SKIP_PRIVATE: bool>(
+        &mut self,
+        dict: Borrowed<'_, 'py, PyDict>,
+        depth: u32,
+    ) -> Result<(), SerializeError> {
+        if depth == 0 {
+            self.dict_walk::<SKIP_PRIVATE, true>(dict, depth)
+        } else {
+            self.dict_walk::<SKIP_PRIVATE, false>(dict, depth)
+        }
+    }
+
+    /// [`Serializer::dict_items`]; `OUTER`: the dict is the value itself, whose
+    /// keys are neither looked up in the key cache (empty when the walk starts
+    /// with this dict) nor counted as seen (each comes once in it).
+    fn dict_walk<const SKIP_PRIVATE: bool, const OUTER: bool>(
         &mut self,
         dict: Borrowed<'_, 'py, PyDict>,
         depth: u32,
@@ -254,7 +270,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             // Room for a cached key and a cached value (`key` and `scalar` rely on it).
             pos = self.room(pos, 2 * CACHED_COPY)?;
-            pos = self.key(key, separator, pos)?;
+            pos = self.key::<OUTER>(key, separator, pos)?;
             separator = true;
             match self.scalar(value, pos) {
                 Some(Ok(end)) => pos = end,
@@ -431,8 +447,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// and its colon, at `pos`; returns the new position.
     ///
     /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
+    /// `OUTER`: a key of the outermost dict (see `dict_walk`), taken as held
+    /// by that dict alone.
     #[inline(always)]
-    pub(super) fn key(
+    pub(super) fn key<const OUTER: bool>(
         &mut self,
         key: Borrowed<'_, 'py, PyAny>,
         separator: bool,
@@ -441,7 +459,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // Only exact `str` keys are ever cached, so an address match is enough;
         // and the cache holds a reference to each, so a key with one reference
         // (held by this dict alone) is not there: no lookup for it.
-        let shared = borrowed::shared(key);
+        let shared = !OUTER && borrowed::shared(key);
         if shared {
             if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
                 let skip = usize::from(!separator);
