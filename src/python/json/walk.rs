@@ -552,10 +552,20 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.big_int(&obj.to_owned(), subclass)
     }
 
-    /// An exact int at `pos` (`INT_ROOM` bytes reserved); returns the new position.
+    /// An exact int (its type compared with `int`'s by the caller) at `pos`
+    /// (`INT_ROOM` bytes reserved); returns the new position.
     #[inline(always)]
     pub(super) fn put_int(&mut self, obj: Borrowed<'_, 'py, PyAny>, pos: usize) -> Result<usize, SerializeError> {
-        if let Some((negative, magnitude)) = borrowed::int_parts(obj, self.layouts) {
+        // The same compare as the caller's (`scalar`), with the same loaded
+        // `types.int`: the compiler drops it after inlining, where the compare
+        // inside `int_parts` (with `int`'s static type object) stayed.
+        let parts = if obj.get_type_ptr() == self.types.int {
+            // SAFETY: `obj`'s type is `int` (`types.int` is its type object).
+            unsafe { borrowed::exact_int_parts(obj, self.layouts) }
+        } else {
+            None
+        };
+        if let Some((negative, magnitude)) = parts {
             return Ok(write_int(&mut self.buf, pos, negative, magnitude));
         }
         self.pos = pos;
