@@ -193,6 +193,70 @@ def test_enums_dataclasses_and_subclasses_are_orjsons(value: Any) -> None:
     assert shmbridge.dumps(value) == orjson.dumps(value)
 
 
+def test_a_dataclass_changed_or_redefined_between_calls_is_looked_up_again() -> None:
+    # Each call after the first finds the class known from the call before:
+    # that must not outlive a change to the class, in place or by a new class.
+    @dataclasses.dataclass
+    class Point:
+        x: int
+        y: int = 2
+
+    point = Point(1)
+    for _ in range(3):
+        assert shmbridge.dumps(point) == orjson.dumps(point) == b'{"x":1,"y":2}'
+    # An attribute lookup of its own set on the class after the fact, and taken away.
+    Point.__getattribute__ = lambda self, name: (  # type: ignore[method-assign]
+        {"made": 1} if name == "__dict__" else object.__getattribute__(self, name)
+    )
+    # (A lookup on the class gives it a new version tag: the check must not
+    # rely on the tag being unset after a change.)
+    assert Point.y == 2
+    assert shmbridge.dumps(point) == orjson.dumps(point) == b'{"made":1}'
+    del Point.__getattribute__
+    assert Point.y == 2
+    for _ in range(2):
+        assert shmbridge.dumps([point, point]) == orjson.dumps([point, point])
+
+    # The same in a base class: the change reaches the subclass.
+    @dataclasses.dataclass
+    class Base:
+        a: int
+
+    @dataclasses.dataclass
+    class Derived(Base):
+        b: int
+
+    derived = Derived(1, 2)
+    for _ in range(2):
+        assert shmbridge.dumps(derived) == orjson.dumps(derived) == b'{"a":1,"b":2}'
+    Base.__getattribute__ = lambda self, name: (  # type: ignore[method-assign]
+        {"seen": 1} if name == "__dict__" else object.__getattribute__(self, name)
+    )
+    assert Derived.__init__ is not None
+    assert shmbridge.dumps(derived) == orjson.dumps(derived) == b'{"seen":1}'
+    # No longer a dataclass: refused, as orjson refuses it.
+    for _ in range(2):
+        shmbridge.dumps(point)
+    del Point.__dataclass_fields__
+    assert Point.y == 2
+    with pytest.raises(TypeError):
+        orjson.dumps(point)
+    with pytest.raises(TypeError):
+        shmbridge.dumps(point)
+    # Classes made anew, one per round, each of another layout; a freed class's
+    # address may be reused by the next one.
+    for round_ in range(20):
+        slots = round_ % 2 == 1
+        namespace: dict[str, Any] = {"__annotations__": {"a": int, "_b": int}, "_b": 0}
+        cls = dataclasses.dataclass(slots=slots)(type("Made", (), namespace))
+        value = cls(round_)
+        if not slots:
+            value.extra = round_  # type: ignore[attr-defined]
+        for _ in range(2):
+            assert shmbridge.dumps(value) == orjson.dumps(value)
+        del cls, value
+
+
 class MyFloat(float):
     pass
 

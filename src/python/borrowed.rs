@@ -421,8 +421,31 @@ fn int_layout_holds(py: Python<'_>, layout: IntLayout) -> PyResult<bool> {
 /// allocating an exception object); `None` otherwise.
 #[inline(always)]
 pub fn int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
+    // SAFETY: `KNOWN_EXACT` false: the type is checked.
+    unsafe { int_parts_of::<false>(obj, layouts) }
+}
+
+/// [`int_parts`] for an object the caller has found to be an exact int (its
+/// type compared with `int`'s): the compare is not made again.
+///
+/// # Safety
+/// `obj`'s type is exactly `int`.
+#[inline(always)]
+pub unsafe fn exact_int_parts(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
+    // SAFETY: the caller's contract is `int_parts_of`'s with `KNOWN_EXACT`.
+    unsafe { int_parts_of::<true>(obj, layouts) }
+}
+
+/// [`int_parts`]; with `KNOWN_EXACT`, without checking that `obj` is an exact int.
+///
+/// # Safety
+/// With `KNOWN_EXACT`, `obj`'s type is exactly `int`.
+#[inline(always)]
+unsafe fn int_parts_of<const KNOWN_EXACT: bool>(obj: Borrowed<'_, '_, PyAny>, layouts: Layouts) -> Option<(bool, u64)> {
     #[cfg(not(Py_LIMITED_API))]
-    if layouts.int != IntLayout::Api && obj.get_type_ptr() == <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()) {
+    if layouts.int != IntLayout::Api
+        && (KNOWN_EXACT || obj.get_type_ptr() == <PyInt as pyo3::PyTypeInfo>::type_object_raw(obj.py()))
+    {
         // SAFETY: as in `int_digits` (written out here rather than called: the
         // hot path's code stays as it was).
         let (negative, count, digits) = unsafe {

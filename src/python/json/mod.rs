@@ -144,6 +144,8 @@ struct Scratch {
     seen_keys: Box<[usize; CACHE_SLOTS]>,
     /// Counts calls: the salt of the `SeenOnce` tables.
     calls: usize,
+    /// The serializer's `known_class`, between calls.
+    known_class: Option<types::ClassStamp>,
 }
 
 thread_local! {
@@ -180,6 +182,7 @@ impl Scratch {
             seen: Box::new([0; CACHE_SLOTS]),
             seen_keys: Box::new([0; CACHE_SLOTS]),
             calls: 0,
+            known_class: None,
         }
     }
 }
@@ -210,11 +213,13 @@ fn serialize_with<'py, S: Sink>(
         default: options.default.clone(),
         default_depth: 0,
         dataclass: None,
+        known_class: scratch.known_class,
         epoch: 0,
         _gc: &gc,
     };
     let result = ser.value(obj.as_borrowed(), 0);
     let used = ser.pos;
+    scratch.known_class = ser.known_class;
     let result = result.and_then(|()| ser.flush());
     ser.keys.clear();
     ser.values.clear();

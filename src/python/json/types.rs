@@ -41,7 +41,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[cold]
     #[inline(never)]
     pub(super) fn other(&mut self, obj: &Bound<'py, PyAny>, depth: u32) -> Result<(), SerializeError> {
-        // Exact dates and times first, by address: the most frequent here, and
+        // The last dataclass seen, this call or an earlier one, when its
+        // instances' `__dict__` is read without Python code (two compares of
+        // the type's address first): the walk need not read its containers
+        // again. Before the dates: a list of one dataclass comes here per item.
+        if let Some(dict) = self.known_dataclass_dict(obj) {
+            return self.dict_items::<true>(dict.as_borrowed(), depth);
+        }
+        // Exact dates and times next, by address: the most frequent here, and
         // they run no Python code (but for an aware datetime's `utcoffset`, which
         // `datetime` deals with), so the walk need not read its containers again.
         let ty = obj.get_type_ptr();
@@ -65,11 +72,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // (`numpy_scalar` deals with any Python code it runs).
         if let Some(written) = self.numpy_scalar(obj) {
             return written;
-        }
-        // The last dataclass seen, when its instances' `__dict__` is read
-        // without Python code: the walk need not read its containers again.
-        if let Some(dict) = self.dataclass.as_ref().and_then(|kind| kind.plain_dict(obj)) {
-            return self.dict_items::<true>(dict.as_borrowed(), depth);
         }
         // From here on Python code may run (a hook, an attribute), so the
         // containers being walked are read again once this returns.
@@ -226,6 +228,21 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.quoted(&datetime::uuid_text(value))
     }
 
+    /// `obj.__dict__` if `obj`'s class is the last dataclass seen (this call,
+    /// or by its [`ClassStamp`] an earlier call on this thread) and its
+    /// instances' `__dict__` is read directly; `None` otherwise.
+    #[inline(always)]
+    fn known_dataclass_dict(&mut self, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyDict>> {
+        if let Some(kind) = &self.dataclass {
+            return kind.plain_dict(obj);
+        }
+        let stamp = self.known_class?;
+        if obj.get_type_ptr() as usize != stamp.address || ClassStamp::of(obj.get_type_ptr()) != Some(stamp) {
+            return None;
+        }
+        instance_dict::get(obj)
+    }
+
     /// How `obj`'s class writes its instances, if it is a dataclass: from the
     /// one-entry cache when the class is the last one seen.
     fn dataclass_kind(&mut self, obj: &Bound<'py, PyAny>) -> Option<DataclassKind> {
@@ -236,11 +253,17 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 return Some(kind.clone_ref(py));
             }
         }
+        // Before the lookups, which may run Python code that changes the class:
+        // a class changed meanwhile is not stamped (see below).
+        let stamp = ClassStamp::of(ty.as_type_ptr());
         let fields = ty.getattr(intern!(py, "__dataclass_fields__")).ok()?.cast_into::<PyDict>().ok()?;
         // orjson's rule: the instance's `__dict__` unless the class itself has `__slots__`.
         let slots = ty.getattr(intern!(py, "__dict__")).and_then(|d| d.contains(intern!(py, "__slots__")));
         let from_dict = !slots.unwrap_or(true);
         let plain_dict = from_dict && plain_dict_access(obj).unwrap_or(false);
+        // Remembered across calls (see `ClassStamp`) only when the instances'
+        // `__dict__` is read directly: nothing else of the kind is needed then.
+        self.known_class = stamp.filter(|&stamp| plain_dict && ClassStamp::of(ty.as_type_ptr()) == Some(stamp));
         let kind = DataclassKind { class: ty.unbind(), fields: fields.unbind(), from_dict, plain_dict };
         self.dataclass = Some(kind.clone_ref(py));
         Some(kind)
@@ -326,6 +349,47 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let written = self.value(result.as_borrowed(), depth);
         self.default_depth -= 1;
         written
+    }
+}
+
+/// A class as it was when it was looked at: its address and its version tag,
+/// which CPython changes (`PyType_Modified`) whenever the class or one of its
+/// bases is changed (an attribute set or deleted, such as `__dataclass_fields__`,
+/// `__getattribute__` or `__dict__`; `__bases__` assigned). Tags come from a
+/// counter that is never reset, so a class made later at the same address (a
+/// class redefined, the old one freed) cannot carry the same tag: the stamp
+/// matches only the very class it was taken from, unchanged, and holds no
+/// reference to it (the class may be freed meanwhile). 0 is no tag (none given
+/// yet, or none left): no stamp then.
+///
+/// Only classes whose metaclass is exactly `type` are stamped: a metaclass of
+/// its own could answer the attribute lookups differently without the class
+/// changing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct ClassStamp {
+    address: usize,
+    version: u32,
+}
+
+impl ClassStamp {
+    /// The stamp of the class `ty` as it is now, if it has one.
+    #[inline(always)]
+    #[cfg(not(Py_LIMITED_API))]
+    fn of(ty: *mut pyo3::ffi::PyTypeObject) -> Option<Self> {
+        // SAFETY: `ty` is a live type object (the type of a live object, which
+        // holds a reference to it) and the GIL is held; `ob_type` and
+        // `tp_version_tag` are fields of the full (non-limited) `PyTypeObject`
+        // layout this build is compiled against, and reading them runs no code.
+        let (metatype, version) = unsafe { ((*ty).ob_base.ob_base.ob_type, (*ty).tp_version_tag) };
+        let exact_type = metatype == std::ptr::addr_of_mut!(pyo3::ffi::PyType_Type);
+        (exact_type && version != 0).then_some(Self { address: ty as usize, version })
+    }
+
+    /// No version tag in the stable ABI: no stamp.
+    #[inline(always)]
+    #[cfg(Py_LIMITED_API)]
+    fn of(_ty: *mut pyo3::ffi::PyTypeObject) -> Option<Self> {
+        None
     }
 }
 

@@ -86,6 +86,10 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     /// The last dataclass type written, and how its instances are read (see
     /// `types.rs`), so that a list of one dataclass looks the class up once.
     pub(super) dataclass: Option<super::types::DataclassKind>,
+    /// The last dataclass whose instances' `__dict__` is read directly, from
+    /// an earlier call on this thread (kept in the scratch between calls), so
+    /// that one dataclass written per call is not looked up each time.
+    pub(super) known_class: Option<super::types::ClassStamp>,
     /// Counts the times Python code may have run (see `other`): a container
     /// walk that sees it move reads its container again.
     pub(super) epoch: u64,
@@ -224,7 +228,23 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A dict's items; with `SKIP_PRIVATE`, without the str keys that start with
     /// `_` (a dataclass instance's `__dict__`, as orjson writes one).
+    #[inline(always)]
     pub(super) fn dict_items<const SKIP_PRIVATE: bool>(
+        &mut self,
+        dict: Borrowed<'_, 'py, PyDict>,
+        depth: u32,
+    ) -> Result<(), SerializeError> {
+        if depth == 0 {
+            self.dict_walk::<SKIP_PRIVATE, true>(dict, depth)
+        } else {
+            self.dict_walk::<SKIP_PRIVATE, false>(dict, depth)
+        }
+    }
+
+    /// [`Serializer::dict_items`]; `OUTER`: the dict is the value itself, whose
+    /// keys are neither looked up in the key cache (empty when the walk starts
+    /// with this dict) nor counted as seen (each comes once in it).
+    fn dict_walk<const SKIP_PRIVATE: bool, const OUTER: bool>(
         &mut self,
         dict: Borrowed<'_, 'py, PyDict>,
         depth: u32,
@@ -251,7 +271,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             // Room for a cached key and a cached value (`key` and `scalar` rely on it).
             pos = self.room(pos, 2 * CACHED_COPY)?;
-            pos = self.key(key, separator, pos)?;
+            pos = self.key::<OUTER>(key, separator, pos)?;
             separator = true;
             match self.scalar(value, pos) {
                 Some(Ok(end)) => pos = end,
@@ -490,8 +510,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// and its colon, at `pos`; returns the new position.
     ///
     /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
+    /// `OUTER`: a key of the outermost dict (see `dict_walk`), taken as held
+    /// by that dict alone.
     #[inline(always)]
-    pub(super) fn key(
+    pub(super) fn key<const OUTER: bool>(
         &mut self,
         key: Borrowed<'_, 'py, PyAny>,
         separator: bool,
@@ -500,7 +522,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // Only exact `str` keys are ever cached, so an address match is enough;
         // and the cache holds a reference to each, so a key with one reference
         // (held by this dict alone) is not there: no lookup for it.
-        let shared = borrowed::shared(key);
+        let shared = !OUTER && borrowed::shared(key);
         if shared {
             if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
                 let skip = usize::from(!separator);
@@ -593,10 +615,20 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.big_int(&obj.to_owned(), subclass)
     }
 
-    /// An exact int at `pos` (`INT_ROOM` bytes reserved); returns the new position.
+    /// An exact int (its type compared with `int`'s by the caller) at `pos`
+    /// (`INT_ROOM` bytes reserved); returns the new position.
     #[inline(always)]
     pub(super) fn put_int(&mut self, obj: Borrowed<'_, 'py, PyAny>, pos: usize) -> Result<usize, SerializeError> {
-        if let Some((negative, magnitude)) = borrowed::int_parts(obj, self.layouts) {
+        // The same compare as the caller's (`scalar`), with the same loaded
+        // `types.int`: the compiler drops it after inlining, where the compare
+        // inside `int_parts` (with `int`'s static type object) stayed.
+        let parts = if obj.get_type_ptr() == self.types.int {
+            // SAFETY: `obj`'s type is `int` (`types.int` is its type object).
+            unsafe { borrowed::exact_int_parts(obj, self.layouts) }
+        } else {
+            None
+        };
+        if let Some((negative, magnitude)) = parts {
             return Ok(write_int(&mut self.buf, pos, negative, magnitude));
         }
         self.pos = pos;
