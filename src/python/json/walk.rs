@@ -471,7 +471,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return Some(self.item_string(s, pos + at));
         }
         if ty == t.int {
-            let parts = borrowed::int_parts(obj, self.layouts);
+            // SAFETY: the object's type is exactly `int` (`t.int` is its type object).
+            let parts = unsafe { borrowed::exact_int_parts(obj, self.layouts) };
             let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
             if let Some((negative, magnitude)) = parts {
                 return Some(Ok(base + write_int(window, pos + at - base, negative, magnitude)));
