@@ -199,6 +199,29 @@ def test_random_floats_are_written_like_orjson() -> None:
         assert json.loads(shmbridge.dumps(value)) == value
 
 
+def test_runs_of_floats_in_a_list_of_any_length_and_end() -> None:
+    # A list's floats are written a run at a time, each text copied one float late:
+    # runs of odd and even lengths, with and without NaN, ended by every other kind of
+    # item or by the list's end.
+    floats = [0.5, -1.25, 1e300, float("nan"), 5e-324, -0.0, 123456.789, float("inf")]
+    enders: list[Any] = [1, "s", None, True, [2.5], {"k": 0.25}, (1.5,), 2**64 - 1]
+    for length in range(9):
+        run = floats[:length]
+        for ender in enders:
+            for value in ([*run, ender], [ender, *run], [*run, ender, *run], run):
+                assert shmbridge.dumps(value) == orjson.dumps(value), repr(value)
+
+
+def test_long_run_of_floats_through_a_channel(channel: Channel, reader: Reader) -> None:
+    # Many staging-buffer flushes in the middle of one run of floats.
+    rng = random.Random(99)
+    values: list[Any] = [
+        rng.uniform(-1e9, 1e9) * 10.0 ** rng.randint(-300, 290) for _ in range(60_000)
+    ]
+    values += ["end", *values[:1001]]
+    assert written(channel, reader, values) == orjson.dumps(values)
+
+
 @pytest.mark.parametrize("value", [0.1, 1e300, -0.0, 5e-324, 1e16, 1e-7, 123456.789, 2.0**70])
 def test_floats_parse_back_to_the_same_float(value: float) -> None:
     text = shmbridge.dumps(value)

@@ -742,6 +742,18 @@ const PREFETCH_TABLE_LINES: usize = 8;
 const PREFETCH_VALUES: usize = 16;
 
 impl<'a, 'py> ListItems<'a, 'py> {
+    /// Takes back the item `next` returned last (if any): the next `next`
+    /// returns it again. No Python code may have run since.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    pub fn unread(&mut self) {
+        // SAFETY: as in `refresh` (no code has run since the last `next`, so
+        // this is the same array, of the same length).
+        let items = unsafe { Self::items(self.list) };
+        let taken = self.taken().saturating_sub(1);
+        self.items = items.get(taken..).unwrap_or(&[]).iter();
+    }
+
     /// The items from the one at `start` on (none if the list is shorter);
     /// [`ListItems::taken`] counts the items before `start` as taken.
     ///

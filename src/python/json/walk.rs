@@ -327,9 +327,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // The byte before an item: the `[` before the first, a comma after.
         let mut lead = b'[';
         while let Some(item) = items.next() {
-            match self.list_item(item, pos, lead) {
+            match self.list_item::<true>(item, pos, lead) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                None if item.get_type_ptr() == self.types.float => {
+                    // A run of floats, by a loop of its own (`float_run`).
+                    pos = self.float_run(&mut items, item, pos, lead)?;
+                }
                 None => {
                     // The rest goes on from this item, and its lead byte.
                     self.pos = pos;
@@ -340,6 +344,75 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         self.pos = pos;
         self.list_end(lead)
+    }
+
+    /// A run of floats in a list, from `first` (a float, after `lead`) on,
+    /// written from `pos`; returns the new position. The item that ends the run,
+    /// if any, is taken back (`unread`), for the caller's next step.
+    ///
+    /// Each float's text is copied into the staging buffer only after the next
+    /// one's is made (as numpy's floats are, see `numpy.rs`): zmij writes its
+    /// text with stores of mixed sizes, and words read back across them at once
+    /// wait for those stores to complete (a failed store forward).
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    fn float_run(
+        &mut self,
+        items: &mut borrowed::ListItems<'_, 'py>,
+        first: Borrowed<'_, 'py, PyAny>,
+        pos: usize,
+        lead: u8,
+    ) -> Result<usize, SerializeError> {
+        let float = self.types.float;
+        let (mut even, mut odd) = (zmij::Buffer::new(), zmij::Buffer::new());
+        // The text made but not yet copied, and its lead byte: always in `even`.
+        let mut text = float_bytes(&mut even, float_value(first));
+        let (mut pos, mut lead) = (pos, lead);
+        loop {
+            let Some(item) = items.next() else {
+                return self.put_text(pos, lead, text, items, 1);
+            };
+            if item.get_type_ptr() != float {
+                items.unread();
+                return self.put_text(pos, lead, text, items, 1);
+            }
+            let second = float_bytes(&mut odd, float_value(item));
+            pos = self.put_text(pos, lead, text, items, 2)?;
+            lead = b',';
+            let Some(item) = items.next() else {
+                return self.put_text(pos, lead, second, items, 1);
+            };
+            if item.get_type_ptr() != float {
+                items.unread();
+                return self.put_text(pos, lead, second, items, 1);
+            }
+            text = float_bytes(&mut even, float_value(item));
+            pos = self.put_text(pos, lead, second, items, 2)?;
+        }
+    }
+
+    /// `lead`, then a float's `text`, at `pos` (a list's item in a float run,
+    /// `back` items before the last taken from `items`, which an error names);
+    /// makes its own room; returns the new position.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    fn put_text(
+        &mut self,
+        pos: usize,
+        lead: u8,
+        text: &[u8],
+        items: &borrowed::ListItems<'_, 'py>,
+        back: usize,
+    ) -> Result<usize, SerializeError> {
+        let mut pos = pos;
+        // As in `list_item`.
+        while pos > self.buf.len() || self.buf.len() - pos <= CACHED_COPY {
+            self.pos = pos;
+            self.make_room(CACHED_COPY + 1).map_err(|err| err.at(Step::Index(items.taken() - back)))?;
+            pos = self.pos;
+        }
+        let (window, base) = Window::<true>::at(&mut self.buf, pos, lead);
+        Ok(base + copy_short(window, 1, text))
     }
 
     /// A list's items from `start` on and its `]`, after the items before
@@ -368,7 +441,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             // first, without the scalar types' tests.
             let ty = item.get_type_ptr();
             if ty != self.types.list && ty != self.types.dict {
-                match self.list_item(item, pos, lead) {
+                match self.list_item::<false>(item, pos, lead) {
                     Some(Ok(end)) => {
                         pos = end;
                         lead = b',';
@@ -408,8 +481,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// lead byte and the item if it is a scalar (as `scalar`), and the new
     /// position; `None`, and nothing written, for an item that is not a
     /// scalar. The step `scalar_list` and `list_rest` share; it makes its own room.
+    /// `RUNS`: a float is left to the caller (`None`), which writes a run of them.
     #[inline(always)]
-    fn list_item(
+    fn list_item<const RUNS: bool>(
         &mut self,
         item: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -425,7 +499,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             pos = self.pos;
         }
-        self.put_scalar::<true>(item, pos, lead)
+        self.put_scalar::<true, RUNS>(item, pos, lead)
     }
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
@@ -438,7 +512,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
     ) -> Option<Result<usize, SerializeError>> {
-        self.put_scalar::<false>(obj, pos, 0)
+        self.put_scalar::<false, false>(obj, pos, 0)
     }
 
     /// [`Serializer::scalar`], with `LEAD`: the byte `lead` at `pos` first
@@ -451,7 +525,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// it would read the buffer's address and length, and the types, again
     /// after each store.
     #[inline(always)]
-    fn put_scalar<const LEAD: bool>(
+    fn put_scalar<const LEAD: bool, const RUNS: bool>(
         &mut self,
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -479,6 +553,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             return Some(self.put_int(obj, pos + at));
         } else if ty == t.float {
+            if RUNS {
+                return None;
+            }
             // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
             let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
             let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
@@ -818,6 +895,25 @@ pub(super) fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
     }
     let mut buffer = zmij::Buffer::new();
     copy_short(buf, pos, buffer.format_finite(value).as_bytes())
+}
+
+/// The value of `obj`, an exact `float`.
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+fn float_value(obj: Borrowed<'_, '_, PyAny>) -> f64 {
+    // SAFETY: the caller has compared the object's type with `float`'s: it is a `PyFloat`.
+    unsafe { obj.cast_unchecked::<PyFloat>() }.value()
+}
+
+/// A float's text (`null` if it is not finite, orjson's choice), made in `buffer`.
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+fn float_bytes(buffer: &mut zmij::Buffer, value: f64) -> &[u8] {
+    if value.is_finite() {
+        buffer.format_finite(value).as_bytes()
+    } else {
+        b"null"
+    }
 }
 
 /// Copies `text` (at most 24 bytes) to `buf` at `pos` with fixed-size stores
