@@ -798,13 +798,14 @@ impl<'a, 'py> ListItems<'a, 'py> {
         // pointers (PyList_GET_SIZE and PyList_GET_ITEM read the same fields).
         // By the contract the list is not modified (not resized, its array not
         // reallocated) while the slice, which borrows it for 'a, is used.
+        // A list with items has its array (`ob_item` is null only when
+        // `ob_size` is 0), so the size alone is tested.
         unsafe {
-            let len = usize::try_from(ffi::PyList_GET_SIZE(op)).unwrap_or(0);
-            let items = (*op.cast::<ffi::PyListObject>()).ob_item;
-            if len == 0 || items.is_null() {
+            let len = ffi::PyList_GET_SIZE(op);
+            if len <= 0 {
                 &[]
             } else {
-                std::slice::from_raw_parts(items, len)
+                std::slice::from_raw_parts((*op.cast::<ffi::PyListObject>()).ob_item, len.unsigned_abs())
             }
         }
     }
