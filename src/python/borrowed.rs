@@ -956,12 +956,12 @@ pub fn first_item_type(list: Borrowed<'_, '_, PyList>) -> *mut ffi::PyTypeObject
     // SAFETY: `list` is a live list (or list subclass) and the GIL is held
     // (`Borrowed` proves both): `ob_item` holds `ob_size` live items, and the
     // first one's type pointer may be read when there is one.
+    // A list with items has its array (`ob_item` is null only when `ob_size` is 0).
     unsafe {
-        let items = (*op.cast::<ffi::PyListObject>()).ob_item;
-        if ffi::PyList_GET_SIZE(op) <= 0 || items.is_null() {
+        if ffi::PyList_GET_SIZE(op) <= 0 {
             return std::ptr::null_mut();
         }
-        ffi::Py_TYPE(*items)
+        ffi::Py_TYPE(*(*op.cast::<ffi::PyListObject>()).ob_item)
     }
 }
 
