@@ -406,13 +406,16 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 self.pos = pos;
                 self.byte(lead).and_then(|()| self.nested(item, depth)).map(|()| self.pos)
             };
-            // Counted before `refresh`, which may shorten the list.
-            let index = items.taken() - 1;
             if self.epoch != epoch {
+                // Counted before `refresh`, which may shorten the list.
+                let index = items.taken() - 1;
                 items.refresh();
                 epoch = self.epoch;
+                pos = result.map_err(|err| err.at(Step::Index(index)))?;
+            } else {
+                // Counted only on an error (the list has not been read again).
+                pos = result.map_err(|err| err.at(Step::Index(items.taken() - 1)))?;
             }
-            pos = result.map_err(|err| err.at(Step::Index(index)))?;
             lead = b',';
         }
         self.list_end(lead, pos)
