@@ -900,13 +900,14 @@ impl<'a, 'py> ListItems<'a, 'py> {
         // pointers (PyList_GET_SIZE and PyList_GET_ITEM read the same fields).
         // By the contract the list is not modified (not resized, its array not
         // reallocated) while the slice, which borrows it for 'a, is used.
+        // A list with items has its array (`ob_item` is null only when
+        // `ob_size` is 0), so the size alone is tested.
         unsafe {
-            let len = usize::try_from(ffi::PyList_GET_SIZE(op)).unwrap_or(0);
-            let items = (*op.cast::<ffi::PyListObject>()).ob_item;
-            if len == 0 || items.is_null() {
+            let len = ffi::PyList_GET_SIZE(op);
+            if len <= 0 {
                 &[]
             } else {
-                std::slice::from_raw_parts(items, len)
+                std::slice::from_raw_parts((*op.cast::<ffi::PyListObject>()).ob_item, len.unsigned_abs())
             }
         }
     }
@@ -1057,12 +1058,12 @@ pub fn first_item_type(list: Borrowed<'_, '_, PyList>) -> *mut ffi::PyTypeObject
     // SAFETY: `list` is a live list (or list subclass) and the GIL is held
     // (`Borrowed` proves both): `ob_item` holds `ob_size` live items, and the
     // first one's type pointer may be read when there is one.
+    // A list with items has its array (`ob_item` is null only when `ob_size` is 0).
     unsafe {
-        let items = (*op.cast::<ffi::PyListObject>()).ob_item;
-        if ffi::PyList_GET_SIZE(op) <= 0 || items.is_null() {
+        if ffi::PyList_GET_SIZE(op) <= 0 {
             return std::ptr::null_mut();
         }
-        ffi::Py_TYPE(*items)
+        ffi::Py_TYPE(*(*op.cast::<ffi::PyListObject>()).ob_item)
     }
 }
 

@@ -382,27 +382,41 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A list: one whose first item is a list or a dict by `list_rest`, any
     /// other by `scalar_list`.
-    #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        self.pos = self.list_at(list, depth, self.pos)?;
+        Ok(())
+    }
+
+    /// [`Serializer::list`] at `pos` (kept in a local by the caller, see
+    /// `room`); returns the position after the `]`.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    fn list_at(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
-            return self.list_rest(list, 0, Self::enter(depth)?, b'[');
+            return self.list_rest(list, 0, Self::enter(depth)?, b'[', pos);
         }
-        self.scalar_list(list, depth)
+        self.scalar_list(list, depth, pos)
     }
 
     #[cfg(Py_LIMITED_API)]
-    pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        self.list_rest(list, 0, Self::enter(depth)?, b'[')
+    #[inline(always)]
+    fn list_at(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
+        self.list_rest(list, 0, Self::enter(depth)?, b'[', pos)
     }
 
     /// A list's leading scalars (all its items, usually) by a loop of its own,
     /// kept small so that its state stays in registers, and from the first
-    /// other item on by `list_rest`.
+    /// other item on by `list_rest`; at `pos`, and returns the position after it.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
-    fn scalar_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+    fn scalar_list(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        depth: u32,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         let depth = Self::enter(depth)?;
         // SAFETY: the GC is paused (`self._gc`) and the GIL held; the items are
         // used only while scalars are written, which runs no Python code (see
@@ -410,7 +424,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // loop needs no strong reference to it (`list_rest` takes one).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.pos;
+        let mut pos = pos;
         // The byte before an item: the `[` before the first, a comma after.
         let mut lead = b'[';
         while let Some(item) = items.next() {
@@ -419,20 +433,19 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
                     // The rest goes on from this item, and its lead byte.
-                    self.pos = pos;
-                    return self.list_rest(list, items.taken() - 1, depth, lead);
+                    return self.list_rest(list, items.taken() - 1, depth, lead, pos);
                 }
             }
             lead = b',';
         }
-        self.pos = pos;
-        self.list_end(lead)
+        self.list_end(lead, pos)
     }
 
     /// A list's items from `start` on and its `]`, after the items before
     /// `start`, which the caller has written (and their `[`): the first item
     /// here goes after `lead`, `[` if it is the list's first, else a comma.
-    /// `depth` is the list's own (its caller has counted it: `enter`).
+    /// `depth` is the list's own (its caller has counted it: `enter`). At
+    /// `pos`; returns the position after the `]`.
     #[inline(never)]
     fn list_rest(
         &mut self,
@@ -440,7 +453,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         start: usize,
         depth: u32,
         mut lead: u8,
-    ) -> Result<(), SerializeError> {
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
         let list = list.to_owned();
@@ -449,46 +463,71 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.pos;
+        let mut pos = pos;
         while let Some(item) = items.next() {
             // A list or a dict (the usual item here: see `list`) is tested for
             // first, without the scalar types' tests.
             let ty = item.get_type_ptr();
-            if ty != self.types.list && ty != self.types.dict {
-                match self.list_item(item, pos, lead) {
-                    Some(Ok(end)) => {
-                        pos = end;
-                        lead = b',';
-                        continue;
+            let result = if ty == self.types.list {
+                // The lead byte, then the list, both at the local position.
+                match self.room(pos, 1) {
+                    Ok(at) => {
+                        self.buf[at] = lead;
+                        // SAFETY: the object's type is exactly `list`, so it is a `PyList`.
+                        self.list_at(unsafe { item.cast_unchecked::<PyList>() }, depth, at + 1)
                     }
-                    Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
-                    None => {}
+                    Err(err) => Err(err),
                 }
-            }
-            self.pos = pos;
-            let result = self.byte(lead).and_then(|()| self.nested(item, depth));
-            // Counted before `refresh`, which may shorten the list.
-            let index = items.taken() - 1;
+            } else {
+                if ty != self.types.dict {
+                    match self.list_item(item, pos, lead) {
+                        Some(Ok(end)) => {
+                            pos = end;
+                            lead = b',';
+                            continue;
+                        }
+                        Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                        None => {}
+                    }
+                }
+                self.pos = pos;
+                self.byte(lead).and_then(|()| self.nested(item, depth)).map(|()| self.pos)
+            };
             if self.epoch != epoch {
+                // Counted before `refresh`, which may shorten the list.
+                let index = items.taken() - 1;
                 items.refresh();
                 epoch = self.epoch;
+                pos = result.map_err(|err| err.at(Step::Index(index)))?;
+            } else {
+                // Counted only on an error (the list has not been read again).
+                pos = result.map_err(|err| err.at(Step::Index(items.taken() - 1)))?;
             }
-            result.map_err(|err| err.at(Step::Index(index)))?;
-            pos = self.pos;
             lead = b',';
         }
-        self.pos = pos;
-        self.list_end(lead)
+        self.list_end(lead, pos)
     }
 
-    /// A list's `]`, after its last item's `lead` (`[` for an empty list,
-    /// which is then written first).
+    /// A list's `]` at `pos`, after its last item's `lead` (`[` for an empty
+    /// list, which is then written first); returns the position after it.
     #[inline(always)]
-    fn list_end(&mut self, lead: u8) -> Result<(), SerializeError> {
-        if lead == b'[' {
-            return self.small(b"[]");
+    fn list_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
+        // Room tested in the form the window's `first_chunk_mut` tests again
+        // (as in `list_item`): the compiler then drops the second test.
+        let mut pos = pos;
+        while pos > self.buf.len() || self.buf.len() - pos < 2 {
+            self.pos = pos;
+            self.make_room(2)?;
+            pos = self.pos;
         }
-        self.byte(b']')
+        let empty = lead == b'[';
+        let window: &mut [u8; 2] = match self.buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+            Some(window) => window,
+            None => room_missing(),
+        };
+        // One 2-byte store: `[]`, or `]` and a scratch byte.
+        *window = if empty { *b"[]" } else { *b"]]" };
+        Ok(pos + 1 + usize::from(empty))
     }
 
     /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
