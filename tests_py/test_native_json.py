@@ -478,6 +478,42 @@ def test_objects_read_directly_are_written_like_orjson() -> None:
     assert shmbridge.dumps(general) == orjson.dumps(general)
 
 
+def test_dict_walk_going_on_after_its_scalars_at_a_nested_value() -> None:
+    """A dict's leading scalars are written by a direct walk of its entries, which
+    hands over to the general walk at the first other value, from that entry on:
+    with deleted entries before and after it, in a str-keyed table and in a general
+    one (three pointers an entry), at every place of the nested value."""
+    for at in range(6):
+        unicode_keys: dict[Any, Any] = {f"k{i}": i for i in range(8)}
+        general: dict[Any, Any] = {0: None} | {f"k{i}": i for i in range(8)}
+        del general[0]
+        for d in (unicode_keys, general):
+            del d["k1"], d["k6"]
+            keys = list(d)
+            d[keys[at]] = [keys[at], {"in": keys[at]}]
+            for value in (d, [d, d], {"outer": d, "after": 1}):
+                assert shmbridge.dumps(value) == orjson.dumps(value)
+
+
+def test_dict_changed_by_default_after_the_direct_walk_handed_over() -> None:
+    """A `default=` hook that empties the dict being walked, called for a value
+    after its leading scalars: the walk reads the table again and stops."""
+
+    class Marker:
+        pass
+
+    def emptying(obj: Any) -> Any:
+        row.clear()
+        return "m"
+
+    row: dict[str, Any] = {}
+    for n in range(1, 5):
+        row.clear()
+        row.update({f"s{i}": i for i in range(n)} | {"m": Marker(), "t": 1})
+        out = shmbridge.dumps(row, default=emptying)
+        assert out.startswith(b'{"s0":0') and b'"m":"m"' in out
+
+
 def test_list_falling_back_at_a_flush(channel: Channel, reader: Reader) -> None:
     """A list whose first item is not a scalar (a tuple here) leaves the scalar
     loop after its `[`, which may already have gone out with a flush of the

@@ -241,6 +241,25 @@ impl<'a, 'py> DictItems<'a, 'py> {
         Self { dict, walk }
     }
 
+    /// [`DictItems::new`], going on from where a [`DictEntries`] walk of the
+    /// same dict stopped (`resume`), with the table it found; from the first
+    /// entry with `None`.
+    ///
+    /// # Safety
+    /// As for [`DictItems::new`]; and `resume` comes from a [`DictEntries`] of
+    /// this dict, with no Python code run since it was made.
+    #[inline]
+    pub unsafe fn new_at(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts, resume: Option<DictResume>) -> Self {
+        match resume {
+            #[cfg(not(Py_LIMITED_API))]
+            Some(DictResume { table, index }) => Self { dict, walk: Walk::Entries { table, index } },
+            #[cfg(Py_LIMITED_API)]
+            Some(never) => match never {},
+            // SAFETY: the caller's contract is `new`'s.
+            None => unsafe { Self::new(dict, layouts) },
+        }
+    }
+
     /// Finds the entry table again after Python code may have changed the dict
     /// (resized it, or made its table anew), and goes on from the same position:
     /// what was there before may have moved, but nothing is read out of bounds.
@@ -372,6 +391,89 @@ impl<'a, 'py> Iterator for DictItems<'a, 'py> {
                 Some(unsafe { (Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)) })
             }
         }
+    }
+}
+
+/// Where a [`DictEntries`] walk stopped, for [`DictItems::new_at`] (none in
+/// the stable-ABI build, which has no direct walk).
+#[cfg(not(Py_LIMITED_API))]
+pub struct DictResume {
+    table: Table,
+    index: usize,
+}
+
+#[cfg(Py_LIMITED_API)]
+pub enum DictResume {}
+
+/// A dict's entry table walked directly, for a walk that runs no Python code
+/// from its first item to its last use of an item (a dict of scalars): no
+/// [`DictItems::refresh`], so its state is a pointer, an end and a stride, kept
+/// in registers. Only for a combined table under CPython 3.11's dict layout
+/// ([`Layouts`]' `dict_311`); a walk that must run code goes on through
+/// [`DictItems::new_at`] from [`DictEntries::resume`].
+#[cfg(not(Py_LIMITED_API))]
+pub struct DictEntries<'a, 'py> {
+    py: Python<'py>,
+    /// The key of the next entry; its value is the next pointer.
+    next: *const *mut ffi::PyObject,
+    /// One past the last entry's key.
+    end: *const *mut ffi::PyObject,
+    /// Pointers from one entry to the next.
+    stride: usize,
+    /// The table, for `resume`.
+    table: Table,
+    _dict: PhantomData<Borrowed<'a, 'py, PyDict>>,
+}
+
+#[cfg(not(Py_LIMITED_API))]
+impl<'a, 'py> DictEntries<'a, 'py> {
+    /// The entries of `dict` if they can be read directly (`layouts.dict_311`
+    /// and a combined table), else `None` (walk it with [`DictItems`]).
+    ///
+    /// # Safety
+    /// The caller holds the GIL without releasing it and keeps a [`GcPause`]
+    /// alive, and runs no Python code from this call until its last use of an
+    /// item (nothing modifies or frees the dict, its keys or values meanwhile).
+    #[inline(always)]
+    pub unsafe fn new(dict: Borrowed<'a, 'py, PyDict>, layouts: Layouts) -> Option<Self> {
+        if !layouts.dict_311 {
+            return None;
+        }
+        // SAFETY: `dict` is a live dict (or subclass), the GIL is held, and
+        // `layouts.dict_311` says the layout is CPython 3.11's (3.11 to 3.13).
+        let table = unsafe { entry_table(dict.as_ptr()) }?;
+        let end = table.entries.wrapping_add(table.count * table.stride);
+        Some(Self { py: dict.py(), next: table.entries, end, stride: table.stride, table, _dict: PhantomData })
+    }
+
+    /// Where the walk stands: the entry after the last one returned (where
+    /// [`DictItems::new_at`] goes on from).
+    #[inline(always)]
+    pub fn resume(&self) -> DictResume {
+        let done = self.next as usize - self.table.entries as usize;
+        DictResume { table: self.table, index: done / (self.stride * std::mem::size_of::<*mut ffi::PyObject>()) }
+    }
+}
+
+#[cfg(not(Py_LIMITED_API))]
+impl<'a, 'py> Iterator for DictEntries<'a, 'py> {
+    type Item = (Borrowed<'a, 'py, PyAny>, Borrowed<'a, 'py, PyAny>);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next < self.end {
+            // SAFETY: `next` is below `end`, so it is an entry of the table, whose
+            // key and value pointers are laid out as `entry_table` found them; the
+            // dict is alive and unmodified (the contract of `new`).
+            let (key, value) = unsafe { (*self.next, *self.next.add(1)) };
+            self.next = self.next.wrapping_add(self.stride);
+            if !value.is_null() && !key.is_null() {
+                // SAFETY: a used entry's key and value are strong references owned
+                // by the dict, which lives for 'a and is not modified meanwhile.
+                return Some(unsafe { (Borrowed::from_ptr(self.py, key), Borrowed::from_ptr(self.py, value)) });
+            }
+        }
+        None
     }
 }
 
@@ -810,13 +912,14 @@ impl<'a, 'py> ListItems<'a, 'py> {
         // pointers (PyList_GET_SIZE and PyList_GET_ITEM read the same fields).
         // By the contract the list is not modified (not resized, its array not
         // reallocated) while the slice, which borrows it for 'a, is used.
+        // A list with items has its array (`ob_item` is null only when
+        // `ob_size` is 0), so the size alone is tested.
         unsafe {
-            let len = usize::try_from(ffi::PyList_GET_SIZE(op)).unwrap_or(0);
-            let items = (*op.cast::<ffi::PyListObject>()).ob_item;
-            if len == 0 || items.is_null() {
+            let len = ffi::PyList_GET_SIZE(op);
+            if len <= 0 {
                 &[]
             } else {
-                std::slice::from_raw_parts(items, len)
+                std::slice::from_raw_parts((*op.cast::<ffi::PyListObject>()).ob_item, len.unsigned_abs())
             }
         }
     }
@@ -967,12 +1070,12 @@ pub fn first_item_type(list: Borrowed<'_, '_, PyList>) -> *mut ffi::PyTypeObject
     // SAFETY: `list` is a live list (or list subclass) and the GIL is held
     // (`Borrowed` proves both): `ob_item` holds `ob_size` live items, and the
     // first one's type pointer may be read when there is one.
+    // A list with items has its array (`ob_item` is null only when `ob_size` is 0).
     unsafe {
-        let items = (*op.cast::<ffi::PyListObject>()).ob_item;
-        if ffi::PyList_GET_SIZE(op) <= 0 || items.is_null() {
+        if ffi::PyList_GET_SIZE(op) <= 0 {
             return std::ptr::null_mut();
         }
-        ffi::Py_TYPE(*items)
+        ffi::Py_TYPE(*(*op.cast::<ffi::PyListObject>()).ob_item)
     }
 }
 

@@ -266,26 +266,24 @@ pub(super) fn quote_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usiz
     Some(pos + len + 2)
 }
 
-/// Writes `,"src":` (`"src":` without `separator`) at `pos` if `src` is at most
-/// `CLEAN_MAX` bytes and none of them needs an escape, and returns the new
-/// position; `None` (and scratch written) otherwise, or if `buf` has less than
-/// `KEY_ROOM` bytes from `pos`.
+/// Writes `lead"src":` at `pos` (`lead`: the dict's `{`, or a comma) if `src` is
+/// at most `CLEAN_MAX` bytes and none of them needs an escape, and returns the
+/// new position; `None` (and scratch written) otherwise, or if `buf` has less
+/// than `KEY_ROOM` bytes from `pos`.
 #[inline(always)]
-pub(super) fn key_clean(buf: &mut [u8], pos: usize, separator: bool, src: &[u8]) -> Option<usize> {
+pub(super) fn key_clean(buf: &mut [u8], pos: usize, lead: u8, src: &[u8]) -> Option<usize> {
     let len = src.len();
     if len > CLEAN_MAX {
         return None;
     }
     let dst = buf.get_mut(pos..)?.first_chunk_mut::<KEY_ROOM>()?;
-    let open = usize::from(separator);
-    if !put_clean(dst, open + 1, src) {
+    if !put_clean(dst, 2, src) {
         return None;
     }
-    // The comma is written either way; without one, the quote goes over it.
-    dst[0] = b',';
-    dst[open] = b'"';
-    dst[open + 1 + len..open + 3 + len].copy_from_slice(b"\":");
-    Some(pos + open + len + 3)
+    dst[0] = lead;
+    dst[1] = b'"';
+    dst[2 + len..4 + len].copy_from_slice(b"\":");
+    Some(pos + len + 4)
 }
 
 /// Copies `src` (at most `CLEAN_MAX` bytes) into `dst` at `at` if no byte of it
@@ -691,27 +689,27 @@ mod tests {
             let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
             let mut buf = vec![0; 3 + KEY_ROOM];
             let end = quote_clean(&mut buf, 3, &clean);
-            let key = |buf: &mut Vec<u8>, separator| key_clean(buf, 3, separator, &clean);
+            let key = |buf: &mut Vec<u8>, lead| key_clean(buf, 3, lead, &clean);
             if len > CLEAN_MAX {
                 assert_eq!(end, None, "length {len}");
-                assert_eq!(key(&mut buf, true), None, "length {len}");
+                assert_eq!(key(&mut buf, b','), None, "length {len}");
                 continue;
             }
             assert_eq!(end, Some(3 + len + 2), "length {len}");
             assert_eq!(&buf[3..5 + len], &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
-            assert_eq!(key(&mut buf, true), Some(3 + len + 4), "length {len}");
+            assert_eq!(key(&mut buf, b','), Some(3 + len + 4), "length {len}");
             assert_eq!(&buf[3..7 + len], &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
-            assert_eq!(key(&mut buf, false), Some(3 + len + 3), "length {len}");
-            assert_eq!(&buf[3..6 + len], &[&b"\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(key(&mut buf, b'{'), Some(3 + len + 4), "length {len}");
+            assert_eq!(&buf[3..7 + len], &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
             // Too little room: refused, nothing written out of bounds.
             assert_eq!(quote_clean(&mut buf[..3 + QUOTED_ROOM - 1], 3, &clean), None, "length {len}");
-            assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, true, &clean), None, "length {len}");
+            assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, b',', &clean), None, "length {len}");
             for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
                 for at in 0..len {
                     let mut bytes = clean.clone();
                     bytes[at] = special;
                     assert_eq!(quote_clean(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
-                    assert_eq!(key_clean(&mut buf, 3, true, &bytes), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(key_clean(&mut buf, 3, b',', &bytes), None, "byte {special:#x} at {at} of {len}");
                 }
             }
         }

@@ -244,24 +244,111 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// [`Serializer::dict_items`]; `OUTER`: the dict is the value itself, whose
     /// keys are neither looked up in the key cache (empty when the walk starts
     /// with this dict) nor counted as seen (each comes once in it).
+    ///
+    /// A dict whose entries can be read directly has its leading scalar items
+    /// (all of them, usually) written by a loop of its own, whose state stays in
+    /// registers and which needs no reference to the dict (as `scalar_list`);
+    /// from its first other item on, `dict_rest` takes over.
+    #[cfg(not(Py_LIMITED_API))]
     fn dict_walk<const SKIP_PRIVATE: bool, const OUTER: bool>(
         &mut self,
         dict: Borrowed<'_, 'py, PyDict>,
         depth: u32,
     ) -> Result<(), SerializeError> {
         let depth = Self::enter(depth)?;
+        // SAFETY: `self._gc` proves the cyclic GC is paused and the GIL is held.
+        // The items are used only while their keys and scalar values are written,
+        // which runs no Python code (see `scalar`; `key` and `room` run none
+        // either), so the dict is not changed or freed meanwhile: no strong
+        // reference to it is needed here (`dict_rest` takes one).
+        let Some(mut entries) = (unsafe { borrowed::DictEntries::new(dict, self.layouts) }) else {
+            return self.dict_rest::<SKIP_PRIVATE, OUTER>(dict, depth, None, None, b'{');
+        };
+        // The write position, kept in a local (see `room`) and stored back
+        // around anything that writes through `self.pos`.
+        let mut pos = self.pos;
+        // The byte before a key: the `{` before the first, a comma after.
+        let mut lead = b'{';
+        while let Some((key, value)) = entries.next() {
+            if SKIP_PRIVATE && is_private(key) {
+                continue;
+            }
+            // Room for a cached key and a cached value (`key` and `scalar` rely on it).
+            pos = self.room(pos, 2 * CACHED_COPY)?;
+            pos = self.key::<OUTER>(key, lead, pos)?;
+            lead = b',';
+            match self.scalar(value, pos) {
+                Some(Ok(end)) => pos = end,
+                Some(Err(err)) => return Err(err.at(Step::Key(key_text(&key.to_owned())))),
+                None => {
+                    self.pos = pos;
+                    let pending = Some((key, value));
+                    return self.dict_rest::<SKIP_PRIVATE, OUTER>(dict, depth, Some(entries.resume()), pending, lead);
+                }
+            }
+        }
+        self.pos = pos;
+        self.dict_end(lead)
+    }
+
+    /// A dict's `}`, after its last item's `lead` (`{` for an empty dict,
+    /// which is then written first).
+    #[inline(always)]
+    fn dict_end(&mut self, lead: u8) -> Result<(), SerializeError> {
+        if lead == b'{' {
+            return self.small(b"{}");
+        }
+        self.byte(b'}')
+    }
+
+    #[cfg(Py_LIMITED_API)]
+    fn dict_walk<const SKIP_PRIVATE: bool, const OUTER: bool>(
+        &mut self,
+        dict: Borrowed<'_, 'py, PyDict>,
+        depth: u32,
+    ) -> Result<(), SerializeError> {
+        let depth = Self::enter(depth)?;
+        self.dict_rest::<SKIP_PRIVATE, OUTER>(dict, depth, None, None, b'{')
+    }
+
+    /// A dict's items from where `resume` says on (from the first with
+    /// `None`) and its `}`, after the items before it, which the caller has
+    /// written (`DictEntries`, and no Python code run since), and `pending`: an
+    /// item whose key the caller has written and whose value (not a scalar) is
+    /// walked first. `lead`: the byte before the next key, `{` if no key has
+    /// been written (nor the `{`), else a comma.
+    /// `depth` is the dict's own (its caller has counted it: `enter`).
+    #[inline(never)]
+    fn dict_rest<const SKIP_PRIVATE: bool, const OUTER: bool>(
+        &mut self,
+        dict: Borrowed<'_, 'py, PyDict>,
+        depth: u32,
+        resume: Option<borrowed::DictResume>,
+        pending: Option<(Borrowed<'_, 'py, PyAny>, Borrowed<'_, 'py, PyAny>)>,
+        mut lead: u8,
+    ) -> Result<(), SerializeError> {
         // Held for the walk: Python code run further down (a `default=` hook, an
         // enum's value) could drop every other reference to this dict.
         let dict = dict.to_owned();
-        self.byte(b'{')?;
-        let mut separator = false;
         let mut epoch = self.epoch;
         // SAFETY: `self._gc` proves the cyclic GC is paused and the GIL is held.
         // An item is used only until Python code next runs: a scalar is written at
         // once (no Python code runs for one), and for any other value this loop
         // takes a strong reference to the key, the value's own walk takes one to
         // the value, and the table is read again (`refresh`) once code has run.
-        let mut items = unsafe { borrowed::DictItems::new(dict.as_borrowed(), self.layouts) };
+        // `resume` is from the caller's `DictEntries` of this dict, and no Python
+        // code has run since (the caller wrote only keys and scalars).
+        let mut items = unsafe { borrowed::DictItems::new_at(dict.as_borrowed(), self.layouts, resume) };
+        if let Some((key, value)) = pending {
+            // The caller's item: no Python code has run since it was read.
+            let key = key.to_owned();
+            let result = self.nested(value, depth);
+            if self.epoch != epoch {
+                items.refresh();
+                epoch = self.epoch;
+            }
+            result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
+        }
         // The write position, kept in a local (see `room`) and stored back
         // around anything that writes through `self.pos`.
         let mut pos = self.pos;
@@ -271,8 +358,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             // Room for a cached key and a cached value (`key` and `scalar` rely on it).
             pos = self.room(pos, 2 * CACHED_COPY)?;
-            pos = self.key::<OUTER>(key, separator, pos)?;
-            separator = true;
+            pos = self.key::<OUTER>(key, lead, pos)?;
+            lead = b',';
             match self.scalar(value, pos) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Key(key_text(&key)))),
@@ -290,32 +377,46 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
         }
         self.pos = pos;
-        self.byte(b'}')
+        self.dict_end(lead)
     }
 
     /// A list: one whose first item is a list or a dict by `list_rest`, any
     /// other by `scalar_list`.
-    #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+        self.pos = self.list_at(list, depth, self.pos)?;
+        Ok(())
+    }
+
+    /// [`Serializer::list`] at `pos` (kept in a local by the caller, see
+    /// `room`); returns the position after the `]`.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    fn list_at(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
-            return self.list_rest(list, 0, Self::enter(depth)?, b'[');
+            return self.list_rest(list, 0, Self::enter(depth)?, b'[', pos);
         }
-        self.scalar_list(list, depth)
+        self.scalar_list(list, depth, pos)
     }
 
     #[cfg(Py_LIMITED_API)]
-    pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        self.list_rest(list, 0, Self::enter(depth)?, b'[')
+    #[inline(always)]
+    fn list_at(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
+        self.list_rest(list, 0, Self::enter(depth)?, b'[', pos)
     }
 
     /// A list's leading scalars (all its items, usually) by a loop of its own,
     /// kept small so that its state stays in registers, and from the first
-    /// other item on by `list_rest`.
+    /// other item on by `list_rest`; at `pos`, and returns the position after it.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
-    fn scalar_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
+    fn scalar_list(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        depth: u32,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         let depth = Self::enter(depth)?;
         // SAFETY: the GC is paused (`self._gc`) and the GIL held; the items are
         // used only while scalars are written, which runs no Python code (see
@@ -323,7 +424,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // loop needs no strong reference to it (`list_rest` takes one).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.pos;
+        let mut pos = pos;
         // The byte before an item: the `[` before the first, a comma after.
         let mut lead = b'[';
         while let Some(item) = items.next() {
@@ -336,14 +437,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
                 None => {
                     // The rest goes on from this item, and its lead byte.
-                    self.pos = pos;
-                    return self.list_rest(list, items.taken() - 1, depth, lead);
+                    return self.list_rest(list, items.taken() - 1, depth, lead, pos);
                 }
             }
             lead = b',';
         }
-        self.pos = pos;
-        self.list_end(lead)
+        self.list_end(lead, pos)
     }
 
     /// A run of floats in a list, from `first` (a float, after `lead`) on,
@@ -420,7 +519,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// A list's items from `start` on and its `]`, after the items before
     /// `start`, which the caller has written (and their `[`): the first item
     /// here goes after `lead`, `[` if it is the list's first, else a comma.
-    /// `depth` is the list's own (its caller has counted it: `enter`).
+    /// `depth` is the list's own (its caller has counted it: `enter`). At
+    /// `pos`; returns the position after the `]`.
     #[inline(never)]
     fn list_rest(
         &mut self,
@@ -428,7 +528,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         start: usize,
         depth: u32,
         mut lead: u8,
-    ) -> Result<(), SerializeError> {
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         let mut epoch = self.epoch;
         // Held for the walk, as in `dict`.
         let list = list.to_owned();
@@ -437,46 +538,71 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
         // The write position, kept in a local as in `dict_items`.
-        let mut pos = self.pos;
+        let mut pos = pos;
         while let Some(item) = items.next() {
             // A list or a dict (the usual item here: see `list`) is tested for
             // first, without the scalar types' tests.
             let ty = item.get_type_ptr();
-            if ty != self.types.list && ty != self.types.dict {
-                match self.list_item::<false>(item, pos, lead) {
-                    Some(Ok(end)) => {
-                        pos = end;
-                        lead = b',';
-                        continue;
+            let result = if ty == self.types.list {
+                // The lead byte, then the list, both at the local position.
+                match self.room(pos, 1) {
+                    Ok(at) => {
+                        self.buf[at] = lead;
+                        // SAFETY: the object's type is exactly `list`, so it is a `PyList`.
+                        self.list_at(unsafe { item.cast_unchecked::<PyList>() }, depth, at + 1)
                     }
-                    Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
-                    None => {}
+                    Err(err) => Err(err),
                 }
-            }
-            self.pos = pos;
-            let result = self.byte(lead).and_then(|()| self.nested(item, depth));
-            // Counted before `refresh`, which may shorten the list.
-            let index = items.taken() - 1;
+            } else {
+                if ty != self.types.dict {
+                    match self.list_item::<false>(item, pos, lead) {
+                        Some(Ok(end)) => {
+                            pos = end;
+                            lead = b',';
+                            continue;
+                        }
+                        Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                        None => {}
+                    }
+                }
+                self.pos = pos;
+                self.byte(lead).and_then(|()| self.nested(item, depth)).map(|()| self.pos)
+            };
             if self.epoch != epoch {
+                // Counted before `refresh`, which may shorten the list.
+                let index = items.taken() - 1;
                 items.refresh();
                 epoch = self.epoch;
+                pos = result.map_err(|err| err.at(Step::Index(index)))?;
+            } else {
+                // Counted only on an error (the list has not been read again).
+                pos = result.map_err(|err| err.at(Step::Index(items.taken() - 1)))?;
             }
-            result.map_err(|err| err.at(Step::Index(index)))?;
-            pos = self.pos;
             lead = b',';
         }
-        self.pos = pos;
-        self.list_end(lead)
+        self.list_end(lead, pos)
     }
 
-    /// A list's `]`, after its last item's `lead` (`[` for an empty list,
-    /// which is then written first).
+    /// A list's `]` at `pos`, after its last item's `lead` (`[` for an empty
+    /// list, which is then written first); returns the position after it.
     #[inline(always)]
-    fn list_end(&mut self, lead: u8) -> Result<(), SerializeError> {
-        if lead == b'[' {
-            return self.small(b"[]");
+    fn list_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
+        // Room tested in the form the window's `first_chunk_mut` tests again
+        // (as in `list_item`): the compiler then drops the second test.
+        let mut pos = pos;
+        while pos > self.buf.len() || self.buf.len() - pos < 2 {
+            self.pos = pos;
+            self.make_room(2)?;
+            pos = self.pos;
         }
-        self.byte(b']')
+        let empty = lead == b'[';
+        let window: &mut [u8; 2] = match self.buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+            Some(window) => window,
+            None => room_missing(),
+        };
+        // One 2-byte store: `[]`, or `]` and a scratch byte.
+        *window = if empty { *b"[]" } else { *b"]]" };
+        Ok(pos + 1 + usize::from(empty))
     }
 
     /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
@@ -586,8 +712,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.byte(b']')
     }
 
-    /// A comma if `separator`, then a dict key (a str; anything else is refused)
-    /// and its colon, at `pos`; returns the new position.
+    /// `lead` (the dict's `{` before its first key, else a comma), then a dict
+    /// key (a str; anything else is refused) and its colon, at `pos`; returns
+    /// the new position.
     ///
     /// The caller has reserved `CACHED_COPY` bytes, and as many are left after.
     /// `OUTER`: a key of the outermost dict (see `dict_walk`), taken as held
@@ -596,7 +723,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn key<const OUTER: bool>(
         &mut self,
         key: Borrowed<'_, 'py, PyAny>,
-        separator: bool,
+        lead: u8,
         pos: usize,
     ) -> Result<usize, SerializeError> {
         // Only exact `str` keys are ever cached, so an address match is enough;
@@ -605,10 +732,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let shared = !OUTER && borrowed::shared(key);
         if shared {
             if let Some(entry) = self.keys.get(key.as_ptr() as usize) {
-                let skip = usize::from(!separator);
-                // A fixed-size copy; the staging bytes past the key are scratch.
-                self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[skip..skip + CACHED_COPY]);
-                return Ok(pos + entry.len - skip);
+                // A fixed-size copy of `,"key":`, whose comma `lead` replaces;
+                // the staging bytes past the key are scratch.
+                let dst = &mut self.buf[pos..pos + CACHED_COPY];
+                dst.copy_from_slice(&entry.text[..CACHED_COPY]);
+                dst[0] = lead;
+                return Ok(pos + entry.len);
             }
         }
         let mut seen = false;
@@ -626,37 +755,34 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 if utf8.len() <= CLEAN_MAX {
                     // If clean, in the room reserved (`KEY_ROOM` of it, which
                     // leaves `CACHED_COPY`).
-                    if let Some(end) = key_clean(&mut self.buf, pos, separator, utf8) {
+                    if let Some(end) = key_clean(&mut self.buf, pos, lead, utf8) {
                         return Ok(end);
                     }
                 } else if utf8.len() <= LONG_KEY_MAX {
-                    return self.long_key(utf8, separator, pos);
+                    return self.long_key(utf8, lead, pos);
                 }
             }
         }
         self.pos = pos;
-        if separator {
-            self.byte(b',')?;
-        }
+        self.byte(lead)?;
         self.new_key(key, seen)?;
         self.reserve(CACHED_COPY)?;
         Ok(self.pos)
     }
 
     /// A key of `CLEAN_MAX` to `LONG_KEY_MAX` bytes not cached, escaped at
-    /// `pos` after a comma if `separator` and followed by its colon; returns
+    /// `pos` after `lead` (as in `key`) and followed by its colon; returns
     /// the new position, with `CACHED_COPY` bytes of room left after it (as
     /// `key` promises).
     #[inline(always)]
-    fn long_key(&mut self, utf8: &[u8], separator: bool, pos: usize) -> Result<usize, SerializeError> {
+    fn long_key(&mut self, utf8: &[u8], lead: u8, pos: usize) -> Result<usize, SerializeError> {
         // `,"`, the escaped text and what its stores may run past it, `":`.
         let pos = self.room(pos, 6 * LONG_KEY_MAX + ESCAPE_ROOM + 4 + CACHED_COPY)?;
-        let open = pos + usize::from(separator);
-        self.buf[pos] = b',';
-        self.buf[open] = b'"';
-        let end = match copy_clean_long(&mut self.buf, open + 1, utf8) {
+        self.buf[pos] = lead;
+        self.buf[pos + 1] = b'"';
+        let end = match copy_clean_long(&mut self.buf, pos + 2, utf8) {
             Some(end) => end,
-            None => escape_long(&mut self.buf, open + 1, utf8),
+            None => escape_long(&mut self.buf, pos + 2, utf8),
         };
         self.buf[end] = b'"';
         self.buf[end + 1] = b':';
