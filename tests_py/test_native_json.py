@@ -212,6 +212,31 @@ def test_runs_of_floats_in_a_list_of_any_length_and_end() -> None:
                 assert shmbridge.dumps(value) == orjson.dumps(value), repr(value)
 
 
+def test_list_led_by_a_float_then_other_items_at_any_depth() -> None:
+    # A list whose first item is a float is written by a loop of its own, which hands
+    # the item that ends its float run (and all after it) to the general list walk.
+    value: list[Any] = [
+        1.5,
+        2.5,
+        "s",
+        3.5,
+        [0.25, None, 4.5, {"k": [0.5, 1, 2.0]}],
+        True,
+        float("nan"),
+        [-0.0],
+        [1e300, [2e-300, [3.0, "x"]]],
+        7,
+        {"d": [8.5, False, 9.5, 10.5]},
+        (11.5, 12),
+        2**63,
+        12.5,
+    ]
+    assert shmbridge.dumps(value) == orjson.dumps(value)
+    assert shmbridge.dumps([value, [value], {"v": value}]) == orjson.dumps(
+        [value, [value], {"v": value}]
+    )
+
+
 def test_long_run_of_floats_through_a_channel(channel: Channel, reader: Reader) -> None:
     # Many staging-buffer flushes in the middle of one run of floats.
     rng = random.Random(99)

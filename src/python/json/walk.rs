@@ -397,6 +397,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if first == self.types.list || first == self.types.dict {
             return self.list_rest(list, 0, Self::enter(depth)?, b'[', pos);
         }
+        if first == self.types.float {
+            return self.float_list(list, depth, pos);
+        }
         self.scalar_list(list, depth, pos)
     }
 
@@ -428,13 +431,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // The byte before an item: the `[` before the first, a comma after.
         let mut lead = b'[';
         while let Some(item) = items.next() {
-            match self.list_item::<true>(item, pos, lead) {
+            match self.list_item(item, pos, lead) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
-                None if item.get_type_ptr() == self.types.float => {
-                    // A run of floats, by a loop of its own (`float_run`).
-                    pos = self.float_run(&mut items, item, pos, lead)?;
-                }
                 None => {
                     // The rest goes on from this item, and its lead byte.
                     return self.list_rest(list, items.taken() - 1, depth, lead, pos);
@@ -443,6 +442,28 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             lead = b',';
         }
         self.list_end(lead, pos)
+    }
+
+    /// A list whose first item is a float: its leading run of floats (all its
+    /// items, usually) by `float_run`, and the rest, if any, by `list_rest`; at
+    /// `pos`, and returns the position after it. Chosen once per list (by
+    /// `list_at`), so that `scalar_list`'s loop has no float-run step.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(never)]
+    fn float_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
+        let depth = Self::enter(depth)?;
+        // SAFETY: as in `scalar_list` (writing floats runs no Python code).
+        let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
+        let Some(first) = items.next() else {
+            // Not reached (`list_at` saw a first item); an empty list all the same.
+            return self.list_end(b'[', pos);
+        };
+        let pos = self.float_run(&mut items, first, pos, b'[')?;
+        if items.next().is_none() {
+            return self.list_end(b',', pos);
+        }
+        // The item that ended the run (taken back by `float_run`) and the rest.
+        self.list_rest(list, items.taken() - 1, depth, b',', pos)
     }
 
     /// A run of floats in a list, from `first` (a float, after `lead`) on,
@@ -555,7 +576,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
             } else {
                 if ty != self.types.dict {
-                    match self.list_item::<false>(item, pos, lead) {
+                    match self.list_item(item, pos, lead) {
                         Some(Ok(end)) => {
                             pos = end;
                             lead = b',';
@@ -609,9 +630,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// lead byte and the item if it is a scalar (as `scalar`), and the new
     /// position; `None`, and nothing written, for an item that is not a
     /// scalar. The step `scalar_list` and `list_rest` share; it makes its own room.
-    /// `RUNS`: a float is left to the caller (`None`), which writes a run of them.
     #[inline(always)]
-    fn list_item<const RUNS: bool>(
+    fn list_item(
         &mut self,
         item: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -627,7 +647,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             pos = self.pos;
         }
-        self.put_scalar::<true, RUNS>(item, pos, lead)
+        self.put_scalar::<true>(item, pos, lead)
     }
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
@@ -640,7 +660,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
     ) -> Option<Result<usize, SerializeError>> {
-        self.put_scalar::<false, false>(obj, pos, 0)
+        self.put_scalar::<false>(obj, pos, 0)
     }
 
     /// [`Serializer::scalar`], with `LEAD`: the byte `lead` at `pos` first
@@ -653,7 +673,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// it would read the buffer's address and length, and the types, again
     /// after each store.
     #[inline(always)]
-    fn put_scalar<const LEAD: bool, const RUNS: bool>(
+    fn put_scalar<const LEAD: bool>(
         &mut self,
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -681,9 +701,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             return Some(self.put_int(obj, pos + at));
         } else if ty == t.float {
-            if RUNS {
-                return None;
-            }
             // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
             let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
             let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
