@@ -397,9 +397,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if first == self.types.list || first == self.types.dict {
             return self.list_rest(list, 0, Self::enter(depth)?, b'[', pos);
         }
-        if first == self.types.float {
-            return self.float_list(list, depth, pos);
-        }
         self.scalar_list(list, depth, pos)
     }
 
@@ -428,10 +425,21 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         // The write position, kept in a local as in `dict_items`.
         let mut pos = pos;
-        // The byte before an item: the `[` before the first, a comma after.
-        let mut lead = b'[';
+        // The first item apart: a float there (found by `put_scalar`'s own type
+        // tests, none added for other items) makes it a float list.
+        let Some(item) = items.next() else {
+            return self.list_end(b'[', pos);
+        };
+        match self.list_item::<true>(item, pos, b'[') {
+            Some(Ok(end)) => pos = end,
+            Some(Err(err)) => return Err(err.at(Step::Index(0))),
+            None if item.get_type_ptr() == self.types.float => return self.float_list(list, depth, pos),
+            None => return self.list_rest(list, 0, depth, b'[', pos),
+        }
+        // The byte before an item: a comma.
+        let mut lead = b',';
         while let Some(item) = items.next() {
-            match self.list_item(item, pos, lead) {
+            match self.list_item::<false>(item, pos, lead) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
@@ -446,12 +454,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A list whose first item is a float: its leading run of floats (all its
     /// items, usually) by `float_run`, and the rest, if any, by `list_rest`; at
-    /// `pos`, and returns the position after it. Chosen once per list (by
-    /// `list_at`), so that `scalar_list`'s loop has no float-run step.
+    /// `pos`, and returns the position after it. Chosen once per list, by
+    /// `scalar_list`'s first item (`depth` already entered), so that its loop has
+    /// no float-run step.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
     fn float_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
-        let depth = Self::enter(depth)?;
         // SAFETY: as in `scalar_list` (writing floats runs no Python code).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         let Some(first) = items.next() else {
@@ -534,7 +542,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let (window, base) = Window::<true>::at(&mut self.buf, pos, lead);
         // zmij's text is never longer than 24 bytes; the bound lets the compiler
         // drop `copy_short`'s checks against the window.
-        Ok(base + copy_short(window, 1, &text[..text.len().min(24)]))
+        Ok(base + copy_short(window, 1, text))
     }
 
     /// A list's items from `start` on and its `]`, after the items before
@@ -576,7 +584,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
             } else {
                 if ty != self.types.dict {
-                    match self.list_item(item, pos, lead) {
+                    match self.list_item::<false>(item, pos, lead) {
                         Some(Ok(end)) => {
                             pos = end;
                             lead = b',';
@@ -631,7 +639,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// position; `None`, and nothing written, for an item that is not a
     /// scalar. The step `scalar_list` and `list_rest` share; it makes its own room.
     #[inline(always)]
-    fn list_item(
+    fn list_item<const RUNS: bool>(
         &mut self,
         item: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -647,7 +655,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             pos = self.pos;
         }
-        self.put_scalar::<true>(item, pos, lead)
+        self.put_scalar::<true, RUNS>(item, pos, lead)
     }
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
@@ -660,7 +668,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
     ) -> Option<Result<usize, SerializeError>> {
-        self.put_scalar::<false>(obj, pos, 0)
+        self.put_scalar::<false, false>(obj, pos, 0)
     }
 
     /// [`Serializer::scalar`], with `LEAD`: the byte `lead` at `pos` first
@@ -673,7 +681,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// it would read the buffer's address and length, and the types, again
     /// after each store.
     #[inline(always)]
-    fn put_scalar<const LEAD: bool>(
+    fn put_scalar<const LEAD: bool, const RUNS: bool>(
         &mut self,
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -701,6 +709,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             return Some(self.put_int(obj, pos + at));
         } else if ty == t.float {
+            if RUNS {
+                return None;
+            }
             // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
             let value = unsafe { obj.cast_unchecked::<PyFloat>() }.value();
             let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
@@ -1057,8 +1068,16 @@ fn float_bytes(buffer: &mut zmij::Buffer, value: f64) -> &[u8] {
     if value.is_finite() {
         buffer.format_finite(value).as_bytes()
     } else {
-        b"null"
+        null_text()
     }
+}
+
+/// `null`, a non-finite float's text: out of the float run's way.
+#[cfg(not(Py_LIMITED_API))]
+#[cold]
+#[inline(never)]
+fn null_text() -> &'static [u8] {
+    b"null"
 }
 
 /// Copies `text` (at most 24 bytes) to `buf` at `pos` with fixed-size stores
