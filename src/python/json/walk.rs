@@ -120,14 +120,26 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// (a byte written to the buffer could be `self.pos` as far as the compiler
     /// knows, which makes it reload the field after every write); returns the
     /// position, which a flush moves back to 0.
+    ///
+    /// The room is tested in the form a slice's bounds check repeats (the
+    /// position within the buffer, then the bytes after it), so that the
+    /// compiler drops the checks of the writes that follow, such as a window's
+    /// (`Window::at`); a position past the buffer's end is a bug (a panic).
     #[inline(always)]
     pub(super) fn room(&mut self, pos: usize, n: usize) -> Result<usize, SerializeError> {
-        if self.buf.len() - pos < n {
+        let mut pos = pos;
+        loop {
+            let len = self.buf.len();
+            if pos > len {
+                room_missing();
+            }
+            if len - pos >= n {
+                return Ok(pos);
+            }
             self.pos = pos;
             self.make_room(n)?;
-            return Ok(self.pos);
+            pos = self.pos;
         }
-        Ok(pos)
     }
 
     /// [`Serializer::reserve`]'s slow path: flushes the staging buffer, or for
@@ -532,13 +544,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         items: &borrowed::ListItems<'_, 'py>,
         back: usize,
     ) -> Result<usize, SerializeError> {
-        let mut pos = pos;
         // As in `list_item`.
-        while pos > self.buf.len() || self.buf.len() - pos <= CACHED_COPY {
-            self.pos = pos;
-            self.make_room(CACHED_COPY + 1).map_err(|err| err.at(Step::Index(items.taken() - back)))?;
-            pos = self.pos;
-        }
+        let pos = self.room(pos, CACHED_COPY + 1).map_err(|err| err.at(Step::Index(items.taken() - back)))?;
         let (window, base) = Window::<true>::at(&mut self.buf, pos, lead);
         // zmij's text is never longer than 24 bytes; the bound lets the compiler
         // drop `copy_short`'s checks against the window.
@@ -616,14 +623,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// list, which is then written first); returns the position after it.
     #[inline(always)]
     fn list_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
-        // Room tested in the form the window's `first_chunk_mut` tests again
-        // (as in `list_item`): the compiler then drops the second test.
-        let mut pos = pos;
-        while pos > self.buf.len() || self.buf.len() - pos < 2 {
-            self.pos = pos;
-            self.make_room(2)?;
-            pos = self.pos;
-        }
+        let pos = self.room(pos, 2)?;
         let empty = lead == b'[';
         let window: &mut [u8; 2] = match self.buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
             Some(window) => window,
@@ -645,16 +645,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         pos: usize,
         lead: u8,
     ) -> Option<Result<usize, SerializeError>> {
-        // Room for the lead byte and a cached value, tested in the form the
-        // window (`Window::at`) tests again: the compiler then drops the second test.
-        let mut pos = pos;
-        while pos > self.buf.len() || self.buf.len() - pos <= CACHED_COPY {
-            self.pos = pos;
-            if let Err(err) = self.make_room(CACHED_COPY + 1) {
-                return Some(Err(err));
-            }
-            pos = self.pos;
-        }
+        // Room for the lead byte and a cached value.
+        let pos = match self.room(pos, CACHED_COPY + 1) {
+            Ok(pos) => pos,
+            Err(err) => return Some(Err(err)),
+        };
         self.put_scalar::<true, RUNS>(item, pos, lead)
     }
 
