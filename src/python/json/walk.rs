@@ -396,34 +396,63 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// other by `scalar_list`.
     #[inline(always)]
     pub(super) fn list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32) -> Result<(), SerializeError> {
-        self.pos = self.list_at(list, depth, self.pos)?;
+        self.pos = self.list_at::<false>(list, depth, self.pos)?;
         Ok(())
     }
 
     /// [`Serializer::list`] at `pos` (kept in a local by the caller, see
-    /// `room`); returns the position after the `]`.
+    /// `room`); returns the position after the `]`. `INLINE`: a list of
+    /// scalars is walked here (`scalar_items`) rather than by a call to
+    /// `scalar_list`: for `list_rest`'s items, often short lists, where the
+    /// call's cost is a good part of the walk's.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
-    fn list_at(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
+    fn list_at<const INLINE: bool>(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        depth: u32,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         let first = borrowed::first_item_type(list);
         if first == self.types.list || first == self.types.dict {
             return self.list_rest(list, 0, Self::enter(depth)?, b'[', pos);
         }
-        self.scalar_list(list, depth, pos)
+        if INLINE {
+            self.scalar_items(list, depth, pos)
+        } else {
+            self.scalar_list(list, depth, pos)
+        }
     }
 
     #[cfg(Py_LIMITED_API)]
     #[inline(always)]
-    fn list_at(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
+    fn list_at<const INLINE: bool>(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        depth: u32,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
         self.list_rest(list, 0, Self::enter(depth)?, b'[', pos)
+    }
+
+    /// [`Serializer::scalar_items`], called.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(never)]
+    fn scalar_list(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        depth: u32,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
+        self.scalar_items(list, depth, pos)
     }
 
     /// A list's leading scalars (all its items, usually) by a loop of its own,
     /// kept small so that its state stays in registers, and from the first
     /// other item on by `list_rest`; at `pos`, and returns the position after it.
     #[cfg(not(Py_LIMITED_API))]
-    #[inline(never)]
-    fn scalar_list(
+    #[inline(always)]
+    fn scalar_items(
         &mut self,
         list: Borrowed<'_, 'py, PyList>,
         depth: u32,
@@ -472,7 +501,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
     fn float_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
-        // SAFETY: as in `scalar_list` (writing floats runs no Python code).
+        // SAFETY: as in `scalar_items` (writing floats runs no Python code).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         let Some(first) = items.next() else {
             // Not reached (`list_at` saw a first item); an empty list all the same.
@@ -585,7 +614,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                     Ok(at) => {
                         self.buf[at] = lead;
                         // SAFETY: the object's type is exactly `list`, so it is a `PyList`.
-                        self.list_at(unsafe { item.cast_unchecked::<PyList>() }, depth, at + 1)
+                        self.list_at::<true>(unsafe { item.cast_unchecked::<PyList>() }, depth, at + 1)
                     }
                     Err(err) => Err(err),
                 }
@@ -637,7 +666,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
     /// lead byte and the item if it is a scalar (as `scalar`), and the new
     /// position; `None`, and nothing written, for an item that is not a
-    /// scalar. The step `scalar_list` and `list_rest` share; it makes its own room.
+    /// scalar. The step `scalar_items` and `list_rest` share; it makes its own room.
     #[inline(always)]
     fn list_item<const RUNS: bool>(
         &mut self,
