@@ -285,15 +285,12 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             if SKIP_PRIVATE && is_private(key) {
                 continue;
             }
-            // Room for a cached key and a cached value (`key` and `scalar` rely on it).
-            pos = self.room(pos, 2 * CACHED_COPY)?;
-            pos = self.key::<OUTER>(key, lead, pos)?;
+            let item = self.dict_item::<OUTER>(key, value, lead, pos);
             lead = b',';
-            match self.scalar(value, pos) {
+            match item {
                 Some(Ok(end)) => pos = end,
-                Some(Err(err)) => return Err(err.at(Step::Key(key_text(&key.to_owned())))),
+                Some(Err(err)) => return Err(err),
                 None => {
-                    self.pos = pos;
                     let pending = Some((key, value));
                     return self.dict_rest::<SKIP_PRIVATE, OUTER>(dict, depth, Some(entries.resume()), pending, lead);
                 }
@@ -353,13 +350,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut items = unsafe { borrowed::DictItems::new_at(dict.as_borrowed(), self.layouts, resume) };
         if let Some((key, value)) = pending {
             // The caller's item: no Python code has run since it was read.
-            let key = key.to_owned();
-            let result = self.nested(value, depth);
-            if self.epoch != epoch {
-                items.refresh();
-                epoch = self.epoch;
-            }
-            result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
+            self.dict_nested(key, value, depth, &mut items, &mut epoch)?;
         }
         // The write position, kept in a local (see `room`) and stored back
         // around anything that writes through `self.pos`.
@@ -368,28 +359,78 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             if SKIP_PRIVATE && is_private(key) {
                 continue;
             }
-            // Room for a cached key and a cached value (`key` and `scalar` rely on it).
-            pos = self.room(pos, 2 * CACHED_COPY)?;
-            pos = self.key::<OUTER>(key, lead, pos)?;
+            let item = self.dict_item::<OUTER>(key, value, lead, pos);
             lead = b',';
-            match self.scalar(value, pos) {
+            match item {
                 Some(Ok(end)) => pos = end,
-                Some(Err(err)) => return Err(err.at(Step::Key(key_text(&key)))),
+                Some(Err(err)) => return Err(err),
                 None => {
-                    let key = key.to_owned();
-                    self.pos = pos;
-                    let result = self.nested(value, depth);
-                    if self.epoch != epoch {
-                        items.refresh();
-                        epoch = self.epoch;
-                    }
-                    result.map_err(|err| err.at(Step::Key(key_text(&key))))?;
+                    self.dict_nested(key, value, depth, &mut items, &mut epoch)?;
                     pos = self.pos;
                 }
             }
         }
         self.pos = pos;
         self.dict_end(lead)
+    }
+
+    /// A dict's item at `pos`, after `lead` (the dict's `{`, or a comma): room
+    /// for it, its key (as `key`) and, if its value is a scalar, the value (as
+    /// `scalar`), and the new position; `None` for a value that is not a
+    /// scalar, with the key written and `self.pos` after it (the value is the
+    /// caller's: `dict_nested`). An error of the value names the key. The step
+    /// `dict_walk` and `dict_rest` share.
+    #[inline(always)]
+    fn dict_item<const OUTER: bool>(
+        &mut self,
+        key: Borrowed<'_, 'py, PyAny>,
+        value: Borrowed<'_, 'py, PyAny>,
+        lead: u8,
+        pos: usize,
+    ) -> Option<Result<usize, SerializeError>> {
+        // Room for a cached key and a cached value (`key` and `scalar` rely on it).
+        let pos = match self.room(pos, 2 * CACHED_COPY) {
+            Ok(pos) => pos,
+            Err(err) => return Some(Err(err)),
+        };
+        let pos = match self.key::<OUTER>(key, lead, pos) {
+            Ok(pos) => pos,
+            Err(err) => return Some(Err(err)),
+        };
+        match self.scalar(value, pos) {
+            Some(Ok(end)) => Some(Ok(end)),
+            Some(Err(err)) => Some(Err(at_key(err, key.to_owned()))),
+            None => {
+                self.pos = pos;
+                None
+            }
+        }
+    }
+
+    /// A dict's item whose value is not a scalar, its key written (`self.pos`
+    /// after it): the value's walk, with a strong reference to the key (Python
+    /// code may run in it, see `dict_rest`), and `items` read again if code
+    /// ran (`epoch`, the serializer's epoch when they were last read). An
+    /// error names the key. `dict_rest`'s step for such a value.
+    #[inline(always)]
+    fn dict_nested(
+        &mut self,
+        key: Borrowed<'_, 'py, PyAny>,
+        value: Borrowed<'_, 'py, PyAny>,
+        depth: u32,
+        items: &mut borrowed::DictItems<'_, 'py>,
+        epoch: &mut u64,
+    ) -> Result<(), SerializeError> {
+        let key = key.to_owned();
+        let result = self.nested(value, depth);
+        if self.epoch != *epoch {
+            items.refresh();
+            *epoch = self.epoch;
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => Err(at_key(err, key)),
+        }
     }
 
     /// A list: one whose first item is a list or a dict by `list_rest`, any
@@ -1141,6 +1182,16 @@ pub(super) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// Whether `key` is a str that starts with `_`.
 fn is_private(key: Borrowed<'_, '_, PyAny>) -> bool {
     key.cast::<PyString>().ok().and_then(|s| borrowed::str_utf8(s).ok()).is_some_and(|text| text.first() == Some(&b'_'))
+}
+
+/// `err`, from a dict item's value, with the item's `key` in its path. Out of
+/// line, and given the key (a strong reference, dropped here): the walks pass
+/// it only the key's pointer, which stays in a register, and drop their own
+/// reference to it on the success path alone.
+#[cold]
+#[inline(never)]
+fn at_key(err: SerializeError, key: Bound<'_, PyAny>) -> SerializeError {
+    err.at(Step::Key(key_text(&key)))
 }
 
 /// A dict key as it appears in an error path or message (no user code runs to get it).
