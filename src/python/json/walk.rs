@@ -445,8 +445,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// `room`); returns the position after the `]`. `INLINE`: a list of
     /// scalars is walked here (`scalar_items`) rather than by a call to
     /// `scalar_list`: for `list_rest`'s items, often short lists, where the
-    /// call's cost is a good part of the walk's.
-    #[cfg(not(Py_LIMITED_API))]
+    /// call's cost is a good part of the walk's. In the stable-ABI build, which
+    /// reads no item array directly, every list goes to `list_rest`.
     #[inline(always)]
     fn list_at<const INLINE: bool>(
         &mut self,
@@ -454,25 +454,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         depth: u32,
         pos: usize,
     ) -> Result<usize, SerializeError> {
-        let first = borrowed::first_item_type(list);
-        if first == self.types.list || first == self.types.dict {
-            return self.list_rest(list, 0, Self::enter(depth)?, b'[', pos);
+        #[cfg(not(Py_LIMITED_API))]
+        {
+            let first = borrowed::first_item_type(list);
+            if first != self.types.list && first != self.types.dict {
+                return if INLINE { self.scalar_items(list, depth, pos) } else { self.scalar_list(list, depth, pos) };
+            }
         }
-        if INLINE {
-            self.scalar_items(list, depth, pos)
-        } else {
-            self.scalar_list(list, depth, pos)
-        }
-    }
-
-    #[cfg(Py_LIMITED_API)]
-    #[inline(always)]
-    fn list_at<const INLINE: bool>(
-        &mut self,
-        list: Borrowed<'_, 'py, PyList>,
-        depth: u32,
-        pos: usize,
-    ) -> Result<usize, SerializeError> {
         self.list_rest(list, 0, Self::enter(depth)?, b'[', pos)
     }
 
