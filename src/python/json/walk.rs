@@ -125,6 +125,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// position within the buffer, then the bytes after it), so that the
     /// compiler drops the checks of the writes that follow, such as a window's
     /// (`Window::at`); a position past the buffer's end is a bug (a panic).
+    /// `n` is at most the staging capacity (a few KiB at the most here), so
+    /// one flush or one growth always makes the room.
     #[inline(always)]
     pub(super) fn room(&mut self, pos: usize, n: usize) -> Result<usize, SerializeError> {
         let mut pos = pos;
