@@ -527,7 +527,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// A list whose first item is a float: its leading run of floats (all its
     /// items, usually) by `float_run`, and the rest, if any, by `list_rest`; at
     /// `pos`, and returns the position after it. Chosen once per list, by
-    /// `scalar_list`'s first item (`depth` already entered), so that its loop has
+    /// `scalar_items`'s first item (`depth` already entered), so that its loop has
     /// no float-run step.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
@@ -535,7 +535,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // SAFETY: as in `scalar_items` (writing floats runs no Python code).
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         let Some(first) = items.next() else {
-            // Not reached (`list_at` saw a first item); an empty list all the same.
+            // Not reached (`scalar_items` saw a first item); an empty list all the same.
             return self.list_end(b'[', pos);
         };
         let pos = self.float_run(&mut items, first, pos, b'[')?;
@@ -604,7 +604,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         items: &borrowed::ListItems<'_, 'py>,
         back: usize,
     ) -> Result<usize, SerializeError> {
-        // As in `list_item`.
+        // Room for the window the lead byte and the text are written through (`Window::at`).
         let pos = self.room(pos, CACHED_COPY + 1).map_err(|err| err.at(Step::Index(items.taken() - back)))?;
         let (window, base) = Window::<true>::at(&mut self.buf, pos, lead);
         // zmij's text is never longer than 24 bytes; the bound lets the compiler
