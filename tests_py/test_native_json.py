@@ -7,6 +7,7 @@ memory bodies byte for byte alike) and parse to ``json.loads(json.dumps(obj))``.
 from __future__ import annotations
 
 import collections
+import datetime
 import enum
 import json
 import math
@@ -546,3 +547,34 @@ def test_list_falling_back_at_a_flush(channel: Channel, reader: Reader) -> None:
     # Strs of 0 to 12 bytes in between move where each inner list starts.
     value = [item for i in range(20_000) for item in ("x" * (i % 13), [(1,)], [i, (i,)])]
     assert written(channel, reader, value) == orjson.dumps(value)
+
+
+STAMP = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456)
+
+
+class Text(str):
+    """A str subclass: written as a str, but not by the list loops' scalar step."""
+
+
+# Lists whose scalar items alternate with items the scalar step does not write,
+# long enough to fill the 64 KiB staging buffer many times: each flush may fall
+# on such an item, which must go on from where the flush left the buffer.
+SCALARS_BETWEEN_OTHERS: dict[str, Any] = {
+    "ints and tuples": [x for i in range(30_000) for x in (i, (i,))],
+    "strs and datetimes": [x for i in range(30_000) for x in ("s" * (i % 7), STAMP)],
+    "ints, then a float list": [[*range(i % 5), 1.5, 2.5] for i in range(30_000)],
+    "bools and str subclasses": [x for i in range(30_000) for x in (i % 2 == 0, Text(f"t{i}"))],
+    "floats and dicts after ints": [[i, {"k": i}, float(i), [i]] for i in range(20_000)],
+}
+
+
+@pytest.mark.parametrize("name", SCALARS_BETWEEN_OTHERS)
+def test_items_after_a_flush_are_written_once(channel: Channel, reader: Reader, name: str) -> None:
+    """`write_json` streams through the staging buffer: an item that the list
+    loops hand over (not a scalar of an exact type) after the room made for it
+    flushed the buffer is written at the buffer's new position, not at the old
+    one, which wrote the flushed bytes a second time."""
+    value = SCALARS_BETWEEN_OTHERS[name]
+    expected = orjson.dumps(value)
+    assert len(expected) > 4 * 64 * 1024
+    assert written(channel, reader, value) == expected

@@ -402,10 +402,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         match self.scalar(value, pos) {
             Some(Ok(end)) => Some(Ok(end)),
             Some(Err(err)) => Some(Err(at_key(err, key.to_owned()))),
-            None => {
-                self.pos = pos;
-                None
-            }
+            // `scalar` has set `self.pos`.
+            None => None,
         }
     }
 
@@ -505,8 +503,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         match self.list_item::<true>(item, pos, b'[') {
             Some(Ok(end)) => pos = end,
             Some(Err(err)) => return Err(err.at(Step::Index(0))),
-            None if item.get_type_ptr() == self.types.float => return self.float_list(list, depth, pos),
-            None => return self.list_rest(list, 0, depth, b'[', pos),
+            None if item.get_type_ptr() == self.types.float => return self.float_list(list, depth, self.pos),
+            None => return self.list_rest(list, 0, depth, b'[', self.pos),
         }
         // The byte before an item: a comma.
         let mut lead = b',';
@@ -516,7 +514,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                 None => {
                     // The rest goes on from this item, and its lead byte.
-                    return self.list_rest(list, items.taken() - 1, depth, lead, pos);
+                    return self.list_rest(list, items.taken() - 1, depth, lead, self.pos);
                 }
             }
             lead = b',';
@@ -650,7 +648,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                     Err(err) => Err(err),
                 }
             } else {
-                if ty != self.types.dict {
+                if ty == self.types.dict {
+                    self.pos = pos;
+                } else {
                     match self.list_item::<false>(item, pos, lead) {
                         Some(Ok(end)) => {
                             pos = end;
@@ -658,10 +658,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                             continue;
                         }
                         Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                        // `list_item` has set `self.pos`.
                         None => {}
                     }
                 }
-                self.pos = pos;
                 self.byte(lead).and_then(|()| self.nested(item, depth)).map(|()| self.pos)
             };
             if self.epoch != epoch {
@@ -696,8 +696,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
     /// lead byte and the item if it is a scalar (as `scalar`), and the new
-    /// position; `None`, and nothing written, for an item that is not a
-    /// scalar. The step `scalar_items` and `list_rest` share; it makes its own room.
+    /// position; `None` for an item that is not a scalar (a float too, with
+    /// `RUNS`), with nothing written and `self.pos` where the caller goes on
+    /// (the room made for the item may have flushed the staging buffer). The
+    /// step `scalar_items` and `list_rest` share; it makes its own room.
     #[inline(always)]
     fn list_item<const RUNS: bool>(
         &mut self,
@@ -715,8 +717,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// Writes a container's item at `pos` if it is of an exact scalar type (str,
     /// int, float, bool, None), which runs no Python code, and returns the new
-    /// position; `None` for anything else. The caller has reserved `CACHED_COPY`
-    /// bytes from `pos`, and keeps the position (`self.pos` is not kept up to date).
+    /// position; `None` for anything else, with `self.pos` set to `pos`, where
+    /// the caller goes on. The caller has reserved `CACHED_COPY` bytes from
+    /// `pos` (which may have flushed the staging buffer, moving its position),
+    /// and keeps the position (`self.pos` is not kept up to date otherwise).
     #[inline(always)]
     pub(super) fn scalar(
         &mut self,
@@ -765,6 +769,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return Some(self.put_int(obj, pos + at));
         } else if ty == t.float {
             if RUNS {
+                // As for any other item that is not written here (below).
+                self.pos = pos;
                 return None;
             }
             // SAFETY: the object's type is exactly `float`, so it is a `PyFloat`.
@@ -779,6 +785,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             let (window, base) = Window::<LEAD>::at(&mut self.buf, pos, lead);
             return Some(Ok(base + put_word(window, pos + at - base, b"null    ", 4)));
         }
+        // Stored here, on this path alone: a test of the result after the
+        // paths join would cost every item.
+        self.pos = pos;
         None
     }
 
