@@ -639,11 +639,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             let ty = item.get_type_ptr();
             let result = if ty == self.types.list {
                 // The lead byte, then the list, both at the local position.
-                match self.room(pos, 1) {
+                match self.lead_at(pos, lead) {
                     Ok(at) => {
-                        self.buf[at] = lead;
                         // SAFETY: the object's type is exactly `list`, so it is a `PyList`.
-                        self.list_at::<true>(unsafe { item.cast_unchecked::<PyList>() }, depth, at + 1)
+                        self.list_at::<true>(unsafe { item.cast_unchecked::<PyList>() }, depth, at)
                     }
                     Err(err) => Err(err),
                 }
@@ -677,6 +676,27 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             lead = b',';
         }
         self.list_end(lead, pos)
+    }
+
+    /// The byte `lead` at `pos` (before an item that makes its own room);
+    /// returns the position after it. One test, the store's own bounds check,
+    /// on the usual path (`room` tests twice).
+    #[inline(always)]
+    fn lead_at(&mut self, pos: usize, lead: u8) -> Result<usize, SerializeError> {
+        if let Some(byte) = self.buf.get_mut(pos) {
+            *byte = lead;
+            return Ok(pos + 1);
+        }
+        self.lead_after_flush(pos, lead)
+    }
+
+    /// [`Serializer::lead_at`] with the staging buffer full.
+    #[cold]
+    #[inline(never)]
+    fn lead_after_flush(&mut self, pos: usize, lead: u8) -> Result<usize, SerializeError> {
+        let pos = self.room(pos, 1)?;
+        self.buf[pos] = lead;
+        Ok(pos + 1)
     }
 
     /// A list's `]` at `pos`, after its last item's `lead` (`[` for an empty
