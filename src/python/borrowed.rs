@@ -897,7 +897,9 @@ impl<'a, 'py> ListItems<'a, 'py> {
             && layouts.dict_311
             // SAFETY: the first item of a live list is a live object (see `next`).
             && items.first().is_some_and(|&first| unsafe { ffi::Py_TYPE(first) } == std::ptr::addr_of_mut!(ffi::PyDict_Type));
-        Self { list, items: items.get(start..).unwrap_or(&[]).iter(), len: items.len(), ahead }
+        // At most the length: the slice then needs no test of its own.
+        let start = start.min(items.len());
+        Self { list, items: items[start..].iter(), len: items.len(), ahead }
     }
 
     /// The list's item array as it is now.
