@@ -926,6 +926,15 @@ impl<'a, 'py> ListItems<'a, 'py> {
         }
     }
 
+    /// Whether `next` prefetches (see above).
+    #[inline(always)]
+    pub fn prefetching(&self) -> bool {
+        #[cfg(Py_LIMITED_API)]
+        return false;
+        #[cfg(not(Py_LIMITED_API))]
+        return self.ahead;
+    }
+
     /// How many items `next` has returned.
     #[inline(always)]
     pub fn taken(&self) -> usize {

@@ -615,8 +615,23 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// here goes after `lead`, `[` if it is the list's first, else a comma.
     /// `depth` is the list's own (its caller has counted it: `enter`). At
     /// `pos`; returns the position after the `]`.
-    #[inline(never)]
+    #[inline(always)]
     fn list_rest(
+        &mut self,
+        list: Borrowed<'_, 'py, PyList>,
+        start: usize,
+        depth: u32,
+        lead: u8,
+        pos: usize,
+    ) -> Result<usize, SerializeError> {
+        self.list_walk::<false>(list, start, depth, lead, pos)
+    }
+
+    /// [`Serializer::list_rest`]; `AHEAD`: the items are prefetched. The
+    /// walk without finds out whether they should be, and if so hands over
+    /// to the walk with, so that neither tests for it at each item.
+    #[inline(never)]
+    fn list_walk<const AHEAD: bool>(
         &mut self,
         list: Borrowed<'_, 'py, PyList>,
         start: usize,
@@ -631,6 +646,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // is used only until Python code next runs, and the item array is read
         // again (`refresh`) once code has run.
         let mut items = unsafe { borrowed::ListItems::new_at(list.as_borrowed(), self.layouts, start) };
+        if !AHEAD && items.prefetching() {
+            return self.list_walk::<true>(list.as_borrowed(), start, depth, lead, pos);
+        }
         // The write position, kept in a local as in `dict_items`.
         let mut pos = pos;
         while let Some(item) = items.next() {
