@@ -90,6 +90,17 @@ def test_write_json_is_orjson_dumps(channel: Channel, value: Any) -> None:
     assert Reader(channel.path).read_bytes(0, receipt.request_id) == orjson.dumps(value)
 
 
+@settings(PROPERTY, max_examples=40)
+@given(values)
+def test_write_json_across_flushes_is_orjson_dumps(channel: Channel, value: Any) -> None:
+    # The value again and again in one list, long enough that the 64 KiB staging
+    # buffer is flushed a few times, each time at another place in the value.
+    copies = 200_000 // (len(orjson.dumps(value)) + 1) + 1
+    repeated = [value] * copies
+    receipt = channel.write_json(0, receipt_id(), repeated)
+    assert Reader(channel.path).read_bytes(0, receipt.request_id) == orjson.dumps(repeated)
+
+
 _ids = iter(range(1, 1 << 62))
 
 
