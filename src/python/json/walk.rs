@@ -693,7 +693,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             lead = b',';
         }
-        self.list_end(lead, pos)
+        self.walk_end(lead, pos)
     }
 
     /// The byte `lead` at `pos` (before an item that makes its own room);
@@ -715,6 +715,27 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let pos = self.room(pos, 1)?;
         self.buf[pos] = lead;
         Ok(pos + 1)
+    }
+
+    /// `list_walk`'s `]` at `pos`, after `lead`: a comma, usually (`[` only
+    /// if the list was emptied by Python code before its first item), so
+    /// one byte, stored as in `lead_at`.
+    #[inline(always)]
+    fn walk_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
+        if lead != b'[' {
+            if let Some(byte) = self.buf.get_mut(pos) {
+                *byte = b']';
+                return Ok(pos + 1);
+            }
+        }
+        self.walk_end_slow(lead, pos)
+    }
+
+    /// [`Serializer::walk_end`] with the staging buffer full, or an empty list.
+    #[cold]
+    #[inline(never)]
+    fn walk_end_slow(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
+        self.list_end(lead, pos)
     }
 
     /// A list's `]` at `pos`, after its last item's `lead` (`[` for an empty
