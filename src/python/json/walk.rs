@@ -519,7 +519,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             lead = b',';
         }
-        self.list_end(lead, pos)
+        self.walk_end(lead, pos)
     }
 
     /// A list whose first item is a float: its leading run of floats (all its
@@ -717,9 +717,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(pos + 1)
     }
 
-    /// `list_walk`'s `]` at `pos`, after `lead`: a comma, usually (`[` only
-    /// if the list was emptied by Python code before its first item), so
-    /// one byte, stored as in `lead_at`.
+    /// The `]` of a list whose items were walked, at `pos`, after `lead`: a
+    /// comma (`[` only if `list_walk` found the list emptied), so one byte,
+    /// stored as in `lead_at`. `list_end` writes the rest (an empty list's `[]`).
     #[inline(always)]
     fn walk_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
         if lead != b'[' {
