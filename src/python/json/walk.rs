@@ -298,18 +298,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
             }
         }
-        self.pos = pos;
-        self.dict_end(lead)
-    }
-
-    /// A dict's `}`, after its last item's `lead` (`{` for an empty dict,
-    /// which is then written first).
-    #[inline(always)]
-    fn dict_end(&mut self, lead: u8) -> Result<(), SerializeError> {
-        if lead == b'{' {
-            return self.small(b"{}");
-        }
-        self.byte(b'}')
+        self.pos = self.close_at(pos, lead, b'{', b'}')?;
+        Ok(())
     }
 
     #[cfg(Py_LIMITED_API)]
@@ -372,8 +362,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 }
             }
         }
-        self.pos = pos;
-        self.dict_end(lead)
+        self.pos = self.close_at(pos, lead, b'{', b'}')?;
+        Ok(())
     }
 
     /// A dict's item at `pos`, after `lead` (the dict's `{`, or a comma): room
@@ -498,7 +488,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // The first item apart: a float there (found by `put_scalar`'s own type
         // tests, none added for other items) makes it a float list.
         let Some(item) = items.next() else {
-            return self.list_end(b'[', pos);
+            return self.close_at(pos, b'[', b'[', b']');
         };
         match self.list_item::<true>(item, pos, b'[') {
             Some(Ok(end)) => pos = end,
@@ -519,7 +509,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             lead = b',';
         }
-        self.walk_end(lead, pos)
+        self.close_at(pos, lead, b'[', b']')
     }
 
     /// A list whose first item is a float: its leading run of floats (all its
@@ -534,11 +524,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
         let Some(first) = items.next() else {
             // Not reached (`scalar_items` saw a first item); an empty list all the same.
-            return self.list_end(b'[', pos);
+            return self.close_at(pos, b'[', b'[', b']');
         };
         let pos = self.float_run(&mut items, first, pos, b'[')?;
         if items.next().is_none() {
-            return self.list_end(b',', pos);
+            return self.close_at(pos, b',', b'[', b']');
         }
         // The item that ended the run (taken back by `float_run`) and the rest.
         self.list_rest(list, items.taken() - 1, depth, b',', pos)
@@ -693,7 +683,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             lead = b',';
         }
-        self.walk_end(lead, pos)
+        self.close_at(pos, lead, b'[', b']')
     }
 
     /// The byte `lead` at `pos` (before an item that makes its own room);
@@ -717,40 +707,31 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(pos + 1)
     }
 
-    /// The `]` of a list whose items were walked, at `pos`, after `lead`: a
-    /// comma (`[` only if `list_walk` found the list emptied), so one byte,
-    /// stored as in `lead_at`. `list_end` writes the rest (an empty list's `[]`).
+    /// A container's closing byte `close` at `pos`, after `lead`: a comma
+    /// usually, so one byte, stored as in `lead_at`; or `open` (`[` or `{`),
+    /// not yet written, for an empty container, which gets both. Returns the
+    /// position after it.
     #[inline(always)]
-    fn walk_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
-        if lead != b'[' {
+    fn close_at(&mut self, pos: usize, lead: u8, open: u8, close: u8) -> Result<usize, SerializeError> {
+        if lead != open {
             if let Some(byte) = self.buf.get_mut(pos) {
-                *byte = b']';
+                *byte = close;
                 return Ok(pos + 1);
             }
+            return self.close_after_flush(pos, close);
         }
-        self.walk_end_slow(lead, pos)
+        let pos = self.room(pos, 2)?;
+        self.buf[pos..pos + 2].copy_from_slice(&[open, close]);
+        Ok(pos + 2)
     }
 
-    /// [`Serializer::walk_end`] with the staging buffer full, or an empty list.
+    /// [`Serializer::close_at`]'s one byte with the staging buffer full.
     #[cold]
     #[inline(never)]
-    fn walk_end_slow(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
-        self.list_end(lead, pos)
-    }
-
-    /// A list's `]` at `pos`, after its last item's `lead` (`[` for an empty
-    /// list, which is then written first); returns the position after it.
-    #[inline(always)]
-    fn list_end(&mut self, lead: u8, pos: usize) -> Result<usize, SerializeError> {
-        let pos = self.room(pos, 2)?;
-        let empty = lead == b'[';
-        let window: &mut [u8; 2] = match self.buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
-            Some(window) => window,
-            None => room_missing(),
-        };
-        // One 2-byte store: `[]`, or `]` and a scratch byte.
-        *window = if empty { *b"[]" } else { *b"]]" };
-        Ok(pos + 1 + usize::from(empty))
+    fn close_after_flush(&mut self, pos: usize, close: u8) -> Result<usize, SerializeError> {
+        let pos = self.room(pos, 1)?;
+        self.buf[pos] = close;
+        Ok(pos + 1)
     }
 
     /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
