@@ -695,15 +695,16 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             *byte = lead;
             return Ok(pos + 1);
         }
-        self.lead_after_flush(pos, lead)
+        self.byte_after_flush(pos, lead)
     }
 
-    /// [`Serializer::lead_at`] with the staging buffer full.
+    /// The byte `b` at `pos` with the staging buffer full: the slow path of
+    /// [`Serializer::lead_at`] and [`Serializer::close_at`].
     #[cold]
     #[inline(never)]
-    fn lead_after_flush(&mut self, pos: usize, lead: u8) -> Result<usize, SerializeError> {
+    fn byte_after_flush(&mut self, pos: usize, b: u8) -> Result<usize, SerializeError> {
         let pos = self.room(pos, 1)?;
-        self.buf[pos] = lead;
+        self.buf[pos] = b;
         Ok(pos + 1)
     }
 
@@ -718,20 +719,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 *byte = close;
                 return Ok(pos + 1);
             }
-            return self.close_after_flush(pos, close);
+            return self.byte_after_flush(pos, close);
         }
         let pos = self.room(pos, 2)?;
         self.buf[pos..pos + 2].copy_from_slice(&[open, close]);
         Ok(pos + 2)
-    }
-
-    /// [`Serializer::close_at`]'s one byte with the staging buffer full.
-    #[cold]
-    #[inline(never)]
-    fn close_after_flush(&mut self, pos: usize, close: u8) -> Result<usize, SerializeError> {
-        let pos = self.room(pos, 1)?;
-        self.buf[pos] = close;
-        Ok(pos + 1)
     }
 
     /// A list's item at `pos`, after `lead` (its list's `[`, or a comma): the
