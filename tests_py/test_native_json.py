@@ -185,6 +185,41 @@ def test_output_larger_than_the_staging_buffer(channel: Channel, reader: Reader)
     assert written(channel, reader, users) == orjson.dumps(users)
 
 
+def sized(size: int) -> dict[str, Any]:
+    """A value whose JSON is about ``size`` bytes: escapes, non-ASCII, ints."""
+    return {"s": [f'é"{i}\n' for i in range(size // 16)], "n": list(range(size // 16))}
+
+
+def test_dumps_outputs_growing_and_shrinking_from_call_to_call() -> None:
+    # Past the 64 KiB staging buffer, dumps writes into the bytes object it
+    # returns, made as large as the last such output: each size here is
+    # smaller or larger than the one before.
+    for size in [10, 70_000, 1_000_000, 200_000, 5_000_000, 100, 3_000_000, 65_536]:
+        value = sized(size)
+        out = shmbridge.dumps(value)
+        assert out == orjson.dumps(value)
+        assert type(out) is bytes and hash(out) == hash(bytes(bytearray(out)))
+
+
+def test_dumps_refusing_a_value_after_its_output_grew() -> None:
+    big = ["x" * 100] * 20_000  # about 2 MB before the value refused
+    with pytest.raises(shmbridge.NotSerializable, match=r"object \(at \$\[20000\]\)"):
+        shmbridge.dumps([*big, object()])
+    assert shmbridge.dumps(big) == orjson.dumps(big)
+
+
+def test_dumps_inside_default_while_the_outer_output_is_large() -> None:
+    # The hook's own dumps (a second serializer on the thread, with its own
+    # buffer) makes a large output while the outer one is past its staging buffer.
+    inner = sized(300_000)
+
+    def default(obj: object) -> Any:
+        return orjson.loads(shmbridge.dumps(inner))
+
+    value = [sized(500_000), object(), sized(100_000), object()]
+    assert shmbridge.dumps(value, default=default) == orjson.dumps(value, default=default)
+
+
 def test_random_floats_are_written_like_orjson() -> None:
     rng = random.Random(1234)
     values: list[float] = []
