@@ -131,14 +131,8 @@ impl Deref for Staging {
     fn deref(&self) -> &[u8] {
         // SAFETY: `ptr` is `len` initialized bytes owned by `self` (the `Vec`'s,
         // or the writer's, which `grow` made and `take_bytes` gives up only
-        // after pointing `ptr` back at the `Vec`), borrowed here with `self`;
-        // `len` is an allocation's size, so at most `isize::MAX` (told to the
-        // compiler, as a `Vec` tells it, so that sums of positions need no
-        // overflow checks).
-        unsafe {
-            std::hint::assert_unchecked(self.len <= isize::MAX as usize);
-            std::slice::from_raw_parts(self.ptr.as_ptr(), self.len)
-        }
+        // after pointing `ptr` back at the `Vec`), borrowed here with `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -146,10 +140,7 @@ impl DerefMut for Staging {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`, and borrowed mutably with `self`.
-        unsafe {
-            std::hint::assert_unchecked(self.len <= isize::MAX as usize);
-            std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
