@@ -51,7 +51,10 @@ build: develop gateway
 run: build
 	scripts/run.sh
 
-test: build test-rust test-python test-versions lint
+# Two lanes side by side after `make develop`: gateway + pytest, and cargo test +
+# test-versions + lint (scripts/test.sh; TEST_SERIAL=1 runs them one after the other).
+test:
+	MAKE="$(MAKE)" scripts/test.sh
 
 test-python:
 	SHMBRIDGE_GATEWAY_BIN=$(abspath $(GATEWAY_BIN)) $(PY) -m pytest -q --durations=15 tests_py
