@@ -11,7 +11,6 @@ use super::escape::{
     ESCAPE_ROOM, KEY_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
-use super::staging::Staging;
 use super::{Sink, MAX_DEPTH};
 
 /// The exact types, compared by address before any `isinstance` check.
@@ -67,10 +66,8 @@ const LONG_KEY_MAX: usize = 128;
 pub(super) const STEP: usize = 4096;
 
 pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
-    pub(super) py: Python<'py>,
-    /// Staging buffer of `STAGING_CAPACITY` bytes (for a `WHOLE` sink, grown
-    /// into the `bytes` object made); `buf[..pos]` is pending output.
-    pub(super) buf: Staging,
+    /// Staging buffer of `STAGING_CAPACITY` bytes; `buf[..pos]` is pending output.
+    pub(super) buf: Vec<u8>,
     pub(super) pos: usize,
     pub(super) sink: &'s mut S,
     pub(super) types: Types,
@@ -102,13 +99,6 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
 
 impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn flush(&mut self) -> Result<(), SerializeError> {
-        if S::WHOLE {
-            if let Some(bytes) = self.buf.take_bytes(self.py, self.pos)? {
-                self.sink.write_bytes(bytes).map_err(SerializeError::sink)?;
-                self.pos = 0;
-                return Ok(());
-            }
-        }
         if self.pos > 0 {
             self.sink.write_chunk(&self.buf[..self.pos]).map_err(SerializeError::sink)?;
             self.pos = 0;
@@ -160,7 +150,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(never)]
     fn make_room(&mut self, n: usize) -> Result<(), SerializeError> {
         if S::WHOLE {
-            self.buf.grow(self.py, self.pos, self.pos + n)
+            let len = (2 * self.buf.len()).max(self.pos + n);
+            self.buf.resize(len, 0);
+            Ok(())
         } else {
             self.flush()
         }
