@@ -82,14 +82,15 @@ def test_shapes_are_nested_lists(shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_float_lines_of_every_length_past_a_batch_are_orjsons(dtype: str) -> None:
-    # Floats go out in batches of 64 after the first, four at a time, each text
-    # copied two texts late: lengths around those counts, of [0, 1) floats (text
-    # `0.` and digits) and of wide ones.
+    # Floats go out in batches of 64 after the first, eight at a time, each text
+    # copied four texts late, the last few (under eight) made and then copied:
+    # lengths around those counts, of [0, 1) floats (text `0.` and digits) and
+    # of wide ones.
     rng = np.random.default_rng(7)
     wide = rng.standard_normal(300) * 10.0 ** rng.integers(-30, 30, 300)
     for values in (rng.random(300), wide):
         array = values.astype(dtype)
-        for n in [*range(0, 12), *range(60, 72), 129, 130, 131, 132, 133, 300]:
+        for n in [*range(0, 20), *range(60, 76), *range(125, 140), 300]:
             assert shmbridge.dumps(array[:n]) == orjsons(array[:n]), n
         square = array[:289].reshape(17, 17)
         assert shmbridge.dumps(square) == orjsons(square)
