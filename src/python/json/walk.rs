@@ -539,9 +539,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// if any, is taken back (`unread`), for the caller's next step.
     ///
     /// Each float's text is copied into the staging buffer only after the next
-    /// one's is made (as numpy's floats are, see `numpy.rs`): zmij writes its
-    /// text with stores of mixed sizes, and words read back across them at once
-    /// wait for those stores to complete (a failed store forward).
+    /// two are made (three buffers in turn, as numpy's floats are four late, see
+    /// `numpy.rs`): zmij writes its text with stores of mixed sizes, and words
+    /// read back across them at once wait for those stores to complete (a
+    /// failed store forward).
     #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     fn float_run(
@@ -552,30 +553,36 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         lead: u8,
     ) -> Result<usize, SerializeError> {
         let float = self.types.float;
-        let (mut even, mut odd) = (zmij::Buffer::new(), zmij::Buffer::new());
-        // The text made but not yet copied, and its lead byte: always in `even`.
-        let mut text = float_bytes(&mut even, float_value(first));
-        let (mut pos, mut lead) = (pos, lead);
+        let (mut a, mut b, mut c) = (zmij::Buffer::new(), zmij::Buffer::new(), zmij::Buffer::new());
+        // Made, not yet copied: `ta` then `tb` (`back` counts from the last
+        // item taken: 1 is that item).
+        let mut ta = float_bytes(&mut a, float_value(first));
+        let Some(value) = next_float(items, float) else {
+            return self.put_text(pos, lead, ta, items, 1);
+        };
+        let mut tb = float_bytes(&mut b, value);
+        let mut pos = pos;
+        let mut lead = lead;
         loop {
-            let Some(item) = items.next() else {
-                return self.put_text(pos, lead, text, items, 1);
+            let Some(value) = next_float(items, float) else {
+                pos = self.put_text(pos, lead, ta, items, 2)?;
+                return self.put_text(pos, b',', tb, items, 1);
             };
-            if item.get_type_ptr() != float {
-                items.unread();
-                return self.put_text(pos, lead, text, items, 1);
-            }
-            let second = float_bytes(&mut odd, float_value(item));
-            pos = self.put_text(pos, lead, text, items, 2)?;
+            let tc = float_bytes(&mut c, value);
+            pos = self.put_text(pos, lead, ta, items, 3)?;
             lead = b',';
-            let Some(item) = items.next() else {
-                return self.put_text(pos, lead, second, items, 1);
+            let Some(value) = next_float(items, float) else {
+                pos = self.put_text(pos, lead, tb, items, 2)?;
+                return self.put_text(pos, lead, tc, items, 1);
             };
-            if item.get_type_ptr() != float {
-                items.unread();
-                return self.put_text(pos, lead, second, items, 1);
-            }
-            text = float_bytes(&mut even, float_value(item));
-            pos = self.put_text(pos, lead, second, items, 2)?;
+            ta = float_bytes(&mut a, value);
+            pos = self.put_text(pos, lead, tb, items, 3)?;
+            let Some(value) = next_float(items, float) else {
+                pos = self.put_text(pos, lead, tc, items, 2)?;
+                return self.put_text(pos, lead, ta, items, 1);
+            };
+            tb = float_bytes(&mut b, value);
+            pos = self.put_text(pos, lead, tc, items, 3)?;
         }
     }
 
@@ -1155,6 +1162,19 @@ pub(super) fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
 fn float_value(obj: Borrowed<'_, '_, PyAny>) -> f64 {
     // SAFETY: the caller has compared the object's type with `float`'s: it is a `PyFloat`.
     unsafe { obj.cast_unchecked::<PyFloat>() }.value()
+}
+
+/// The next item of a float run's list, if it is a float; else none (an item
+/// that is not is taken back, for the walk after the run).
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+fn next_float(items: &mut borrowed::ListItems<'_, '_>, float: *mut pyo3::ffi::PyTypeObject) -> Option<f64> {
+    let item = items.next()?;
+    if item.get_type_ptr() == float {
+        return Some(float_value(item));
+    }
+    items.unread();
+    None
 }
 
 /// A float's text (`null` if it is not finite, orjson's choice), made in `buffer`.
