@@ -11,9 +11,9 @@
 //!
 //! Values go through a 64 KiB staging buffer that is flushed into the slot with
 //! [`Sink::write_chunk`] (for a slot: `SlotWriter::write_all`, which checksums the
-//! stream and refuses to pass the capacity); for `dumps` it grows instead and
-//! becomes the `bytes` object in one copy at the end. The hot path creates no Python
-//! objects:
+//! stream and refuses to pass the capacity). For `dumps` a short output is copied
+//! into a `bytes` at the end; a longer one goes on in the `bytes` object itself,
+//! grown as needed (see `staging`). The hot path creates no Python objects:
 //! - dicts and lists are walked with borrowed references (see [`borrowed`]),
 //!   which is sound because no Python code runs while the fast paths do: the
 //!   serializer holds the GIL throughout and pauses the cyclic GC (the only way
@@ -34,6 +34,7 @@ mod error;
 mod escape;
 mod number;
 mod numpy;
+mod staging;
 mod types;
 mod walk;
 
@@ -46,6 +47,7 @@ use crate::writer::{ChannelWriter, SlotWriter};
 
 use cache::{CacheSlots, CachedText, SeenOnce, TextCache, CACHE_SLOTS};
 pub use error::{describe, ErrorKind, SerializeError};
+use staging::Staging;
 use walk::{Serializer, Types};
 
 /// Containers nested deeper than this are refused (this also stops cycles).
@@ -53,7 +55,8 @@ use walk::{Serializer, Types};
 pub const MAX_DEPTH: u32 = 254;
 /// Bytes staged before a flush into the slot.
 pub const STAGING_CAPACITY: usize = 64 * 1024;
-/// A staging buffer grown past this for a whole output (`Sink::WHOLE`) is
+/// A staging buffer grown past this for a whole output (`Sink::WHOLE`, in the
+/// stable-ABI build, which has no `bytes` object to grow: see `staging`) is
 /// shrunk back after a call that used less than a quarter of it: outputs of
 /// one size in a row reuse it (growing it anew each call costs more than the
 /// serializing), and one large output does not keep it large for long.
@@ -62,8 +65,8 @@ const KEPT_CAPACITY: usize = 4 * 1024 * 1024;
 /// Where serialized chunks go.
 pub trait Sink {
     /// Whether the staging buffer grows to hold the whole output, handed over
-    /// in one chunk at the end, instead of being flushed each time it fills
-    /// (for an output that is copied whole anyway, such as a `bytes` object).
+    /// at the end (one chunk, or the `bytes` object it grew into), instead of
+    /// being flushed each time it fills.
     const WHOLE: bool = false;
 
     /// Appends `bytes` to the output.
@@ -71,6 +74,15 @@ pub trait Sink {
     /// # Errors
     /// The output is full ([`WriteError::TooLarge`]) or closed.
     fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError>;
+
+    /// Takes the whole output as a `bytes` object already made (see
+    /// [`staging`]): a sink with `WHOLE` is given either this or one chunk.
+    ///
+    /// # Errors
+    /// As for [`Sink::write_chunk`].
+    fn write_bytes(&mut self, bytes: Bound<'_, PyBytes>) -> Result<(), WriteError> {
+        self.write_chunk(bytes.as_bytes())
+    }
 }
 
 impl<W: Deref<Target = ChannelWriter>> Sink for SlotWriter<W> {
@@ -79,7 +91,8 @@ impl<W: Deref<Target = ChannelWriter>> Sink for SlotWriter<W> {
     }
 }
 
-/// The output of `dumps`: a `bytes` object made from the whole text at once.
+/// The output of `dumps`: the `bytes` object the text was written into, or one
+/// made from the whole text at once.
 pub struct BytesOut<'py> {
     py: Python<'py>,
     bytes: Option<Bound<'py, PyBytes>>,
@@ -101,6 +114,11 @@ impl Sink for BytesOut<'_> {
 
     fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         self.bytes = Some(PyBytes::new(self.py, bytes));
+        Ok(())
+    }
+
+    fn write_bytes(&mut self, bytes: Bound<'_, PyBytes>) -> Result<(), WriteError> {
+        self.bytes = Some(bytes.unbind().into_bound(self.py));
         Ok(())
     }
 }
@@ -136,6 +154,8 @@ impl<'py> Options<'py> {
 /// Buffers reused across calls: the staging buffer and the caches' slots.
 struct Scratch {
     buf: Vec<u8>,
+    /// The staging buffer's hint (see [`staging::Staging::grow`]).
+    whole_hint: usize,
     keys: CacheSlots,
     values: CacheSlots,
     key_owners: Vec<Py<PyString>>,
@@ -175,6 +195,7 @@ impl Scratch {
     fn new() -> Self {
         Self {
             buf: vec![0; STAGING_CAPACITY],
+            whole_hint: 0,
             keys: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
             values: Box::new([CachedText::EMPTY; CACHE_SLOTS]),
             key_owners: Vec::with_capacity(64),
@@ -201,7 +222,8 @@ fn serialize_with<'py, S: Sink>(
     let layouts = borrowed::Layouts::get(py);
     let gc = borrowed::GcPause::new(py);
     let mut ser = Serializer {
-        buf: std::mem::take(&mut scratch.buf),
+        py,
+        buf: Staging::new(std::mem::take(&mut scratch.buf), scratch.whole_hint),
         pos: 0,
         sink,
         types: Types::new(py),
@@ -223,7 +245,8 @@ fn serialize_with<'py, S: Sink>(
     let result = result.and_then(|()| ser.flush());
     ser.keys.clear();
     ser.values.clear();
-    let mut buf = ser.buf;
+    let (mut buf, whole_hint) = ser.buf.into_parts();
+    scratch.whole_hint = whole_hint;
     if buf.len() > KEPT_CAPACITY && used < buf.len() / 4 {
         buf.truncate(STAGING_CAPACITY);
         buf.shrink_to_fit();

@@ -11,6 +11,7 @@ use super::escape::{
     ESCAPE_ROOM, KEY_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
+use super::staging::Staging;
 use super::{Sink, MAX_DEPTH};
 
 /// The exact types, compared by address before any `isinstance` check.
@@ -66,8 +67,10 @@ const LONG_KEY_MAX: usize = 128;
 pub(super) const STEP: usize = 4096;
 
 pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
-    /// Staging buffer of `STAGING_CAPACITY` bytes; `buf[..pos]` is pending output.
-    pub(super) buf: Vec<u8>,
+    pub(super) py: Python<'py>,
+    /// Staging buffer of `STAGING_CAPACITY` bytes (for a `WHOLE` sink, grown
+    /// into the `bytes` object made); `buf[..pos]` is pending output.
+    pub(super) buf: Staging,
     pub(super) pos: usize,
     pub(super) sink: &'s mut S,
     pub(super) types: Types,
@@ -99,8 +102,22 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
 
 impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn flush(&mut self) -> Result<(), SerializeError> {
+        if S::WHOLE && self.buf.in_bytes() {
+            return self.flush_bytes();
+        }
         if self.pos > 0 {
             self.sink.write_chunk(&self.buf[..self.pos]).map_err(SerializeError::sink)?;
+            self.pos = 0;
+        }
+        Ok(())
+    }
+
+    /// [`Serializer::flush`] of an output written into a `bytes` object: the
+    /// object itself goes to the sink.
+    #[inline(never)]
+    fn flush_bytes(&mut self) -> Result<(), SerializeError> {
+        if let Some(bytes) = self.buf.take_bytes(self.py, self.pos)? {
+            self.sink.write_bytes(bytes).map_err(SerializeError::sink)?;
             self.pos = 0;
         }
         Ok(())
@@ -150,9 +167,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(never)]
     fn make_room(&mut self, n: usize) -> Result<(), SerializeError> {
         if S::WHOLE {
-            let len = (2 * self.buf.len()).max(self.pos + n);
-            self.buf.resize(len, 0);
-            Ok(())
+            self.buf.grow(self.py, self.pos, self.pos + n)
         } else {
             self.flush()
         }
