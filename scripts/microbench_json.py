@@ -79,6 +79,16 @@ class Item:
     price: float
 
 
+def _held_twice(strings: list[str]) -> dict[str, list[str]]:
+    """The same str objects in two lists: each is referenced twice."""
+    return {"a": strings, "b": list(strings)}
+
+
+def _repeated(values: list[str], n: int) -> list[str]:
+    """`n` items, each one of the same few str objects (category-like values)."""
+    return [values[i % len(values)] for i in range(n)]
+
+
 def shapes() -> dict[str, Callable[[], Any]]:
     """Each shape's name and a function that builds it (so one can be built alone)."""
     rng = random.Random(42)
@@ -110,6 +120,13 @@ def shapes() -> dict[str, Callable[[], Any]]:
         "strings, non-ASCII with escapes (50k)": lambda: [
             f'héllo "wörld" {i}\n日本' for i in range(n)
         ],
+        "strings, short (50k, 2-3 bytes)": lambda: [f"s{i % 100}" for i in range(n)],
+        "strings held twice (2 lists of the same 25k)": lambda: _held_twice(
+            [f"ascii string number {i}" for i in range(n // 2)]
+        ),
+        "strings, 10 values repeated (50k)": lambda: _repeated(
+            [f"category-{k}" for k in range(10)], n
+        ),
         "lists of 3 short strings (20k)": lambda: [
             [f"a{i}", f"b{i}", f"c{i}"] for i in range(20_000)
         ],
