@@ -1006,26 +1006,33 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(())
     }
 
-    /// A str inside a container, at `pos`: from the value cache if this object
-    /// was seen before, else written (and cached if seen for the second time).
-    /// The caller has reserved `CACHED_COPY` bytes; returns the new position.
+    /// A str inside a container, at `pos`: a short clean text straight away,
+    /// else from the value cache if this object was seen before, else written
+    /// (and cached if seen for the second time). The caller has reserved
+    /// `CACHED_COPY` bytes; returns the new position.
     #[inline(always)]
     pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
-        // A str with one reference is held by this container alone: it cannot
-        // come again in the value, so neither cache is worth probing for it
-        // (most strs in real data are made one by one, each seen once).
-        let utf8 = if borrowed::shared(s) {
-            match self.shared_string(s, pos)? {
-                Shared::Written(end) => return Ok(end),
-                Shared::Text(utf8) => utf8,
+        if let Some(utf8) = borrowed::str_utf8_direct(s) {
+            // Short clean text fits the room the caller reserved (`QUOTED_ROOM`
+            // of it): no reserve of its own, and no cache lookup, which costs
+            // more than this copy when it misses (strs held elsewhere too but
+            // written once each, such as the same strs in two lists).
+            if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
+                return Ok(end);
             }
-        } else if let Some(utf8) = borrowed::str_utf8_direct(s) {
-            utf8
-        } else {
+            // A str with one reference is held by this container alone: it
+            // cannot come again in the value, so the cache is not worth probing
+            // for it (most strs in real data are made one by one, each seen once).
+            if !borrowed::shared(s) {
+                return self.escaped_at(utf8, pos);
+            }
+        } else if !borrowed::shared(s) {
             return self.new_string(s, pos);
+        }
+        let utf8 = match self.shared_string(s, pos)? {
+            Shared::Written(end) => return Ok(end),
+            Shared::Text(utf8) => utf8,
         };
-        // Short clean text fits the room the caller reserved (`QUOTED_ROOM` of
-        // it): no reserve of its own.
         if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
             return Ok(end);
         }
