@@ -128,6 +128,26 @@ def test_keys_are_escaped_and_cached_correctly() -> None:
     assert shmbridge.dumps(rows) == orjson.dumps(rows)
 
 
+def test_strs_held_elsewhere_past_the_point_where_lookups_stop() -> None:
+    # Strs held twice but written once each miss the value cache, and after a few
+    # hundred misses a call stops looking strs up: what follows (clean, escaped, long,
+    # non-ASCII, repeated, and in dicts) is written without it, as before the stop.
+    texts = [f"t{i}" for i in range(1000)]
+    texts += [f'q"{i}\\' for i in range(300)] + ["é" * (i % 40) for i in range(300)]
+    texts += [f"{'x' * 40}{i}" for i in range(300)]
+    repeated = ["category", 'with "quotes"', "ü" * 5]
+    value = {
+        "first": texts,
+        "again": list(texts),
+        "repeated": [repeated[i % 3] for i in range(900)],
+        "rows": [{"name": text, "kind": repeated[i % 3]} for i, text in enumerate(texts)],
+    }
+    assert shmbridge.dumps(value) == orjson.dumps(value)
+    # Hits first (the same few strs), then misses: the lookups go on while hits lead.
+    value2 = [repeated[i % 3] for i in range(2000)] + list(texts) + [repeated[0]] * 10
+    assert shmbridge.dumps(value2) == orjson.dumps(value2)
+
+
 def test_repeated_string_values_are_cached_correctly() -> None:
     # The same str objects in many rows (found by address after their second sighting),
     # around the cache's length limit, with escapes and non-ASCII.

@@ -244,6 +244,9 @@ pub(super) fn copy_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize
 
 /// Room [`quote_clean`] needs from its position: the quotes and `CLEAN_MAX` bytes.
 pub(super) const QUOTED_ROOM: usize = CLEAN_MAX + 2;
+/// Room [`lead_quote_clean`] needs from its position: a lead byte, the quotes
+/// and `CLEAN_MAX` bytes.
+pub(super) const LEAD_QUOTED_ROOM: usize = CLEAN_MAX + 3;
 /// Room [`key_clean`] needs from its position: `,"`, `CLEAN_MAX` bytes and `":`.
 pub(super) const KEY_ROOM: usize = CLEAN_MAX + 4;
 
@@ -264,6 +267,29 @@ pub(super) fn quote_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usiz
     dst[0] = b'"';
     dst[len + 1] = b'"';
     Some(pos + len + 2)
+}
+
+/// Writes `lead"src"` at `pos` (`lead`: a list's `[`, or a comma) if `src` is
+/// at most `CLEAN_MAX` bytes and none of them needs an escape, and returns the
+/// new position; `None` (and scratch written) otherwise, or if `buf` has less
+/// than `LEAD_QUOTED_ROOM` bytes from `pos`. [`quote_clean`] with the byte
+/// before it in the same window: a byte stored apart, before it, could be the
+/// buffer's length as far as the compiler knows, which it would then load and
+/// test again.
+#[inline(always)]
+pub(super) fn lead_quote_clean(buf: &mut [u8], pos: usize, lead: u8, src: &[u8]) -> Option<usize> {
+    let len = src.len();
+    if len > CLEAN_MAX {
+        return None;
+    }
+    let dst = buf.get_mut(pos..)?.first_chunk_mut::<LEAD_QUOTED_ROOM>()?;
+    if !put_clean(dst, 2, src) {
+        return None;
+    }
+    dst[0] = lead;
+    dst[1] = b'"';
+    dst[len + 2] = b'"';
+    Some(pos + len + 3)
 }
 
 /// Writes `lead"src":` at `pos` (`lead`: the dict's `{`, or a comma) if `src` is
@@ -690,9 +716,11 @@ mod tests {
             let mut buf = vec![0; 3 + KEY_ROOM];
             let end = quote_clean(&mut buf, 3, &clean);
             let key = |buf: &mut Vec<u8>, lead| key_clean(buf, 3, lead, &clean);
+            let item = |buf: &mut Vec<u8>, lead| lead_quote_clean(buf, 3, lead, &clean);
             if len > CLEAN_MAX {
                 assert_eq!(end, None, "length {len}");
                 assert_eq!(key(&mut buf, b','), None, "length {len}");
+                assert_eq!(item(&mut buf, b','), None, "length {len}");
                 continue;
             }
             assert_eq!(end, Some(3 + len + 2), "length {len}");
@@ -701,6 +729,9 @@ mod tests {
             assert_eq!(&buf[3..7 + len], &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
             assert_eq!(key(&mut buf, b'{'), Some(3 + len + 4), "length {len}");
             assert_eq!(&buf[3..7 + len], &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(item(&mut buf, b','), Some(3 + len + 3), "length {len}");
+            assert_eq!(&buf[3..6 + len], &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(lead_quote_clean(&mut buf[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', &clean), None, "length {len}");
             // Too little room: refused, nothing written out of bounds.
             assert_eq!(quote_clean(&mut buf[..3 + QUOTED_ROOM - 1], 3, &clean), None, "length {len}");
             assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, b',', &clean), None, "length {len}");
@@ -710,6 +741,7 @@ mod tests {
                     bytes[at] = special;
                     assert_eq!(quote_clean(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
                     assert_eq!(key_clean(&mut buf, 3, b',', &bytes), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(lead_quote_clean(&mut buf, 3, b',', &bytes), None, "byte {special:#x} at {at} of {len}");
                 }
             }
         }

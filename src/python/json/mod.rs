@@ -237,6 +237,7 @@ fn serialize_with<'py, S: Sink>(
         dataclass: None,
         known_class: scratch.known_class,
         epoch: 0,
+        value_credit: walk::VALUE_CREDIT,
         _gc: &gc,
     };
     let result = ser.value(obj.as_borrowed(), 0);

@@ -7,8 +7,8 @@ use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
 use super::escape::{
-    copy_clean_long, escape_into, escape_long, escape_short, key_clean, load_word, quote_clean, short_word, CLEAN_MAX,
-    ESCAPE_ROOM, KEY_ROOM, QUOTED_ROOM,
+    copy_clean_long, escape_into, escape_long, escape_short, key_clean, lead_quote_clean, load_word, quote_clean,
+    short_word, CLEAN_MAX, ESCAPE_ROOM, KEY_ROOM, LEAD_QUOTED_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::staging::Staging;
@@ -53,6 +53,7 @@ pub(super) const FLOAT_ROOM: usize = 32;
 // A container's item reserves `CACHED_COPY` bytes, which must cover both, and a
 // short clean str in quotes (`item_string`).
 const _: () = assert!(INT_ROOM <= CACHED_COPY && FLOAT_ROOM <= CACHED_COPY && QUOTED_ROOM <= CACHED_COPY);
+const _: () = assert!(LEAD_QUOTED_ROOM <= CACHED_COPY + 1);
 // A list's item writes its lead byte (`[` or a comma) and then an int or a float in one window of
 // `CACHED_COPY` bytes (`Window`).
 const _: () = assert!(INT_ROOM < CACHED_COPY && FLOAT_ROOM < CACHED_COPY);
@@ -62,6 +63,10 @@ const _: () = assert!(KEY_ROOM + CACHED_COPY <= 2 * CACHED_COPY);
 /// Longest key that `key` escapes in place (longer ones go through `new_key`):
 /// its room, six bytes a byte at worst, stays a small part of the staging buffer.
 const LONG_KEY_MAX: usize = 128;
+
+/// The misses beyond its hits after which a call stops looking strs up in the
+/// value cache (see `Serializer::looks_up`).
+pub(super) const VALUE_CREDIT: i64 = 256;
 
 /// Source bytes escaped per step; a step needs at most `6 * STEP + ESCAPE_ROOM` bytes of room.
 pub(super) const STEP: usize = 4096;
@@ -96,6 +101,10 @@ pub(super) struct Serializer<'s, 'g, 'py, S: Sink> {
     /// Counts the times Python code may have run (see `other`): a container
     /// walk that sees it move reads its container again.
     pub(super) epoch: u64,
+    /// The value cache's credit this call: `VALUE_CREDIT` at the start, one
+    /// more for each lookup that finds its str, one less for each that does
+    /// not; lookups stop when it runs out (see `looks_up`).
+    pub(super) value_credit: i64,
     /// Proof that the cyclic GC is paused while borrowed references are in use.
     pub(super) _gc: &'g borrowed::GcPause,
 }
@@ -804,14 +813,27 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let ty = obj.get_type_ptr();
         let t = &self.types;
         if ty == t.str_ {
-            if LEAD {
-                self.buf[pos] = lead;
-            }
             // SAFETY: the object's type is exactly `str` (`t.str_` is its type
             // object), so it is a `PyString`. (`cast_exact` would compare the
             // type a second time, and build an error value on its failure path.)
             let s = unsafe { obj.cast_unchecked::<PyString>() };
-            return Some(self.item_string(s, pos + at));
+            if !LEAD {
+                return Some(self.item_string(s, pos));
+            }
+            if self.looks_up(s) {
+                self.buf[pos] = lead;
+                return Some(self.shared_string(s, pos + 1));
+            }
+            // The usual item, a short clean str, with its lead byte in one
+            // window (`CACHED_COPY + 1` bytes are reserved from `pos`).
+            let direct = borrowed::str_utf8_direct(s);
+            if let Some(utf8) = direct {
+                if let Some(end) = lead_quote_clean(&mut self.buf, pos, lead, utf8) {
+                    return Some(Ok(end));
+                }
+            }
+            self.buf[pos] = lead;
+            return Some(self.unclean_string(s, pos + 1, direct));
         }
         if ty == t.int {
             // SAFETY: the object's type is exactly `int` (`t.int` is its type object).
@@ -1006,56 +1028,82 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         Ok(())
     }
 
-    /// A str inside a container, at `pos`: a short clean text straight away,
-    /// else from the value cache if this object was seen before, else written
-    /// (and cached if seen for the second time). The caller has reserved
-    /// `CACHED_COPY` bytes; returns the new position.
+    /// A str inside a container, at `pos`: from the value cache if this object
+    /// was seen before (and cached if seen for the second time), else written.
+    /// The caller has reserved `CACHED_COPY` bytes; returns the new position.
     #[inline(always)]
     pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
-        if let Some(utf8) = borrowed::str_utf8_direct(s) {
+        if self.looks_up(s) {
+            return self.shared_string(s, pos);
+        }
+        let direct = borrowed::str_utf8_direct(s);
+        if let Some(utf8) = direct {
             // Short clean text fits the room the caller reserved (`QUOTED_ROOM`
-            // of it): no reserve of its own, and no cache lookup, which costs
-            // more than this copy when it misses (strs held elsewhere too but
-            // written once each, such as the same strs in two lists).
+            // of it): no reserve of its own.
             if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
                 return Ok(end);
             }
-            // A str with one reference is held by this container alone: it
-            // cannot come again in the value, so the cache is not worth probing
-            // for it (most strs in real data are made one by one, each seen once).
-            if !borrowed::shared(s) {
-                return self.escaped_at(utf8, pos);
-            }
-        } else if !borrowed::shared(s) {
-            return self.new_string(s, pos);
         }
-        let utf8 = match self.shared_string(s, pos)? {
-            Shared::Written(end) => return Ok(end),
-            Shared::Text(utf8) => utf8,
-        };
+        self.unclean_string(s, pos, direct)
+    }
+
+    /// Whether `item_string` looks `s` up in the value cache: a str with one
+    /// reference is held by its container alone and cannot come again in the
+    /// value (most strs in real data are made one by one, each seen once); nor
+    /// once the lookups of this call have missed more often than they hit, by
+    /// `VALUE_CREDIT`: strs held elsewhere too but written once each (the same
+    /// strs in two lists) cost more to look up than to write.
+    #[inline(always)]
+    fn looks_up(&self, s: Borrowed<'_, 'py, PyString>) -> bool {
+        borrowed::shared(s) && self.value_credit > 0
+    }
+
+    /// [`Serializer::item_string`] for a str not looked up whose text, if read
+    /// straight from the object (`direct`), is not short and clean: escaped.
+    #[inline(always)]
+    fn unclean_string(
+        &mut self,
+        s: Borrowed<'_, 'py, PyString>,
+        pos: usize,
+        direct: Option<&[u8]>,
+    ) -> Result<usize, SerializeError> {
+        match direct {
+            Some(utf8) => self.escaped_at(utf8, pos),
+            None => self.new_string(s, pos),
+        }
+    }
+
+    /// [`Serializer::item_string`] for a str looked up in the value cache: its
+    /// cached text written at `pos`, or else (`missed_string`) its text.
+    #[inline(always)]
+    fn shared_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
+        if let Some(entry) = self.values.get(s.as_ptr() as usize) {
+            // A fixed-size copy; the staging bytes past the value are scratch.
+            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            self.value_credit += 1;
+            return Ok(pos + entry.len);
+        }
+        self.missed_string(s, pos)
+    }
+
+    /// [`Serializer::shared_string`] for a str not in the value cache: its
+    /// text (cached if this is its second sighting) written at `pos`. Called,
+    /// not inlined: the list loops keep more of their state in registers
+    /// without it (nested lists of ints: 11.6M instructions per call with the
+    /// whole lookup inlined, 10.6M without).
+    #[inline(never)]
+    fn missed_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
+        self.value_credit -= 1;
+        let utf8 = utf8_of(s)?;
+        // Only a str short enough to be cached is remembered as seen.
+        let address = s.as_ptr() as usize;
+        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
+            self.values.insert(s, utf8, b"\"", b"\"");
+        }
         if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
             return Ok(end);
         }
         self.escaped_at(utf8, pos)
-    }
-
-    /// [`Serializer::item_string`] for a str with more than one reference: the
-    /// cached text written at `pos`, or else the str's text (cached if this is
-    /// its second sighting) for the caller to write.
-    #[inline(always)]
-    fn shared_string<'a>(&mut self, s: Borrowed<'a, 'py, PyString>, pos: usize) -> Result<Shared<'a>, SerializeError> {
-        let address = s.as_ptr() as usize;
-        if let Some(entry) = self.values.get(address) {
-            // A fixed-size copy; the staging bytes past the value are scratch.
-            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
-            return Ok(Shared::Written(pos + entry.len));
-        }
-        let utf8 = utf8_of(s)?;
-        // Only a str short enough to be cached is remembered as seen.
-        if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
-            self.values.insert(s, utf8, b"\"", b"\"");
-        }
-        Ok(Shared::Text(utf8))
     }
 
     /// [`Serializer::item_string`] for a str whose UTF-8 text is not in the
@@ -1119,13 +1167,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         self.byte(b'"')
     }
-}
-
-/// What [`Serializer::shared_string`] did: wrote the cached text (ending at
-/// this position), or left the text to write.
-enum Shared<'a> {
-    Written(usize),
-    Text(&'a [u8]),
 }
 
 /// The staging bytes a scalar other than a str is written to: with `LEAD` (a
