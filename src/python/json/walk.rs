@@ -817,23 +817,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             // object), so it is a `PyString`. (`cast_exact` would compare the
             // type a second time, and build an error value on its failure path.)
             let s = unsafe { obj.cast_unchecked::<PyString>() };
-            if !LEAD {
-                return Some(self.item_string(s, pos));
-            }
-            if self.looks_up(s) {
-                self.buf[pos] = lead;
-                return Some(self.shared_string(s, pos + 1));
-            }
-            // The usual item, a short clean str, with its lead byte in one
-            // window (`CACHED_COPY + 1` bytes are reserved from `pos`).
-            let direct = borrowed::str_utf8_direct(s);
-            if let Some(utf8) = direct {
-                if let Some(end) = lead_quote_clean(&mut self.buf, pos, lead, utf8) {
-                    return Some(Ok(end));
-                }
-            }
-            self.buf[pos] = lead;
-            return Some(self.unclean_string(s, pos + 1, direct));
+            return Some(self.item_string::<LEAD>(s, pos, lead));
         }
         if ty == t.int {
             // SAFETY: the object's type is exactly `int` (`t.int` is its type object).
@@ -1030,21 +1014,44 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
 
     /// A str inside a container, at `pos`: from the value cache if this object
     /// was seen before (and cached if seen for the second time), else written.
-    /// The caller has reserved `CACHED_COPY` bytes; returns the new position.
+    /// With `LEAD` (a list's item), `lead` goes first, at `pos`, and the str
+    /// after it. The caller has reserved `CACHED_COPY` bytes (one more with
+    /// `LEAD`); returns the new position.
     #[inline(always)]
-    pub(super) fn item_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
+    pub(super) fn item_string<const LEAD: bool>(
+        &mut self,
+        s: Borrowed<'_, 'py, PyString>,
+        pos: usize,
+        lead: u8,
+    ) -> Result<usize, SerializeError> {
+        let at = usize::from(LEAD);
         if self.looks_up(s) {
-            return self.shared_string(s, pos);
+            if LEAD {
+                self.buf[pos] = lead;
+            }
+            return self.shared_string(s, pos + at);
         }
         let direct = borrowed::str_utf8_direct(s);
         if let Some(utf8) = direct {
             // Short clean text fits the room the caller reserved (`QUOTED_ROOM`
-            // of it): no reserve of its own.
-            if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
+            // of it): no reserve of its own. A lead byte goes in the same
+            // window (`lead_quote_clean`).
+            let end = if LEAD {
+                lead_quote_clean(&mut self.buf, pos, lead, utf8)
+            } else {
+                quote_clean(&mut self.buf, pos, utf8)
+            };
+            if let Some(end) = end {
                 return Ok(end);
             }
         }
-        self.unclean_string(s, pos, direct)
+        if LEAD {
+            self.buf[pos] = lead;
+        }
+        match direct {
+            Some(utf8) => self.escaped_at(utf8, pos + at),
+            None => self.new_string(s, pos + at),
+        }
     }
 
     /// Whether `item_string` looks `s` up in the value cache: a str with one
@@ -1056,21 +1063,6 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(always)]
     fn looks_up(&self, s: Borrowed<'_, 'py, PyString>) -> bool {
         borrowed::shared(s) && self.value_credit > 0
-    }
-
-    /// [`Serializer::item_string`] for a str not looked up whose text, if read
-    /// straight from the object (`direct`), is not short and clean: escaped.
-    #[inline(always)]
-    fn unclean_string(
-        &mut self,
-        s: Borrowed<'_, 'py, PyString>,
-        pos: usize,
-        direct: Option<&[u8]>,
-    ) -> Result<usize, SerializeError> {
-        match direct {
-            Some(utf8) => self.escaped_at(utf8, pos),
-            None => self.new_string(s, pos),
-        }
     }
 
     /// [`Serializer::item_string`] for a str looked up in the value cache: its
