@@ -575,20 +575,14 @@ impl<F: FloatElement> Put<F> for Floats {
             let [a0, a1, a2, a3] = &mut a;
             let t = [float_text(a0, v0), float_text(a1, v1), float_text(a2, v2), float_text(a3, v3)];
             if let Some(p) = pending.take() {
-                for text in p {
-                    pos = put_text(buf, pos, true, text);
-                }
+                pos = put_texts(buf, pos, &p);
             }
             let [b0, b1, b2, b3] = &mut b;
             pending = Some([float_text(b0, v4), float_text(b1, v5), float_text(b2, v6), float_text(b3, v7)]);
-            for text in t {
-                pos = put_text(buf, pos, true, text);
-            }
+            pos = put_texts(buf, pos, &t);
         }
         if let Some(p) = pending {
-            for text in p {
-                pos = put_text(buf, pos, true, text);
-            }
+            pos = put_texts(buf, pos, &p);
         }
         // The last few (fewer than eight): all made, then all copied.
         let left = line.len();
@@ -596,10 +590,7 @@ impl<F: FloatElement> Put<F> for Floats {
         for ((text, buffer), value) in texts.iter_mut().zip(a.iter_mut().chain(b.iter_mut())).zip(line) {
             *text = float_text(buffer, value);
         }
-        for text in &texts[..left] {
-            pos = put_text(buf, pos, true, text);
-        }
-        Ok(pos)
+        Ok(put_texts(buf, pos, &texts[..left]))
     }
 }
 
@@ -616,6 +607,16 @@ fn float_text<F: FloatElement>(buffer: &mut zmij::Buffer, value: F) -> &[u8] {
     } else {
         b"null"
     }
+}
+
+/// `texts` in turn at `pos`, each after a comma (see [`put_text`]); returns
+/// the position after the last.
+#[inline(always)]
+fn put_texts(buf: &mut [u8], mut pos: usize, texts: &[&[u8]]) -> usize {
+    for text in texts {
+        pos = put_text(buf, pos, true, text);
+    }
+    pos
 }
 
 /// A comma if `comma`, then `text` (at most `FLOAT_TEXT_MAX` bytes), at `pos`
