@@ -118,7 +118,8 @@ impl Staging {
         // short, the size needed now is enough.
         let mut writer = match Writer::new(py, size.max(self.hint)) {
             Ok(writer) => writer,
-            Err(_) => Writer::new(py, size)?,
+            Err(_) if self.hint > size => Writer::new(py, size)?,
+            Err(err) => return Err(err),
         };
         let used = used.min(self.len);
         // SAFETY: the writer's bytes (at least `size`) and the `Vec`'s first
