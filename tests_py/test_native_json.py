@@ -214,8 +214,9 @@ def sized(size: int) -> dict[str, Any]:
 
 
 def test_dumps_outputs_growing_and_shrinking_from_call_to_call() -> None:
-    # Past the 64 KiB staging buffer, the thread's buffer grows and is kept for
-    # the next call: each size here is smaller or larger than the one before.
+    # Past the 64 KiB staging buffer, dumps writes into the bytes object it
+    # returns, made a little larger than the last such output and shrunk when more
+    # than half is unused: each size here is smaller or larger than the one before.
     for size in [10, 70_000, 1_000_000, 200_000, 5_000_000, 100, 3_000_000, 65_536]:
         value = sized(size)
         out = shmbridge.dumps(value)
@@ -232,7 +233,7 @@ def test_dumps_refusing_a_value_after_its_output_grew() -> None:
 
 def test_dumps_inside_default_while_the_outer_output_is_large() -> None:
     # The hook's own dumps (a second serializer on the thread, with a buffer of
-    # its own) makes a large output while the outer one's has grown past 64 KiB.
+    # its own) makes a large output while the outer one is writing into its bytes.
     inner = sized(300_000)
 
     def default(obj: object) -> Any:
