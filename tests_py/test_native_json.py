@@ -112,6 +112,31 @@ def test_clean_and_non_ascii_strings_at_every_length() -> None:
                 assert shmbridge.dumps(mixed) == orjson.dumps(mixed), (length, at, char)
 
 
+def fresh_str(i: int, at: int, special: str, after: int) -> str:
+    """A str made at run time (one reference once stored), `at` ASCII letters, then
+    `special`, then `after` more letters."""
+    return "".join(["ab"[i % 2] * at, special, "c" * after])
+
+
+def test_short_strs_held_only_by_their_container_at_every_length() -> None:
+    # A str of under 8 ASCII bytes that its container alone holds is read from the
+    # object with one load that ends at CPython's NUL after the text: every length,
+    # each special byte at each place, as list items (first and later), dict values
+    # and dict keys.
+    for special in ['"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "a", ""]:
+        for length in range(1, 10):
+            for at in range(length):
+                after = length - at - 1
+                items = [fresh_str(i, at, special, after) for i in range(4)]
+                rows = [
+                    {fresh_str(i, at, special, after): fresh_str(i + 1, at, special, after)}
+                    for i in range(3)
+                ]
+                nested = [[fresh_str(i, at, special, after)] for i in range(2)]
+                value = [items, rows, nested]
+                assert shmbridge.dumps(value) == orjson.dumps(value), (special, length, at)
+
+
 def test_random_strings_are_escaped_like_orjson() -> None:
     rng = random.Random(99)
     alphabet = [*"abcXYZ019 /'", '"', "\\", "\x7f", "é", "日", "😀", "\u2028"]

@@ -756,6 +756,54 @@ pub fn str_utf8_encoded<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<&'a [u8]>
 /// the rest (and any error) to a slower path through [`str_utf8`].
 #[inline(always)]
 pub fn str_utf8_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
+    str_text_direct(s).map(StrText::bytes)
+}
+
+/// A str's UTF-8 text read straight from the object ([`str_text_direct`]).
+#[derive(Clone, Copy)]
+pub struct StrText<'a> {
+    bytes: &'a [u8],
+    /// The text follows the object's header and ends with CPython's NUL (a
+    /// compact ASCII str): the 8 bytes that end with that NUL are the object's.
+    #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
+    after_header: bool,
+}
+
+impl<'a> StrText<'a> {
+    /// The text.
+    #[inline(always)]
+    pub fn bytes(self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// For text of fewer than 8 bytes: those bytes as a little-endian word,
+    /// zero above them, read with one load when the object lays them out for
+    /// it (a compact ASCII str); `None` otherwise (the caller assembles the
+    /// word from [`StrText::bytes`]).
+    #[inline(always)]
+    pub fn short_word(self) -> Option<u64> {
+        #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
+        if self.after_header {
+            let len = self.bytes.len() & 7;
+            // SAFETY: a compact ASCII str holds its header (40 or 48 bytes on
+            // 3.11 to 3.13) right before its `len` bytes of text and a NUL right
+            // after them (CPython allocates and writes it for every compact str;
+            // `PyUnicode_AsUTF8` hands this very buffer out as NUL-terminated).
+            // So the 8 bytes that end with the NUL, from `len - 7` (at least 7
+            // bytes into the header), lie inside the object, which is immutable
+            // while 'a lives. An unaligned read of plain bytes.
+            let word = unsafe { self.bytes.as_ptr().add(len).sub(7).cast::<u64>().read_unaligned() };
+            // The text in the low bytes; the NUL and the bytes shifted in above it are zero.
+            return Some(u64::from_le(word) >> (8 * (7 - len)));
+        }
+        None
+    }
+}
+
+/// [`str_utf8_direct`], with what [`StrText::short_word`] needs to know of
+/// where the text lies.
+#[inline(always)]
+pub fn str_text_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<StrText<'a>> {
     #[cfg(any(Py_LIMITED_API, Py_3_14))]
     {
         let _ = s;
@@ -775,15 +823,15 @@ pub fn str_utf8_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
         unsafe {
             let ascii = op.cast::<ffi::PyASCIIObject>();
             // Both bits tested at once (the usual case first).
-            let (data, size) = if (*ascii).compact() != 0 && (*ascii).ascii() != 0 {
-                (ascii.add(1).cast::<u8>().cast_const(), (*ascii).length)
+            let (data, size, after_header) = if (*ascii).compact() != 0 && (*ascii).ascii() != 0 {
+                (ascii.add(1).cast::<u8>().cast_const(), (*ascii).length, true)
             } else if (*ascii).compact() != 0 {
                 let compact = op.cast::<ffi::PyCompactUnicodeObject>();
                 let utf8 = (*compact).utf8;
                 if utf8.is_null() {
                     return None;
                 }
-                (utf8.cast::<u8>().cast_const(), (*compact).utf8_length)
+                (utf8.cast::<u8>().cast_const(), (*compact).utf8_length, false)
             } else {
                 return None;
             };
@@ -791,7 +839,7 @@ pub fn str_utf8_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
             // it. (A test the caller's length checks can share, where clamping
             // to zero costs instructions of its own.)
             let len = usize::try_from(size).ok()?;
-            Some(std::slice::from_raw_parts(data, len))
+            Some(StrText { bytes: std::slice::from_raw_parts(data, len), after_header })
         }
     }
 }

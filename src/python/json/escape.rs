@@ -2,6 +2,8 @@
 //! writes (`\"`, `\\`, the short forms of `\b \t \n \f \r`, `\u00XX` for the
 //! other control bytes), with word- and chunk-wide checks for the clean case.
 
+use crate::python::borrowed::StrText;
+
 pub(super) fn unicode_escape(b: u8) -> [u8; 6] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]
@@ -41,6 +43,44 @@ pub(super) fn short_word(src: &[u8]) -> u64 {
         0
     };
     word | (SPACES << (8 * len))
+}
+
+/// Text that [`quote_clean`], [`lead_quote_clean`] and [`key_clean`] take: its
+/// bytes, and text of fewer than 8 bytes as one word padded with spaces (as
+/// [`short_word`] makes it).
+pub(super) trait Text<'a>: Copy {
+    fn bytes(self) -> &'a [u8];
+    fn padded_word(self) -> u64;
+}
+
+impl<'a> Text<'a> for &'a [u8] {
+    #[inline(always)]
+    fn bytes(self) -> &'a [u8] {
+        self
+    }
+
+    #[inline(always)]
+    fn padded_word(self) -> u64 {
+        short_word(self)
+    }
+}
+
+/// A str's text read from the object: the word is one load where the object
+/// allows it (a compact ASCII str), which a short text's three loads and their
+/// merging in [`short_word`] would otherwise hold up.
+impl<'a> Text<'a> for StrText<'a> {
+    #[inline(always)]
+    fn bytes(self) -> &'a [u8] {
+        StrText::bytes(self)
+    }
+
+    #[inline(always)]
+    fn padded_word(self) -> u64 {
+        match self.short_word() {
+            Some(word) => word | (SPACES << (8 * (self.bytes().len() & 7))),
+            None => short_word(self.bytes()),
+        }
+    }
 }
 
 /// The high bit of each byte of `w` that may need an escape: every control
@@ -254,8 +294,8 @@ pub(super) const KEY_ROOM: usize = CLEAN_MAX + 4;
 /// them needs an escape, and returns the new position; `None` (and scratch
 /// written) otherwise, or if `buf` has less than `QUOTED_ROOM` bytes from `pos`.
 #[inline(always)]
-pub(super) fn quote_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize> {
-    let len = src.len();
+pub(super) fn quote_clean<'a>(buf: &mut [u8], pos: usize, src: impl Text<'a>) -> Option<usize> {
+    let len = src.bytes().len();
     if len > CLEAN_MAX {
         return None;
     }
@@ -277,8 +317,8 @@ pub(super) fn quote_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usiz
 /// buffer's length as far as the compiler knows, which it would then load and
 /// test again.
 #[inline(always)]
-pub(super) fn lead_quote_clean(buf: &mut [u8], pos: usize, lead: u8, src: &[u8]) -> Option<usize> {
-    let len = src.len();
+pub(super) fn lead_quote_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: impl Text<'a>) -> Option<usize> {
+    let len = src.bytes().len();
     if len > CLEAN_MAX {
         return None;
     }
@@ -297,8 +337,8 @@ pub(super) fn lead_quote_clean(buf: &mut [u8], pos: usize, lead: u8, src: &[u8])
 /// new position; `None` (and scratch written) otherwise, or if `buf` has less
 /// than `KEY_ROOM` bytes from `pos`.
 #[inline(always)]
-pub(super) fn key_clean(buf: &mut [u8], pos: usize, lead: u8, src: &[u8]) -> Option<usize> {
-    let len = src.len();
+pub(super) fn key_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: impl Text<'a>) -> Option<usize> {
+    let len = src.bytes().len();
     if len > CLEAN_MAX {
         return None;
     }
@@ -318,11 +358,12 @@ pub(super) fn key_clean(buf: &mut [u8], pos: usize, lead: u8, src: &[u8]) -> Opt
 /// written twice with the same bytes). False (and scratch written) otherwise.
 /// Writes at most `max(src.len(), 8)` bytes.
 #[inline(always)]
-fn put_clean<const N: usize>(dst: &mut [u8; N], at: usize, src: &[u8]) -> bool {
+fn put_clean<'a, const N: usize>(dst: &mut [u8; N], at: usize, text: impl Text<'a>) -> bool {
+    let src = text.bytes();
     let len = src.len();
     if len < 8 {
         // Writing all eight bytes is fine: the room past the string is scratch.
-        let word = short_word(src);
+        let word = text.padded_word();
         if word_needs_escape(word) {
             return false;
         }
@@ -714,9 +755,9 @@ mod tests {
         for len in 0..=CLEAN_MAX + 8 {
             let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
             let mut buf = vec![0; 3 + KEY_ROOM];
-            let end = quote_clean(&mut buf, 3, &clean);
-            let key = |buf: &mut Vec<u8>, lead| key_clean(buf, 3, lead, &clean);
-            let item = |buf: &mut Vec<u8>, lead| lead_quote_clean(buf, 3, lead, &clean);
+            let end = quote_clean(&mut buf, 3, clean.as_slice());
+            let key = |buf: &mut Vec<u8>, lead| key_clean(buf, 3, lead, clean.as_slice());
+            let item = |buf: &mut Vec<u8>, lead| lead_quote_clean(buf, 3, lead, clean.as_slice());
             if len > CLEAN_MAX {
                 assert_eq!(end, None, "length {len}");
                 assert_eq!(key(&mut buf, b','), None, "length {len}");
@@ -731,17 +772,29 @@ mod tests {
             assert_eq!(&buf[3..7 + len], &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
             assert_eq!(item(&mut buf, b','), Some(3 + len + 3), "length {len}");
             assert_eq!(&buf[3..6 + len], &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
-            assert_eq!(lead_quote_clean(&mut buf[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', &clean), None, "length {len}");
+            assert_eq!(
+                lead_quote_clean(&mut buf[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', clean.as_slice()),
+                None,
+                "length {len}"
+            );
             // Too little room: refused, nothing written out of bounds.
-            assert_eq!(quote_clean(&mut buf[..3 + QUOTED_ROOM - 1], 3, &clean), None, "length {len}");
-            assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, b',', &clean), None, "length {len}");
+            assert_eq!(quote_clean(&mut buf[..3 + QUOTED_ROOM - 1], 3, clean.as_slice()), None, "length {len}");
+            assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, b',', clean.as_slice()), None, "length {len}");
             for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
                 for at in 0..len {
                     let mut bytes = clean.clone();
                     bytes[at] = special;
-                    assert_eq!(quote_clean(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
-                    assert_eq!(key_clean(&mut buf, 3, b',', &bytes), None, "byte {special:#x} at {at} of {len}");
-                    assert_eq!(lead_quote_clean(&mut buf, 3, b',', &bytes), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(quote_clean(&mut buf, 3, bytes.as_slice()), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(
+                        key_clean(&mut buf, 3, b',', bytes.as_slice()),
+                        None,
+                        "byte {special:#x} at {at} of {len}"
+                    );
+                    assert_eq!(
+                        lead_quote_clean(&mut buf, 3, b',', bytes.as_slice()),
+                        None,
+                        "byte {special:#x} at {at} of {len}"
+                    );
                 }
             }
         }

@@ -896,7 +896,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if let Ok(s) = key.cast_exact::<PyString>() {
             // Only text read straight from the object is written here: anything
             // else (and any error) is `new_key`'s.
-            if let Some(utf8) = borrowed::str_utf8_direct(s) {
+            if let Some(text) = borrowed::str_text_direct(s) {
+                let utf8 = text.bytes();
                 // A key held by this dict alone (made at run time, such as
                 // `f"k{i}"`) cannot come again: never cached (see `item_string`).
                 // A shared one is cached on its second sighting this call.
@@ -907,7 +908,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 if utf8.len() <= CLEAN_MAX {
                     // If clean, in the room reserved (`KEY_ROOM` of it, which
                     // leaves `CACHED_COPY`).
-                    if let Some(end) = key_clean(&mut self.buf, pos, lead, utf8) {
+                    if let Some(end) = key_clean(&mut self.buf, pos, lead, text) {
                         return Ok(end);
                     }
                 } else if utf8.len() <= LONG_KEY_MAX {
@@ -1031,15 +1032,15 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
             return self.shared_string(s, pos + at);
         }
-        let direct = borrowed::str_utf8_direct(s);
-        if let Some(utf8) = direct {
+        let direct = borrowed::str_text_direct(s);
+        if let Some(text) = direct {
             // Short clean text fits the room the caller reserved (`QUOTED_ROOM`
             // of it): no reserve of its own. A lead byte goes in the same
             // window (`lead_quote_clean`).
             let end = if LEAD {
-                lead_quote_clean(&mut self.buf, pos, lead, utf8)
+                lead_quote_clean(&mut self.buf, pos, lead, text)
             } else {
-                quote_clean(&mut self.buf, pos, utf8)
+                quote_clean(&mut self.buf, pos, text)
             };
             if let Some(end) = end {
                 return Ok(end);
@@ -1049,7 +1050,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             self.buf[pos] = lead;
         }
         match direct {
-            Some(utf8) => self.escaped_at(utf8, pos + at),
+            Some(text) => self.escaped_at(text.bytes(), pos + at),
             None => self.new_string(s, pos + at),
         }
     }
