@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import socket
 import stat
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -385,6 +387,30 @@ def test_stop_and_serve_again(channel: shmbridge.Channel, shm_dir: Path) -> None
     assert channel.serve_uds(writer(channel)) == path
     with SignalClient(path) as client:
         assert client.write_users(0, 1, 1).status == OK
+
+
+def test_a_channel_dropped_while_serving_releases_its_handler(shm_dir: Path) -> None:
+    # Dropped without stop_uds or close, with a connection thread still holding the
+    # listener's state: the handler is released with the channel (attached), not left
+    # to the thread that ends last (unattached: pyo3 is built without its reference
+    # pool, so the handler would leak).
+    class Handle:
+        # Holds nothing of the channel (a cycle through it would keep both alive).
+        def __call__(self, slot: int, request_id: int, name: str, params: dict[str, str]) -> object:
+            raise ValueError("no rows here")
+
+    channel = make_channel(shm_dir)
+    handle = Handle()
+    released = weakref.ref(handle)
+    path = channel.serve_uds(handle)
+    with SignalClient(path) as client:
+        assert client.write_users(0, 1, 2).message == "ValueError: no rows here"
+        del handle, channel
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while released() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert released() is None, "the handler outlived its channel"
 
 
 def test_stop_waits_for_a_running_handler(channel: shmbridge.Channel) -> None:

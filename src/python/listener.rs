@@ -263,6 +263,12 @@ impl Drop for UdsListener {
         for (stream, _) in lock(&self.shared.connections).values() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
+        // The handler is released here, attached (`Channel` drops its listener with
+        // the GIL held), not by whichever thread lets `shared` go last: pyo3 is built
+        // without its reference pool, so a `Py` dropped unattached would leak.
+        if let Some(handler) = lock(&self.shared.handler).take() {
+            Python::try_attach(|_py| drop(handler));
+        }
     }
 }
 
