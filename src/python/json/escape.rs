@@ -506,6 +506,27 @@ pub(super) fn escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
     pos + escape_window(out_window(buf, pos), &text, 0, src.len(), marks)
 }
 
+/// Writes `"src"` with its escapes at `pos` (`src`: at most `CLEAN_MAX` bytes,
+/// not all clean) and returns the new position: [`escape_short`] with its quotes
+/// in the same window, one bounds check for the three. `buf` has room for
+/// `QUOTED_ESCAPE_ROOM` bytes from `pos`.
+#[inline(always)]
+pub(super) fn quote_escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    let mut text = [b' '; WINDOW];
+    let marks = window_of(&mut text, src);
+    let dst = out_window::<QUOTED_ESCAPE_ROOM>(buf, pos);
+    dst[0] = b'"';
+    let inner = dst[1..].first_chunk_mut::<WINDOW_OUT>().expect("room for the escaped text");
+    let len = escape_window(inner, &text, 0, src.len(), marks);
+    // `len <= 6 * CLEAN_MAX`: the mask (a no-op) shows the compiler the quote's place is inside.
+    dst[(len + 1) & 255] = b'"';
+    pos + len + 2
+}
+
+/// Room [`quote_escape_short`] needs from its position: the escapes' window and
+/// the two quotes.
+pub(super) const QUOTED_ESCAPE_ROOM: usize = WINDOW_OUT + 2;
+
 /// Room [`escape_window`] writes in: six bytes a byte at worst (less than
 /// 256, a power of two, for `CLEAN_MAX` bytes) and its last fixed-size copy;
 /// also what a 32-byte piece of [`escape_long`] takes (see [`escape_piece`]).
@@ -687,6 +708,13 @@ mod tests {
                 let end =
                     if len > CLEAN_MAX { escape_long(&mut buf, 0, &bytes) } else { escape_short(&mut buf, 0, &bytes) };
                 assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
+                if (1..=CLEAN_MAX).contains(&len) {
+                    // The same in quotes, at an offset, in a buffer of just the room asked for.
+                    let mut buf = vec![0; 3 + QUOTED_ESCAPE_ROOM];
+                    let end = quote_escape_short(&mut buf, 3, &bytes);
+                    let quoted = [&b"\""[..], &escape_reference(&bytes), b"\""].concat();
+                    assert_eq!(&buf[3..end], &quoted[..], "{len} {step}");
+                }
             }
         }
     }

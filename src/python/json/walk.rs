@@ -7,8 +7,8 @@ use super::borrowed;
 use super::cache::{SeenOnce, TextCache, CACHED_COPY};
 use super::error::{SerializeError, Step};
 use super::escape::{
-    copy_clean_long, escape_into, escape_long, escape_short, key_clean, lead_quote_clean, load_word, quote_clean,
-    short_word, CLEAN_MAX, ESCAPE_ROOM, KEY_ROOM, LEAD_QUOTED_ROOM, QUOTED_ROOM,
+    copy_clean_long, escape_into, escape_long, key_clean, lead_quote_clean, load_word, quote_clean, quote_escape_short,
+    short_word, CLEAN_MAX, ESCAPE_ROOM, KEY_ROOM, LEAD_QUOTED_ROOM, QUOTED_ESCAPE_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
 use super::staging::Staging;
@@ -1123,11 +1123,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return Ok(self.pos);
         }
         // The quotes and the escaped text.
-        let mut pos = self.room(pos, 6 * CLEAN_MAX + ESCAPE_ROOM + 2)?;
-        self.buf[pos] = b'"';
-        pos = escape_short(&mut self.buf, pos + 1, utf8);
-        self.buf[pos] = b'"';
-        Ok(pos + 1)
+        let pos = self.room(pos, QUOTED_ESCAPE_ROOM)?;
+        Ok(quote_escape_short(&mut self.buf, pos, utf8))
     }
 
     #[inline(always)]
