@@ -121,6 +121,9 @@ def shapes() -> dict[str, Callable[[], Any]]:
             f'héllo "wörld" {i}\n日本' for i in range(n)
         ],
         "strings, short (50k, 2-3 bytes)": lambda: [f"s{i % 100}" for i in range(n)],
+        "strings, short non-ASCII (50k, 4-5 bytes of UTF-8)": lambda: [
+            f"名{i % 100}" for i in range(n)
+        ],
         "strings held twice (2 lists of the same 25k)": lambda: _held_twice(
             [f"ascii string number {i}" for i in range(n // 2)]
         ),
