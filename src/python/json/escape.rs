@@ -501,9 +501,16 @@ fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> 
 /// from `pos`.
 #[inline]
 pub(super) fn escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+    pos + escape_in(out_window(buf, pos), src)
+}
+
+/// Escapes `src` (at most `CLEAN_MAX` bytes) into `dst`, laid in a window of
+/// its own first (see [`window_of`]); returns the length written.
+#[inline(always)]
+fn escape_in(dst: &mut [u8; WINDOW_OUT], src: &[u8]) -> usize {
     let mut text = [b' '; WINDOW];
     let marks = window_of(&mut text, src);
-    pos + escape_window(out_window(buf, pos), &text, 0, src.len(), marks)
+    escape_window(dst, &text, 0, src.len(), marks)
 }
 
 /// Writes `"src"` with its escapes at `pos` (`src`: at most `CLEAN_MAX` bytes,
@@ -512,12 +519,10 @@ pub(super) fn escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
 /// `QUOTED_ESCAPE_ROOM` bytes from `pos`.
 #[inline(always)]
 pub(super) fn quote_escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
-    let mut text = [b' '; WINDOW];
-    let marks = window_of(&mut text, src);
     let dst = out_window::<QUOTED_ESCAPE_ROOM>(buf, pos);
     dst[0] = b'"';
     let inner = dst[1..].first_chunk_mut::<WINDOW_OUT>().expect("room for the escaped text");
-    let len = escape_window(inner, &text, 0, src.len(), marks);
+    let len = escape_in(inner, src);
     // `len <= 6 * CLEAN_MAX`: the mask (a no-op) shows the compiler the quote's place is inside.
     dst[(len + 1) & 255] = b'"';
     pos + len + 2

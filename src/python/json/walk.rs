@@ -1093,10 +1093,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         if utf8.len() <= CACHED_COPY - 2 && self.seen.again(address) {
             self.values.insert(s, utf8, b"\"", b"\"");
         }
-        if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
-            return Ok(end);
-        }
-        self.escaped_at(utf8, pos)
+        self.quoted_at(utf8, pos)
     }
 
     /// [`Serializer::item_string`] for a str whose UTF-8 text is not in the
@@ -1106,6 +1103,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn new_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
         // `item_string` has found the text not in the object: no second look.
         let utf8 = borrowed::str_utf8_encoded(s).map_err(|err| not_utf8(s.py(), &err))?;
+        self.quoted_at(utf8, pos)
+    }
+
+    /// `"utf8"` at `pos`, copied whole if short and clean (`quote_clean`), else
+    /// with its escapes (`escaped_at`); returns the new position.
+    #[inline(always)]
+    fn quoted_at(&mut self, utf8: &[u8], pos: usize) -> Result<usize, SerializeError> {
         if let Some(end) = quote_clean(&mut self.buf, pos, utf8) {
             return Ok(end);
         }
