@@ -763,10 +763,12 @@ pub fn str_utf8_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<&'a [u8]> {
 #[derive(Clone, Copy)]
 pub struct StrText<'a> {
     bytes: &'a [u8],
-    /// The text follows the object's header and ends with CPython's NUL (a
-    /// compact ASCII str): the 8 bytes that end with that NUL are the object's.
+    /// Where the text starts, as a pointer into the object (not derived from
+    /// `bytes`, whose reference covers the text alone) when the text follows
+    /// the object's header and ends with CPython's NUL (a compact ASCII str):
+    /// the 8 bytes that end with that NUL are the object's. Null otherwise.
     #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
-    after_header: bool,
+    in_object: *const u8,
 }
 
 impl<'a> StrText<'a> {
@@ -783,7 +785,7 @@ impl<'a> StrText<'a> {
     #[inline(always)]
     pub fn short_word(self) -> Option<u64> {
         #[cfg(not(any(Py_LIMITED_API, Py_3_14)))]
-        if self.after_header {
+        if !self.in_object.is_null() {
             let len = self.bytes.len() & 7;
             // SAFETY: a compact ASCII str holds its header (40 or 48 bytes on
             // 3.11 to 3.13) right before its `len` bytes of text and a NUL right
@@ -791,8 +793,10 @@ impl<'a> StrText<'a> {
             // `PyUnicode_AsUTF8` hands this very buffer out as NUL-terminated).
             // So the 8 bytes that end with the NUL, from `len - 7` (at least 7
             // bytes into the header), lie inside the object, which is immutable
-            // while 'a lives. An unaligned read of plain bytes.
-            let word = unsafe { self.bytes.as_ptr().add(len).sub(7).cast::<u64>().read_unaligned() };
+            // while 'a lives; `in_object` points into the object, not through
+            // `bytes` (whose reference covers the text alone). An unaligned read
+            // of plain bytes.
+            let word = unsafe { self.in_object.add(len).sub(7).cast::<u64>().read_unaligned() };
             // The text in the low bytes; the NUL and the bytes shifted in above it are zero.
             return Some(u64::from_le(word) >> (8 * (7 - len)));
         }
@@ -823,15 +827,16 @@ pub fn str_text_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<StrText<'a>>
         unsafe {
             let ascii = op.cast::<ffi::PyASCIIObject>();
             // Both bits tested at once (the usual case first).
-            let (data, size, after_header) = if (*ascii).compact() != 0 && (*ascii).ascii() != 0 {
-                (ascii.add(1).cast::<u8>().cast_const(), (*ascii).length, true)
+            let (data, size, in_object) = if (*ascii).compact() != 0 && (*ascii).ascii() != 0 {
+                let data = ascii.add(1).cast::<u8>().cast_const();
+                (data, (*ascii).length, data)
             } else if (*ascii).compact() != 0 {
                 let compact = op.cast::<ffi::PyCompactUnicodeObject>();
                 let utf8 = (*compact).utf8;
                 if utf8.is_null() {
                     return None;
                 }
-                (utf8.cast::<u8>().cast_const(), (*compact).utf8_length, false)
+                (utf8.cast::<u8>().cast_const(), (*compact).utf8_length, std::ptr::null())
             } else {
                 return None;
             };
@@ -839,7 +844,7 @@ pub fn str_text_direct<'a>(s: Borrowed<'a, '_, PyString>) -> Option<StrText<'a>>
             // it. (A test the caller's length checks can share, where clamping
             // to zero costs instructions of its own.)
             let len = usize::try_from(size).ok()?;
-            Some(StrText { bytes: std::slice::from_raw_parts(data, len), after_header })
+            Some(StrText { bytes: std::slice::from_raw_parts(data, len), in_object })
         }
     }
 }
