@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::escape::{escape_into, ESCAPE_ROOM};
+use super::out::{as_out, Scratch};
 
 pub(super) const CACHE_SLOTS: usize = 256;
 /// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
@@ -115,16 +116,16 @@ impl<'s> TextCache<'s> {
             return;
         };
         // The open quote (or comma and quote), then the escaped text.
-        let mut escaped = [0u8; 2 + 6 * CACHED_COPY + ESCAPE_ROOM];
-        escaped[..open.len()].copy_from_slice(open);
-        let end = escape_into(&mut escaped, open.len(), utf8);
+        let mut escaped = Scratch::<[_; 2 + 6 * CACHED_COPY + ESCAPE_ROOM]>::new();
+        escaped.out()[..open.len()].copy_from_slice(as_out(open));
+        let end = escape_into(escaped.out(), open.len(), utf8);
         let len = end + close.len();
         if len > CACHED_COPY {
             return;
         }
-        escaped[end..len].copy_from_slice(close);
+        escaped.out()[end..len].copy_from_slice(as_out(close));
         let mut text = [0u8; CACHED_TEXT];
-        text[..len].copy_from_slice(&escaped[..len]);
+        text[..len].copy_from_slice(escaped.bytes(0..len));
         self.slots[slot] = CachedText { address, len, text };
         self.owners.push(s.to_owned().unbind());
     }

@@ -2,7 +2,11 @@
 //! writes (`\"`, `\\`, the short forms of `\b \t \n \f \r`, `\u00XX` for the
 //! other control bytes), with word- and chunk-wide checks for the clean case.
 
+use std::mem::MaybeUninit;
+
 use crate::python::borrowed::StrText;
+
+use super::out::{as_out, Out};
 
 pub(super) fn unicode_escape(b: u8) -> [u8; 6] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -239,7 +243,7 @@ pub(super) fn chunks_need_escape(a: &[u8; CHUNK], b: &[u8; CHUNK]) -> bool {
 /// end with such an overlapping last chunk. Any piece that needs an escape is
 /// escaped byte by byte.
 #[inline(always)]
-pub(super) fn escape_into(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+pub(super) fn escape_into(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     if src.len() > CLEAN_MAX {
         return escape_long(buf, pos, src);
     }
@@ -253,29 +257,29 @@ pub(super) const CLEAN_MAX: usize = 2 * CHUNK;
 /// needs an escape, and returns the new position; `None` (and scratch written)
 /// otherwise. Writes at most `max(src.len(), 8)` bytes.
 #[inline(always)]
-pub(super) fn copy_clean(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize> {
+pub(super) fn copy_clean(buf: &mut Out, pos: usize, src: &[u8]) -> Option<usize> {
     let len = src.len();
     if len < 8 {
         // Writing all eight bytes is fine: the room past the string is scratch.
         let word = short_word(src);
         if !word_needs_escape(word) {
-            buf[pos..pos + 8].copy_from_slice(&word.to_le_bytes());
+            buf[pos..pos + 8].copy_from_slice(as_out(&word.to_le_bytes()));
             return Some(pos + len);
         }
     } else if len <= 16 {
         let first = load_word(src);
         let last = load_word(&src[len - 8..]);
         if word_escape_mask(first) | word_escape_mask(last) == 0 {
-            buf[pos..pos + 8].copy_from_slice(&first.to_le_bytes());
-            buf[pos + len - 8..pos + len].copy_from_slice(&last.to_le_bytes());
+            buf[pos..pos + 8].copy_from_slice(as_out(&first.to_le_bytes()));
+            buf[pos + len - 8..pos + len].copy_from_slice(as_out(&last.to_le_bytes()));
             return Some(pos + len);
         }
     } else if len <= CLEAN_MAX {
         let first = load_chunk(src);
         let last = load_chunk(&src[len - CHUNK..]);
         if !chunks_need_escape(&first, &last) {
-            buf[pos..pos + CHUNK].copy_from_slice(&first);
-            buf[pos + len - CHUNK..pos + len].copy_from_slice(&last);
+            buf[pos..pos + CHUNK].copy_from_slice(as_out(&first));
+            buf[pos + len - CHUNK..pos + len].copy_from_slice(as_out(&last));
             return Some(pos + len);
         }
     }
@@ -294,7 +298,7 @@ pub(super) const KEY_ROOM: usize = CLEAN_MAX + 4;
 /// them needs an escape, and returns the new position; `None` (and scratch
 /// written) otherwise, or if `buf` has less than `QUOTED_ROOM` bytes from `pos`.
 #[inline(always)]
-pub(super) fn quote_clean<'a>(buf: &mut [u8], pos: usize, src: impl Text<'a>) -> Option<usize> {
+pub(super) fn quote_clean<'a>(buf: &mut Out, pos: usize, src: impl Text<'a>) -> Option<usize> {
     let len = src.bytes().len();
     if len > CLEAN_MAX {
         return None;
@@ -304,8 +308,8 @@ pub(super) fn quote_clean<'a>(buf: &mut [u8], pos: usize, src: impl Text<'a>) ->
     if !put_clean(dst, 1, src) {
         return None;
     }
-    dst[0] = b'"';
-    dst[len + 1] = b'"';
+    dst[0] = MaybeUninit::new(b'"');
+    dst[len + 1] = MaybeUninit::new(b'"');
     Some(pos + len + 2)
 }
 
@@ -317,7 +321,7 @@ pub(super) fn quote_clean<'a>(buf: &mut [u8], pos: usize, src: impl Text<'a>) ->
 /// buffer's length as far as the compiler knows, which it would then load and
 /// test again.
 #[inline(always)]
-pub(super) fn lead_quote_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: impl Text<'a>) -> Option<usize> {
+pub(super) fn lead_quote_clean<'a>(buf: &mut Out, pos: usize, lead: u8, src: impl Text<'a>) -> Option<usize> {
     let len = src.bytes().len();
     if len > CLEAN_MAX {
         return None;
@@ -326,9 +330,9 @@ pub(super) fn lead_quote_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: im
     if !put_clean(dst, 2, src) {
         return None;
     }
-    dst[0] = lead;
-    dst[1] = b'"';
-    dst[len + 2] = b'"';
+    dst[0] = MaybeUninit::new(lead);
+    dst[1] = MaybeUninit::new(b'"');
+    dst[len + 2] = MaybeUninit::new(b'"');
     Some(pos + len + 3)
 }
 
@@ -337,7 +341,7 @@ pub(super) fn lead_quote_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: im
 /// new position; `None` (and scratch written) otherwise, or if `buf` has less
 /// than `KEY_ROOM` bytes from `pos`.
 #[inline(always)]
-pub(super) fn key_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: impl Text<'a>) -> Option<usize> {
+pub(super) fn key_clean<'a>(buf: &mut Out, pos: usize, lead: u8, src: impl Text<'a>) -> Option<usize> {
     let len = src.bytes().len();
     if len > CLEAN_MAX {
         return None;
@@ -346,9 +350,9 @@ pub(super) fn key_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: impl Text
     if !put_clean(dst, 2, src) {
         return None;
     }
-    dst[0] = lead;
-    dst[1] = b'"';
-    dst[2 + len..4 + len].copy_from_slice(b"\":");
+    dst[0] = MaybeUninit::new(lead);
+    dst[1] = MaybeUninit::new(b'"');
+    dst[2 + len..4 + len].copy_from_slice(as_out(b"\":"));
     Some(pos + len + 4)
 }
 
@@ -358,7 +362,7 @@ pub(super) fn key_clean<'a>(buf: &mut [u8], pos: usize, lead: u8, src: impl Text
 /// written twice with the same bytes). False (and scratch written) otherwise.
 /// Writes at most `max(src.len(), 8)` bytes.
 #[inline(always)]
-fn put_clean<'a, const N: usize>(dst: &mut [u8; N], at: usize, text: impl Text<'a>) -> bool {
+fn put_clean<'a, const N: usize>(dst: &mut [MaybeUninit<u8>; N], at: usize, text: impl Text<'a>) -> bool {
     let src = text.bytes();
     let len = src.len();
     if len < 8 {
@@ -367,21 +371,21 @@ fn put_clean<'a, const N: usize>(dst: &mut [u8; N], at: usize, text: impl Text<'
         if word_needs_escape(word) {
             return false;
         }
-        dst[at..at + 8].copy_from_slice(&word.to_le_bytes());
+        dst[at..at + 8].copy_from_slice(as_out(&word.to_le_bytes()));
     } else if len <= 16 {
         let (first, last) = (load_word(src), load_word(&src[len - 8..]));
         if words_need_escape(first, last) {
             return false;
         }
-        dst[at..at + 8].copy_from_slice(&first.to_le_bytes());
-        dst[at + len - 8..at + len].copy_from_slice(&last.to_le_bytes());
+        dst[at..at + 8].copy_from_slice(as_out(&first.to_le_bytes()));
+        dst[at + len - 8..at + len].copy_from_slice(as_out(&last.to_le_bytes()));
     } else {
         let (first, last) = (load_chunk(src), load_chunk(&src[len - CHUNK..]));
         if chunks_need_escape(&first, &last) {
             return false;
         }
-        dst[at..at + CHUNK].copy_from_slice(&first);
-        dst[at + len - CHUNK..at + len].copy_from_slice(&last);
+        dst[at..at + CHUNK].copy_from_slice(as_out(&first));
+        dst[at + len - CHUNK..at + len].copy_from_slice(as_out(&last));
     }
     true
 }
@@ -392,19 +396,19 @@ fn put_clean<'a, const N: usize>(dst: &mut [u8; N], at: usize, text: impl Text<'
 /// overlapping the one before: one pass, no branch per chunk. `buf` has room for
 /// `src.len()` bytes from `pos`.
 #[inline(always)]
-pub(super) fn copy_clean_long(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<usize> {
+pub(super) fn copy_clean_long(buf: &mut Out, pos: usize, src: &[u8]) -> Option<usize> {
     let len = src.len();
     let dst = &mut buf[pos..pos + len];
     let mut dirty = false;
     let mut i = 0;
     while i + CHUNK < len {
         let chunk = load_chunk(&src[i..]);
-        dst[i..i + CHUNK].copy_from_slice(&chunk);
+        dst[i..i + CHUNK].copy_from_slice(as_out(&chunk));
         dirty |= chunk_needs_escape(&chunk);
         i += CHUNK;
     }
     let last = load_chunk(&src[len - CHUNK..]);
-    dst[len - CHUNK..].copy_from_slice(&last);
+    dst[len - CHUNK..].copy_from_slice(as_out(&last));
     dirty |= chunk_needs_escape(&last);
     (!dirty).then_some(pos + len)
 }
@@ -419,7 +423,7 @@ pub(super) fn copy_clean_long(buf: &mut [u8], pos: usize, src: &[u8]) -> Option<
 /// the scan goes on with the next piece. `buf` has room for
 /// `6 * src.len() + ESCAPE_ROOM` bytes from `pos`.
 #[inline]
-pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+pub(super) fn escape_long(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     // The text left, and the room left: `6 * rest.len() + ESCAPE_ROOM` bytes
     // at least, so every window below fits (the `expect`s never fail).
     let (mut rest, mut out) = (src, &mut buf[pos..]);
@@ -427,8 +431,8 @@ pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
     while let Some(text) = rest.first_chunk::<{ 2 * CLEAN_MAX }>() {
         let dst = out.first_chunk_mut::<WINDOW_OUT>().expect("room for a piece");
         let (first, second) = (load_chunk(text), load_chunk(&text[CHUNK..]));
-        dst[..CHUNK].copy_from_slice(&first);
-        dst[CHUNK..CLEAN_MAX].copy_from_slice(&second);
+        dst[..CHUNK].copy_from_slice(as_out(&first));
+        dst[CHUNK..CLEAN_MAX].copy_from_slice(as_out(&second));
         let (done, len) = if chunks_need_escape(&first, &second) {
             let marks = chunk_escape_bits(&first) | (chunk_escape_bits(&second) << CHUNK);
             escape_piece::<CLEAN_MAX>(dst, text, marks)
@@ -444,7 +448,7 @@ pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
         let text = rest.first_chunk::<CLEAN_MAX>().expect("more than 32 bytes left");
         let dst = out.first_chunk_mut::<PIECE_OUT>().expect("room for a piece");
         let chunk = load_chunk(text);
-        dst[..CHUNK].copy_from_slice(&chunk);
+        dst[..CHUNK].copy_from_slice(as_out(&chunk));
         let marks = chunk_escape_bits(&chunk);
         let (done, len) = if marks == 0 { (CHUNK, CHUNK) } else { escape_piece::<CHUNK>(dst, text, marks) };
         rest = &rest[done..];
@@ -458,8 +462,8 @@ pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
     let left = rest.len();
     let (first, last) = (load_chunk(rest), load_chunk(&src[src.len() - CHUNK..]));
     if !chunks_need_escape(&first, &last) {
-        dst[..CHUNK].copy_from_slice(&first);
-        dst[left - CHUNK..left].copy_from_slice(&last);
+        dst[..CHUNK].copy_from_slice(as_out(&first));
+        dst[left - CHUNK..left].copy_from_slice(as_out(&last));
         return pos + written + left;
     }
     // Else at the end of a window of the last `CLEAN_MAX`.
@@ -475,7 +479,7 @@ pub(super) fn escape_long(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
 /// are copied after it, up to the next mark or the end of the piece. Returns
 /// `P` (the bytes of `text` done) and the length written for them.
 #[inline(always)]
-fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> (usize, usize) {
+fn escape_piece<const P: usize>(dst: &mut Out, text: &[u8], mut marks: u32) -> (usize, usize) {
     // A power of two above `6 * P`, to which the output positions are masked
     // (no-ops: `out <= 6 * at` and `at < P`), which shows the compiler that
     // the stores stay inside `dst` (`span + P` bytes) and the loads inside `text`.
@@ -488,7 +492,7 @@ fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> 
         done = at + 1;
         // The bytes after the escape (clean up to the next mark; what goes past
         // it is written over next, or is past the piece and scratch).
-        dst[out & (span - 1)..][..P].copy_from_slice(&text[at + 1..][..P]);
+        dst[out & (span - 1)..][..P].copy_from_slice(as_out(&text[at + 1..][..P]));
         marks &= marks - 1;
         if marks == 0 {
             return (P, out + P - done);
@@ -500,14 +504,14 @@ fn escape_piece<const P: usize>(dst: &mut [u8], text: &[u8], mut marks: u32) -> 
 /// the new position. `buf` has room for `6 * src.len() + ESCAPE_ROOM` bytes
 /// from `pos`.
 #[inline]
-pub(super) fn escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+pub(super) fn escape_short(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     pos + escape_in(out_window(buf, pos), src)
 }
 
 /// Escapes `src` (at most `CLEAN_MAX` bytes) into `dst`, laid in a window of
 /// its own first (see [`window_of`]); returns the length written.
 #[inline(always)]
-fn escape_in(dst: &mut [u8; WINDOW_OUT], src: &[u8]) -> usize {
+fn escape_in(dst: &mut [MaybeUninit<u8>; WINDOW_OUT], src: &[u8]) -> usize {
     let mut text = [b' '; WINDOW];
     let marks = window_of(&mut text, src);
     escape_window(dst, &text, 0, src.len(), marks)
@@ -518,13 +522,13 @@ fn escape_in(dst: &mut [u8; WINDOW_OUT], src: &[u8]) -> usize {
 /// in the same window, one bounds check for the three. `buf` has room for
 /// `QUOTED_ESCAPE_ROOM` bytes from `pos`.
 #[inline(always)]
-pub(super) fn quote_escape_short(buf: &mut [u8], pos: usize, src: &[u8]) -> usize {
+pub(super) fn quote_escape_short(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     let dst = out_window::<QUOTED_ESCAPE_ROOM>(buf, pos);
-    dst[0] = b'"';
+    dst[0] = MaybeUninit::new(b'"');
     let inner = dst[1..].first_chunk_mut::<WINDOW_OUT>().expect("room for the escaped text");
     let len = escape_in(inner, src);
     // `len <= 6 * CLEAN_MAX`: the mask (a no-op) shows the compiler the quote's place is inside.
-    dst[(len + 1) & 255] = b'"';
+    dst[(len + 1) & 255] = MaybeUninit::new(b'"');
     pos + len + 2
 }
 
@@ -548,7 +552,7 @@ pub(super) const ESCAPE_ROOM: usize = WINDOW_OUT;
 /// The `N` bytes of `buf` from `pos`, which the caller has room for: one
 /// bounds check for all the stores into them.
 #[inline(always)]
-fn out_window<const N: usize>(buf: &mut [u8], pos: usize) -> &mut [u8; N] {
+fn out_window<const N: usize>(buf: &mut Out, pos: usize) -> &mut [MaybeUninit<u8>; N] {
     buf[pos..].first_chunk_mut::<N>().expect("room for the escaped text")
 }
 
@@ -597,35 +601,41 @@ fn window_of_last(text: &mut [u8; WINDOW], src: &[u8]) -> u32 {
 /// written. Each run of clean bytes is one fixed-size copy from the window (what
 /// it writes past the run is written over next).
 #[inline(always)]
-fn escape_window(dst: &mut [u8; WINDOW_OUT], text: &[u8; WINDOW], start: usize, end: usize, mut marks: u32) -> usize {
+fn escape_window(
+    dst: &mut [MaybeUninit<u8>; WINDOW_OUT],
+    text: &[u8; WINDOW],
+    start: usize,
+    end: usize,
+    mut marks: u32,
+) -> usize {
     let (mut done, mut out) = (start, 0);
     while marks != 0 {
         let at = marks.trailing_zeros() as usize;
         // `done <= at < 32` and `out <= 6 * done`: the masks (no-ops) show the
         // compiler that the copy stays inside `dst` and `text`.
-        dst[out & 255..][..CLEAN_MAX].copy_from_slice(&text[done & 63..][..CLEAN_MAX]);
+        dst[out & 255..][..CLEAN_MAX].copy_from_slice(as_out(&text[done & 63..][..CLEAN_MAX]));
         out = put_escape(dst, (out + at - done) & 255, text[at & 31]);
         done = at + 1;
         marks &= marks - 1;
     }
-    dst[out & 255..][..CLEAN_MAX].copy_from_slice(&text[done & 63..][..CLEAN_MAX]);
+    dst[out & 255..][..CLEAN_MAX].copy_from_slice(as_out(&text[done & 63..][..CLEAN_MAX]));
     out + end - done
 }
 
 /// Writes the escape of `b`, a byte that needs one, at `at`; returns the
 /// position after it.
 #[inline(always)]
-fn put_escape(dst: &mut [u8], at: usize, b: u8) -> usize {
+fn put_escape(dst: &mut Out, at: usize, b: u8) -> usize {
     // A branch (well predicted: most escapes are of one kind) rather than the
     // length read from a table, which would put a load on the chain of
     // positions from one escape to the next.
     let escape = ESCAPE[usize::from(b)];
     if escape == b'u' {
-        dst[at..at + 6].copy_from_slice(&unicode_escape(b));
+        dst[at..at + 6].copy_from_slice(as_out(&unicode_escape(b)));
         at + 6
     } else {
-        dst[at] = b'\\';
-        dst[at + 1] = escape;
+        dst[at] = MaybeUninit::new(b'\\');
+        dst[at + 1] = MaybeUninit::new(escape);
         at + 2
     }
 }
@@ -680,13 +690,13 @@ pub(super) static ESCAPE: [u8; 256] = {
 
 #[cfg(test)]
 mod tests {
+    use super::super::out::Scratch;
     use super::*;
 
     fn escape(src: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; 6 * src.len() + ESCAPE_ROOM];
-        let end = escape_into(&mut buf, 0, src);
-        buf.truncate(end);
-        buf
+        let mut buf = Scratch::with_len(6 * src.len() + ESCAPE_ROOM);
+        let end = escape_into(buf.out(), 0, src);
+        buf.bytes(0..end).to_vec()
     }
 
     /// The plain byte-by-byte escape, to compare the fast paths against.
@@ -709,16 +719,19 @@ mod tests {
             for step in 1..6 {
                 let bytes: Vec<u8> =
                     (0..len).map(|i| if i % step == 0 { [b'"', b'\n', 0x01, b'\\'][i % 4] } else { b'x' }).collect();
-                let mut buf = vec![0; 6 * len + ESCAPE_ROOM];
-                let end =
-                    if len > CLEAN_MAX { escape_long(&mut buf, 0, &bytes) } else { escape_short(&mut buf, 0, &bytes) };
-                assert_eq!(&buf[..end], &escape_reference(&bytes)[..], "{len} {step}");
+                let mut buf = Scratch::with_len(6 * len + ESCAPE_ROOM);
+                let end = if len > CLEAN_MAX {
+                    escape_long(buf.out(), 0, &bytes)
+                } else {
+                    escape_short(buf.out(), 0, &bytes)
+                };
+                assert_eq!(buf.bytes(0..end), &escape_reference(&bytes)[..], "{len} {step}");
                 if (1..=CLEAN_MAX).contains(&len) {
                     // The same in quotes, at an offset, in a buffer of just the room asked for.
-                    let mut buf = vec![0; 3 + QUOTED_ESCAPE_ROOM];
-                    let end = quote_escape_short(&mut buf, 3, &bytes);
+                    let mut buf = Scratch::with_len(3 + QUOTED_ESCAPE_ROOM);
+                    let end = quote_escape_short(buf.out(), 3, &bytes);
                     let quoted = [&b"\""[..], &escape_reference(&bytes), b"\""].concat();
-                    assert_eq!(&buf[3..end], &quoted[..], "{len} {step}");
+                    assert_eq!(buf.bytes(3..end), &quoted[..], "{len} {step}");
                 }
             }
         }
@@ -728,14 +741,14 @@ mod tests {
     fn copy_clean_long_copies_clean_text_and_refuses_any_special_byte() {
         for len in CHUNK + 1..=140 {
             let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
-            let mut buf = vec![0; len + 3];
-            assert_eq!(copy_clean_long(&mut buf, 3, &clean), Some(len + 3), "length {len}");
-            assert_eq!(&buf[3..], &clean[..], "length {len}");
+            let mut buf = Scratch::with_len(len + 3);
+            assert_eq!(copy_clean_long(buf.out(), 3, &clean), Some(len + 3), "length {len}");
+            assert_eq!(buf.bytes(3..len + 3), &clean[..], "length {len}");
             for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
                 for at in 0..len {
                     let mut bytes = clean.clone();
                     bytes[at] = special;
-                    assert_eq!(copy_clean_long(&mut buf, 3, &bytes), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(copy_clean_long(buf.out(), 3, &bytes), None, "byte {special:#x} at {at} of {len}");
                 }
             }
         }
@@ -787,44 +800,44 @@ mod tests {
     fn quote_clean_and_key_clean_write_clean_text_and_refuse_the_rest() {
         for len in 0..=CLEAN_MAX + 8 {
             let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
-            let mut buf = vec![0; 3 + KEY_ROOM];
-            let end = quote_clean(&mut buf, 3, clean.as_slice());
-            let key = |buf: &mut Vec<u8>, lead| key_clean(buf, 3, lead, clean.as_slice());
-            let item = |buf: &mut Vec<u8>, lead| lead_quote_clean(buf, 3, lead, clean.as_slice());
+            let mut buf = Scratch::with_len(3 + KEY_ROOM);
+            let end = quote_clean(buf.out(), 3, clean.as_slice());
+            let key = |buf: &mut Out, lead| key_clean(buf, 3, lead, clean.as_slice());
+            let item = |buf: &mut Out, lead| lead_quote_clean(buf, 3, lead, clean.as_slice());
             if len > CLEAN_MAX {
                 assert_eq!(end, None, "length {len}");
-                assert_eq!(key(&mut buf, b','), None, "length {len}");
-                assert_eq!(item(&mut buf, b','), None, "length {len}");
+                assert_eq!(key(buf.out(), b','), None, "length {len}");
+                assert_eq!(item(buf.out(), b','), None, "length {len}");
                 continue;
             }
             assert_eq!(end, Some(3 + len + 2), "length {len}");
-            assert_eq!(&buf[3..5 + len], &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
-            assert_eq!(key(&mut buf, b','), Some(3 + len + 4), "length {len}");
-            assert_eq!(&buf[3..7 + len], &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
-            assert_eq!(key(&mut buf, b'{'), Some(3 + len + 4), "length {len}");
-            assert_eq!(&buf[3..7 + len], &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
-            assert_eq!(item(&mut buf, b','), Some(3 + len + 3), "length {len}");
-            assert_eq!(&buf[3..6 + len], &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(buf.bytes(3..5 + len), &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(key(buf.out(), b','), Some(3 + len + 4), "length {len}");
+            assert_eq!(buf.bytes(3..7 + len), &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(key(buf.out(), b'{'), Some(3 + len + 4), "length {len}");
+            assert_eq!(buf.bytes(3..7 + len), &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(item(buf.out(), b','), Some(3 + len + 3), "length {len}");
+            assert_eq!(buf.bytes(3..6 + len), &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
             assert_eq!(
-                lead_quote_clean(&mut buf[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', clean.as_slice()),
+                lead_quote_clean(&mut buf.out()[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', clean.as_slice()),
                 None,
                 "length {len}"
             );
             // Too little room: refused, nothing written out of bounds.
-            assert_eq!(quote_clean(&mut buf[..3 + QUOTED_ROOM - 1], 3, clean.as_slice()), None, "length {len}");
-            assert_eq!(key_clean(&mut buf[..3 + KEY_ROOM - 1], 3, b',', clean.as_slice()), None, "length {len}");
+            assert_eq!(quote_clean(&mut buf.out()[..3 + QUOTED_ROOM - 1], 3, clean.as_slice()), None, "length {len}");
+            assert_eq!(key_clean(&mut buf.out()[..3 + KEY_ROOM - 1], 3, b',', clean.as_slice()), None, "length {len}");
             for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
                 for at in 0..len {
                     let mut bytes = clean.clone();
                     bytes[at] = special;
-                    assert_eq!(quote_clean(&mut buf, 3, bytes.as_slice()), None, "byte {special:#x} at {at} of {len}");
+                    assert_eq!(quote_clean(buf.out(), 3, bytes.as_slice()), None, "byte {special:#x} at {at} of {len}");
                     assert_eq!(
-                        key_clean(&mut buf, 3, b',', bytes.as_slice()),
+                        key_clean(buf.out(), 3, b',', bytes.as_slice()),
                         None,
                         "byte {special:#x} at {at} of {len}"
                     );
                     assert_eq!(
-                        lead_quote_clean(&mut buf, 3, b',', bytes.as_slice()),
+                        lead_quote_clean(buf.out(), 3, b',', bytes.as_slice()),
                         None,
                         "byte {special:#x} at {at} of {len}"
                     );

@@ -34,6 +34,7 @@ mod error;
 mod escape;
 mod number;
 mod numpy;
+mod out;
 mod staging;
 mod types;
 mod walk;

@@ -1,10 +1,13 @@
 //! Number text: ints in decimal and floats as orjson writes them.
 
+use std::mem::MaybeUninit;
+
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
 
 use super::borrowed;
 use super::error::SerializeError;
+use super::out::{as_out, Out, Scratch};
 
 pub(super) const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
@@ -36,9 +39,9 @@ fn decimal_digits(n: u64) -> usize {
 /// Writes `-` if `negative`, then `magnitude` in decimal, at `pos` (24 bytes of
 /// room) and returns the new position.
 #[inline(always)]
-pub(super) fn write_int(buf: &mut [u8], pos: usize, negative: bool, magnitude: u64) -> usize {
+pub(super) fn write_int(buf: &mut Out, pos: usize, negative: bool, magnitude: u64) -> usize {
     // The sign byte is written either way; only a negative int keeps it.
-    buf[pos] = b'-';
+    buf[pos] = MaybeUninit::new(b'-');
     let pos = pos + usize::from(negative);
     // Up to 9 digits in groups of three, each from a table: short chains of
     // work, so one int's digits overlap with the next one's.
@@ -60,7 +63,7 @@ pub(super) fn write_int(buf: &mut [u8], pos: usize, negative: bool, magnitude: u
         // 9 to 16 digits: the high part, then eight more.
         let (high, low) = (magnitude / 100_000_000, magnitude % 100_000_000);
         let end = write_short(buf, pos, high as u32);
-        buf[end..end + 8].copy_from_slice(&(eight_digits(low as u32) + ASCII_ZEROS).to_le_bytes());
+        buf[end..end + 8].copy_from_slice(as_out(&(eight_digits(low as u32) + ASCII_ZEROS).to_le_bytes()));
         return end + 8;
     }
     write_long(buf, pos, magnitude)
@@ -69,20 +72,20 @@ pub(super) fn write_int(buf: &mut [u8], pos: usize, negative: bool, magnitude: u
 /// `n` (below 10^8) in decimal at `pos`, with one 8-byte store (8 bytes of
 /// room); returns the new position.
 #[inline(always)]
-fn write_short(buf: &mut [u8], pos: usize, n: u32) -> usize {
+fn write_short(buf: &mut Out, pos: usize, n: u32) -> usize {
     // All eight digits at once, then the leading zeros shifted out (one digit stays for 0).
     let digits = eight_digits(n);
     let zeros = ((digits.trailing_zeros() / 8) as usize).min(7);
     let text = (digits >> (8 * zeros)) + ASCII_ZEROS;
-    buf[pos..pos + 8].copy_from_slice(&text.to_le_bytes());
+    buf[pos..pos + 8].copy_from_slice(as_out(&text.to_le_bytes()));
     pos + 8 - zeros
 }
 
 /// Writes a group from [`SMALL_INTS`] or [`PADDED_INTS`] (4 bytes of room);
 /// returns the new position.
 #[inline(always)]
-fn put_group(buf: &mut [u8], pos: usize, entry: u32) -> usize {
-    buf[pos..pos + 4].copy_from_slice(&entry.to_le_bytes());
+fn put_group(buf: &mut Out, pos: usize, entry: u32) -> usize {
+    buf[pos..pos + 4].copy_from_slice(as_out(&entry.to_le_bytes()));
     pos + (entry >> 24) as usize
 }
 
@@ -132,7 +135,7 @@ fn eight_digits(n: u32) -> u64 {
 
 /// `magnitude` (17 to 20 digits) in decimal at `pos`; returns the new position.
 #[cold]
-fn write_long(buf: &mut [u8], pos: usize, magnitude: u64) -> usize {
+fn write_long(buf: &mut Out, pos: usize, magnitude: u64) -> usize {
     let mut n = magnitude;
     let end = pos + decimal_digits(n).max(1);
     let mut at = end;
@@ -140,22 +143,22 @@ fn write_long(buf: &mut [u8], pos: usize, magnitude: u64) -> usize {
         let pair = (n % 100) as usize * 2;
         n /= 100;
         at -= 2;
-        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        buf[at..at + 2].copy_from_slice(as_out(&DIGIT_PAIRS[pair..pair + 2]));
     }
     if n >= 10 {
         let pair = n as usize * 2;
         at -= 2;
-        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        buf[at..at + 2].copy_from_slice(as_out(&DIGIT_PAIRS[pair..pair + 2]));
     } else {
         at -= 1;
-        buf[at] = b'0' + n as u8;
+        buf[at] = MaybeUninit::new(b'0' + n as u8);
     }
     end
 }
 
 /// [`write_int`] for an `i64`.
 #[cfg(test)]
-fn write_i64(buf: &mut [u8], pos: usize, v: i64) -> usize {
+fn write_i64(buf: &mut Out, pos: usize, v: i64) -> usize {
     write_int(buf, pos, v < 0, v.unsigned_abs())
 }
 
@@ -163,9 +166,9 @@ fn write_i64(buf: &mut [u8], pos: usize, v: i64) -> usize {
 /// writes its value, as `json.dumps` does).
 pub(super) fn int_text(obj: &Bound<'_, PyAny>, subclass: bool) -> Result<String, SerializeError> {
     if let Some((negative, magnitude)) = borrowed::int_parts(obj.as_borrowed(), borrowed::Layouts::NONE) {
-        let mut buf = [0u8; 32];
-        let end = write_int(&mut buf, 0, negative, magnitude);
-        return Ok(String::from_utf8_lossy(&buf[..end]).into_owned());
+        let mut buf = Scratch::<[_; 32]>::new();
+        let end = write_int(buf.out(), 0, negative, magnitude);
+        return Ok(String::from_utf8_lossy(buf.bytes(0..end)).into_owned());
     }
     if let Ok(v) = obj.extract::<u64>() {
         return Ok(itoa::Buffer::new().format(v).to_owned());
@@ -265,9 +268,9 @@ mod tests {
             cases.extend([p - 1, p, p + 1, -p]);
         }
         for v in cases {
-            let mut buf = [0u8; 32];
-            let end = write_i64(&mut buf, 0, v);
-            assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), v.to_string());
+            let mut buf = Scratch::<[_; 32]>::new();
+            let end = write_i64(buf.out(), 0, v);
+            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), v.to_string());
         }
         // Every length, each digit at each place, and ints around the 8- and 16-digit splits.
         let mut cases: Vec<i64> = Vec::new();
@@ -284,14 +287,14 @@ mod tests {
         cases.extend((990_000..1_010_000).chain(999_990_000..1_000_010_000));
         cases.extend((0..1000).map(|i| 9_999_999_999_999_500 + i));
         for v in cases {
-            let mut buf = [0u8; 32];
-            let end = write_i64(&mut buf, 0, v);
-            assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), v.to_string());
+            let mut buf = Scratch::<[_; 32]>::new();
+            let end = write_i64(buf.out(), 0, v);
+            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), v.to_string());
         }
         for v in [u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000_000] {
-            let mut buf = [0u8; 32];
-            let end = write_int(&mut buf, 0, true, v);
-            assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), format!("-{v}"));
+            let mut buf = Scratch::<[_; 32]>::new();
+            let end = write_int(buf.out(), 0, true, v);
+            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), format!("-{v}"));
         }
     }
 }

@@ -8,6 +8,8 @@
 //! a program that never imports numpy has no numpy values and pays nothing. The
 //! elements are read through the array interface (`super::super::array`).
 
+use std::mem::MaybeUninit;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -18,6 +20,7 @@ use super::datetime::{self, ShortText, Unit};
 use super::error::{SerializeError, Step};
 use super::escape::short_word;
 use super::number::write_int;
+use super::out::{as_out, Out};
 use super::walk::{put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
 use super::{borrowed, Sink, MAX_DEPTH};
 
@@ -405,19 +408,19 @@ const BATCH: usize = 64;
 /// returning the new position.
 trait Put<T: Element> {
     const ROOM: usize;
-    fn put(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError>;
+    fn put(&self, buf: &mut Out, pos: usize, value: T) -> Result<usize, SerializeError>;
 
     /// A comma and then `value` (`ROOM + 1` bytes of room).
     #[inline(always)]
-    fn after_comma(&self, buf: &mut [u8], pos: usize, value: T) -> Result<usize, SerializeError> {
-        buf[pos] = b',';
+    fn after_comma(&self, buf: &mut Out, pos: usize, value: T) -> Result<usize, SerializeError> {
+        buf[pos] = MaybeUninit::new(b',');
         self.put(buf, pos + 1, value)
     }
 
     /// Each element of `line` after a comma (`ROOM + 1` bytes of room each);
     /// the first is at index `first` of its line (for error paths).
     #[inline(always)]
-    fn batch(&self, buf: &mut [u8], mut pos: usize, line: Line<'_, T>, first: usize) -> Result<usize, SerializeError> {
+    fn batch(&self, buf: &mut Out, mut pos: usize, line: Line<'_, T>, first: usize) -> Result<usize, SerializeError> {
         for (i, value) in line.enumerate() {
             pos = self.after_comma(buf, pos, value).map_err(|err| err.at(Step::Index(first + i)))?;
         }
@@ -435,7 +438,7 @@ struct Datetimes(Unit);
 impl Put<u8> for Bools {
     const ROOM: usize = 8;
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: u8) -> Result<usize, SerializeError> {
+    fn put(&self, buf: &mut Out, pos: usize, value: u8) -> Result<usize, SerializeError> {
         let (text, len) = if value != 0 { (b"true    ", 4) } else { (b"false   ", 5) };
         Ok(put_word(buf, pos, text, len))
     }
@@ -443,7 +446,7 @@ impl Put<u8> for Bools {
     /// The comma and the word as one 8-byte store, picked from a table by the
     /// byte's truth: no branch and no separate comma store per element.
     #[inline(always)]
-    fn after_comma(&self, buf: &mut [u8], pos: usize, value: u8) -> Result<usize, SerializeError> {
+    fn after_comma(&self, buf: &mut Out, pos: usize, value: u8) -> Result<usize, SerializeError> {
         const WORDS: [(&[u8; 8], usize); 2] = [(b",false  ", 6), (b",true   ", 5)];
         let (word, len) = WORDS[usize::from(value != 0)];
         Ok(put_word(buf, pos, word, len))
@@ -453,7 +456,7 @@ impl Put<u8> for Bools {
     /// fixed-size window: the words are 5 or 6 bytes apart, so every store is
     /// known to fall inside it, and a group costs one bounds check.
     #[inline(always)]
-    fn batch(&self, buf: &mut [u8], mut pos: usize, mut line: Line<'_, u8>, _: usize) -> Result<usize, SerializeError> {
+    fn batch(&self, buf: &mut Out, mut pos: usize, mut line: Line<'_, u8>, _: usize) -> Result<usize, SerializeError> {
         const GROUP: usize = 8;
         const WORDS: [u64; 2] = [u64::from_le_bytes(*b",false  "), u64::from_le_bytes(*b",true   ")];
         while let Some(group) = line.next_array::<GROUP>() {
@@ -462,7 +465,7 @@ impl Put<u8> for Bools {
             let mut at = 0;
             for value in group {
                 let truth = usize::from(value != 0);
-                window[at..at + 8].copy_from_slice(&WORDS[truth].to_le_bytes());
+                window[at..at + 8].copy_from_slice(as_out(&WORDS[truth].to_le_bytes()));
                 at += 6 - truth;
             }
             pos += at;
@@ -479,12 +482,12 @@ macro_rules! put_signed {
         impl Put<$t> for Ints {
             const ROOM: usize = INT_ROOM;
             #[inline(always)]
-            fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+            fn put(&self, buf: &mut Out, pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(signed(buf, pos, value.into()))
             }
 
             #[inline(always)]
-            fn after_comma(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+            fn after_comma(&self, buf: &mut Out, pos: usize, value: $t) -> Result<usize, SerializeError> {
                 let value = i64::from(value);
                 Ok(int_after_comma(buf, pos, value < 0, value.unsigned_abs()))
             }
@@ -498,12 +501,12 @@ macro_rules! put_unsigned {
         impl Put<$t> for Ints {
             const ROOM: usize = INT_ROOM;
             #[inline(always)]
-            fn put(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+            fn put(&self, buf: &mut Out, pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(write_int(buf, pos, false, value.into()))
             }
 
             #[inline(always)]
-            fn after_comma(&self, buf: &mut [u8], pos: usize, value: $t) -> Result<usize, SerializeError> {
+            fn after_comma(&self, buf: &mut Out, pos: usize, value: $t) -> Result<usize, SerializeError> {
                 Ok(int_after_comma(buf, pos, false, value.into()))
             }
         }
@@ -515,16 +518,16 @@ put_unsigned!(u8, u16, u32, u64);
 /// one fixed-size window of the buffer so that the int's stores need no bounds
 /// checks of their own; returns the new position.
 #[inline(always)]
-fn int_after_comma(buf: &mut [u8], pos: usize, negative: bool, magnitude: u64) -> usize {
+fn int_after_comma(buf: &mut Out, pos: usize, negative: bool, magnitude: u64) -> usize {
     let window = &mut buf[pos..pos + 1 + INT_ROOM];
-    window[0] = b',';
+    window[0] = MaybeUninit::new(b',');
     pos + write_int(window, 1, negative, magnitude)
 }
 
 impl Put<u16> for Halves {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: u16) -> Result<usize, SerializeError> {
+    fn put(&self, buf: &mut Out, pos: usize, value: u16) -> Result<usize, SerializeError> {
         let mut text = zmij::Buffer::new();
         Ok(put_text(buf, pos, false, float_text(&mut text, f16_to_f32(value))))
     }
@@ -552,7 +555,7 @@ impl FloatElement for f64 {
 impl<F: FloatElement> Put<F> for Floats {
     const ROOM: usize = FLOAT_ROOM;
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: F) -> Result<usize, SerializeError> {
+    fn put(&self, buf: &mut Out, pos: usize, value: F) -> Result<usize, SerializeError> {
         let mut text = zmij::Buffer::new();
         Ok(put_text(buf, pos, false, float_text(&mut text, value)))
     }
@@ -566,7 +569,7 @@ impl<F: FloatElement> Put<F> for Floats {
     /// float64 array of floats in [0, 1) took 1.7 times as long per float as the
     /// same floats in a list, for the same instructions.
     #[inline(always)]
-    fn batch(&self, buf: &mut [u8], mut pos: usize, mut line: Line<'_, F>, _: usize) -> Result<usize, SerializeError> {
+    fn batch(&self, buf: &mut Out, mut pos: usize, mut line: Line<'_, F>, _: usize) -> Result<usize, SerializeError> {
         let mut a: [zmij::Buffer; 4] = std::array::from_fn(|_| zmij::Buffer::new());
         let mut b: [zmij::Buffer; 4] = std::array::from_fn(|_| zmij::Buffer::new());
         // The last step's second four texts (in `b`), not yet copied.
@@ -612,7 +615,7 @@ fn float_text<F: FloatElement>(buffer: &mut zmij::Buffer, value: F) -> &[u8] {
 /// `texts` in turn at `pos`, each after a comma (see [`put_text`]); returns
 /// the position after the last.
 #[inline(always)]
-fn put_texts(buf: &mut [u8], mut pos: usize, texts: &[&[u8]]) -> usize {
+fn put_texts(buf: &mut Out, mut pos: usize, texts: &[&[u8]]) -> usize {
     for text in texts {
         pos = put_text(buf, pos, true, text);
     }
@@ -624,23 +627,23 @@ fn put_texts(buf: &mut [u8], mut pos: usize, texts: &[&[u8]]) -> usize {
 /// goes in as whole 8-byte words into one fixed-size window of the buffer, so
 /// that an element costs one bounds check rather than one per store.
 #[inline(always)]
-fn put_text(buf: &mut [u8], pos: usize, comma: bool, text: &[u8]) -> usize {
+fn put_text(buf: &mut Out, pos: usize, comma: bool, text: &[u8]) -> usize {
     let window = &mut buf[pos..pos + 1 + FLOAT_TEXT_MAX];
     // Written either way; without a comma the text goes over it.
-    window[0] = b',';
+    window[0] = MaybeUninit::new(b',');
     let start = usize::from(comma);
     let out = &mut window[start..start + FLOAT_TEXT_MAX];
     // zmij's text is never longer; the bound lets the compiler drop the checks below.
     let len = text.len().min(FLOAT_TEXT_MAX);
     if len < 8 {
-        out[..8].copy_from_slice(&short_word(text).to_le_bytes());
+        out[..8].copy_from_slice(as_out(&short_word(text).to_le_bytes()));
     } else {
         // The first 8 bytes, past 16 the middle 8, and the last 8 (overlapping).
-        out[..8].copy_from_slice(&text[..8]);
+        out[..8].copy_from_slice(as_out(&text[..8]));
         if len > 16 {
-            out[8..16].copy_from_slice(&text[8..16]);
+            out[8..16].copy_from_slice(as_out(&text[8..16]));
         }
-        out[len - 8..len].copy_from_slice(&text[len - 8..len]);
+        out[len - 8..len].copy_from_slice(as_out(&text[len - 8..len]));
     }
     pos + start + len
 }
@@ -649,7 +652,7 @@ impl Put<i64> for Datetimes {
     /// A datetime with microseconds in quotes is 28 bytes.
     const ROOM: usize = 40;
     #[inline(always)]
-    fn put(&self, buf: &mut [u8], pos: usize, value: i64) -> Result<usize, SerializeError> {
+    fn put(&self, buf: &mut Out, pos: usize, value: i64) -> Result<usize, SerializeError> {
         put_datetime64(buf, pos, value, self.0)
     }
 }
@@ -680,7 +683,7 @@ fn datetime_unit(obj: &Bound<'_, PyAny>) -> Result<Unit, String> {
 }
 
 #[inline(always)]
-fn signed(buf: &mut [u8], pos: usize, value: i64) -> usize {
+fn signed(buf: &mut Out, pos: usize, value: i64) -> usize {
     write_int(buf, pos, value < 0, value.unsigned_abs())
 }
 
@@ -704,13 +707,13 @@ fn f16_to_f32(half: u16) -> f32 {
 }
 
 /// A datetime64 in quotes (40 bytes of room), or why it has no text.
-fn put_datetime64(buf: &mut [u8], pos: usize, value: i64, unit: Unit) -> Result<usize, SerializeError> {
+fn put_datetime64(buf: &mut Out, pos: usize, value: i64, unit: Unit) -> Result<usize, SerializeError> {
     let mut text = ShortText::new();
     datetime::datetime64(&mut text, value, unit).ok_or_else(|| unrepresentable(value, unit))?;
     let text = text.as_bytes();
-    buf[pos] = b'"';
-    buf[pos + 1..pos + 1 + text.len()].copy_from_slice(text);
-    buf[pos + 1 + text.len()] = b'"';
+    buf[pos] = MaybeUninit::new(b'"');
+    buf[pos + 1..pos + 1 + text.len()].copy_from_slice(as_out(text));
+    buf[pos + 1 + text.len()] = MaybeUninit::new(b'"');
     Ok(pos + text.len() + 2)
 }
 

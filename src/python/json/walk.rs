@@ -1,5 +1,7 @@
 //! The type walk: each Python value written as JSON into the staging buffer.
 
+use std::mem::MaybeUninit;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -11,6 +13,7 @@ use super::escape::{
     short_word, CLEAN_MAX, ESCAPE_ROOM, KEY_ROOM, LEAD_QUOTED_ROOM, QUOTED_ESCAPE_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
+use super::out::{as_out, Out};
 use super::staging::Staging;
 use super::{Sink, MAX_DEPTH};
 
@@ -115,7 +118,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.flush_bytes();
         }
         if self.pos > 0 {
-            self.sink.write_chunk(&self.buf[..self.pos]).map_err(SerializeError::sink)?;
+            self.sink.write_chunk(self.buf.chunk(self.pos)).map_err(SerializeError::sink)?;
             self.pos = 0;
         }
         Ok(())
@@ -185,7 +188,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline]
     pub(super) fn byte(&mut self, b: u8) -> Result<(), SerializeError> {
         self.reserve(1)?;
-        self.buf[self.pos] = b;
+        self.buf[self.pos] = MaybeUninit::new(b);
         self.pos += 1;
         Ok(())
     }
@@ -195,7 +198,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn small(&mut self, bytes: &[u8]) -> Result<(), SerializeError> {
         self.reserve(bytes.len())?;
         for &b in bytes {
-            self.buf[self.pos] = b;
+            self.buf[self.pos] = MaybeUninit::new(b);
             self.pos += 1;
         }
         Ok(())
@@ -723,7 +726,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(always)]
     fn lead_at(&mut self, pos: usize, lead: u8) -> Result<usize, SerializeError> {
         if let Some(byte) = self.buf.get_mut(pos) {
-            *byte = lead;
+            *byte = MaybeUninit::new(lead);
             return Ok(pos + 1);
         }
         self.byte_after_flush(pos, lead)
@@ -735,7 +738,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(never)]
     fn byte_after_flush(&mut self, pos: usize, b: u8) -> Result<usize, SerializeError> {
         let pos = self.room(pos, 1)?;
-        self.buf[pos] = b;
+        self.buf[pos] = MaybeUninit::new(b);
         Ok(pos + 1)
     }
 
@@ -747,13 +750,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn close_at(&mut self, pos: usize, lead: u8, open: u8, close: u8) -> Result<usize, SerializeError> {
         if lead != open {
             if let Some(byte) = self.buf.get_mut(pos) {
-                *byte = close;
+                *byte = MaybeUninit::new(close);
                 return Ok(pos + 1);
             }
             return self.byte_after_flush(pos, close);
         }
         let pos = self.room(pos, 2)?;
-        self.buf[pos..pos + 2].copy_from_slice(&[open, close]);
+        self.buf[pos..pos + 2].copy_from_slice(as_out(&[open, close]));
         Ok(pos + 2)
     }
 
@@ -887,8 +890,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 // A fixed-size copy of `,"key":`, whose comma `lead` replaces;
                 // the staging bytes past the key are scratch.
                 let dst = &mut self.buf[pos..pos + CACHED_COPY];
-                dst.copy_from_slice(&entry.text[..CACHED_COPY]);
-                dst[0] = lead;
+                dst.copy_from_slice(as_out(&entry.text[..CACHED_COPY]));
+                dst[0] = MaybeUninit::new(lead);
                 return Ok(pos + entry.len);
             }
         }
@@ -931,14 +934,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn long_key(&mut self, utf8: &[u8], lead: u8, pos: usize) -> Result<usize, SerializeError> {
         // `,"`, the escaped text and what its stores may run past it, `":`.
         let pos = self.room(pos, 6 * LONG_KEY_MAX + ESCAPE_ROOM + 4 + CACHED_COPY)?;
-        self.buf[pos] = lead;
-        self.buf[pos + 1] = b'"';
+        self.buf[pos] = MaybeUninit::new(lead);
+        self.buf[pos + 1] = MaybeUninit::new(b'"');
         let end = match copy_clean_long(&mut self.buf, pos + 2, utf8) {
             Some(end) => end,
             None => escape_long(&mut self.buf, pos + 2, utf8),
         };
-        self.buf[end] = b'"';
-        self.buf[end + 1] = b':';
+        self.buf[end] = MaybeUninit::new(b'"');
+        self.buf[end + 1] = MaybeUninit::new(b':');
         Ok(end + 2)
     }
 
@@ -1000,7 +1003,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let text = int_text(obj, subclass)?;
         for step in text.as_bytes().chunks(STEP) {
             self.reserve(step.len())?;
-            self.buf[self.pos..self.pos + step.len()].copy_from_slice(step);
+            self.buf[self.pos..self.pos + step.len()].copy_from_slice(as_out(step));
             self.pos += step.len();
         }
         Ok(())
@@ -1028,7 +1031,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let at = usize::from(LEAD);
         if self.looks_up(s) {
             if LEAD {
-                self.buf[pos] = lead;
+                self.buf[pos] = MaybeUninit::new(lead);
             }
             return self.shared_string(s, pos + at);
         }
@@ -1047,7 +1050,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
         }
         if LEAD {
-            self.buf[pos] = lead;
+            self.buf[pos] = MaybeUninit::new(lead);
         }
         match direct {
             Some(text) => self.escaped_at(text.bytes(), pos + at),
@@ -1072,7 +1075,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn shared_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
         if let Some(entry) = self.values.get(s.as_ptr() as usize) {
             // A fixed-size copy; the staging bytes past the value are scratch.
-            self.buf[pos..pos + CACHED_COPY].copy_from_slice(&entry.text[..CACHED_COPY]);
+            self.buf[pos..pos + CACHED_COPY].copy_from_slice(as_out(&entry.text[..CACHED_COPY]));
             self.value_credit += 1;
             return Ok(pos + entry.len);
         }
@@ -1145,9 +1148,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         self.reserve(6 * bytes.len() + ESCAPE_ROOM + 2)?;
         let mut pos = self.pos;
-        self.buf[pos] = b'"';
+        self.buf[pos] = MaybeUninit::new(b'"');
         pos = escape_into(&mut self.buf, pos + 1, bytes);
-        self.buf[pos] = b'"';
+        self.buf[pos] = MaybeUninit::new(b'"');
         self.pos = pos + 1;
         Ok(())
     }
@@ -1174,15 +1177,15 @@ impl<const LEAD: bool> Window<LEAD> {
     /// `LEAD` (a dict's value), all of `buf`: a dict's own stores come between
     /// its values', and the window's test would cost more than it saves.
     #[inline(always)]
-    fn at(buf: &mut [u8], pos: usize, lead: u8) -> (&mut [u8], usize) {
+    fn at(buf: &mut Out, pos: usize, lead: u8) -> (&mut Out, usize) {
         if !LEAD {
             return (buf, 0);
         }
-        let window: &mut [u8; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+        let window: &mut [MaybeUninit<u8>; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
             Some(window) => window,
             None => room_missing(),
         };
-        window[0] = lead;
+        window[0] = MaybeUninit::new(lead);
         (window, pos)
     }
 }
@@ -1197,14 +1200,14 @@ fn room_missing() -> ! {
 /// Writes the first `len` bytes of `word` at `pos` with one fixed-size copy (the
 /// bytes past them are scratch; 8 bytes of room); returns the new position.
 #[inline(always)]
-pub(super) fn put_word(buf: &mut [u8], pos: usize, word: &[u8; 8], len: usize) -> usize {
-    buf[pos..pos + 8].copy_from_slice(word);
+pub(super) fn put_word(buf: &mut Out, pos: usize, word: &[u8; 8], len: usize) -> usize {
+    buf[pos..pos + 8].copy_from_slice(as_out(word));
     pos + len
 }
 
 /// Writes a float at `pos` (`FLOAT_ROOM` bytes of room); returns the new position.
 #[inline(always)]
-pub(super) fn put_float(buf: &mut [u8], pos: usize, value: f64) -> usize {
+pub(super) fn put_float(buf: &mut Out, pos: usize, value: f64) -> usize {
     if !value.is_finite() {
         // orjson's choice: JSON has no NaN or Infinity.
         return put_word(buf, pos, b"null    ", 4);
@@ -1258,17 +1261,17 @@ fn null_text() -> &'static [u8] {
 /// and, past 16, the middle 8; shorter text as one word padded with scratch.
 /// Needs 8 bytes of room; returns the new position.
 #[inline(always)]
-pub(super) fn copy_short(buf: &mut [u8], pos: usize, text: &[u8]) -> usize {
+pub(super) fn copy_short(buf: &mut Out, pos: usize, text: &[u8]) -> usize {
     let len = text.len();
     if len < 8 {
-        buf[pos..pos + 8].copy_from_slice(&short_word(text).to_le_bytes());
+        buf[pos..pos + 8].copy_from_slice(as_out(&short_word(text).to_le_bytes()));
     } else {
         let (head, tail) = (load_word(text), load_word(&text[len - 8..]));
-        buf[pos..pos + 8].copy_from_slice(&head.to_le_bytes());
+        buf[pos..pos + 8].copy_from_slice(as_out(&head.to_le_bytes()));
         if len > 16 {
-            buf[pos + 8..pos + 16].copy_from_slice(&load_word(&text[8..]).to_le_bytes());
+            buf[pos + 8..pos + 16].copy_from_slice(as_out(&load_word(&text[8..]).to_le_bytes()));
         }
-        buf[pos + len - 8..pos + len].copy_from_slice(&tail.to_le_bytes());
+        buf[pos + len - 8..pos + len].copy_from_slice(as_out(&tail.to_le_bytes()));
     }
     pos + len
 }
