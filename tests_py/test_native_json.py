@@ -11,6 +11,7 @@ import datetime
 import enum
 import json
 import math
+import os
 import platform
 import random
 import struct
@@ -302,6 +303,44 @@ def test_repeated_large_dumps_reuse_memory_instead_of_faulting_in_fresh_pages(
     assert pages > 200
     message = f"{faults} page faults per call for outputs of {size} bytes or more"
     assert float(faults) < pages / 8, message
+
+
+# Run with glibc's malloc filling every block it hands out with 0x5a and serving
+# blocks of up to 32 MiB from its heap: the bytes object a large output is written
+# into is never zeroed, so a byte the serializer skipped would show as "Z" (or as a
+# leftover of an earlier call) instead of happening to match.
+_PERTURBED_SCRIPT = """
+import orjson, shmbridge
+values = [
+    {"s": [f'é"{i}\\n日本' for i in range(20_000)], "n": list(range(-20_000, 20_000, 3))},
+    [i * 0.37 - 1e3 for i in range(60_000)],
+    [{"id": i, "name": f"user {i}", "tags": ["a", "bc"], "ok": i % 2 == 0, "x": None}
+     for i in range(20_000)],
+    ["x" * 5_000 + str(i) for i in range(100)],
+    [[i, -i, 2**63 - i, 2**64 - 1 - i] for i in range(20_000)],
+]
+try:
+    import numpy as np
+except ImportError:
+    pass
+else:
+    values.append(np.random.default_rng(1).uniform(-1e3, 1e3, 200_000))
+    values.append(np.random.default_rng(2).random((300, 700), dtype=np.float32))
+for value in values:
+    expected = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    for _ in range(3):
+        assert shmbridge.dumps(value) == expected, type(value)
+print("ok", len(values))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
+def test_large_outputs_into_memory_filled_with_garbage_are_orjsons() -> None:
+    env = {**os.environ, "MALLOC_PERTURB_": "165", "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+    script = [sys.executable, "-c", _PERTURBED_SCRIPT]
+    result = subprocess.run(script, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("ok "), result.stdout
 
 
 def test_random_floats_are_written_like_orjson() -> None:

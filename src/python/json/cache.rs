@@ -125,7 +125,8 @@ impl<'s> TextCache<'s> {
         }
         escaped.out()[end..len].copy_from_slice(as_out(close));
         let mut text = [0u8; CACHED_TEXT];
-        text[..len].copy_from_slice(escaped.bytes(0..len));
+        // SAFETY: `escape_into` and the copies above store initialized bytes only.
+        text[..len].copy_from_slice(unsafe { escaped.bytes(0..len) });
         self.slots[slot] = CachedText { address, len, text };
         self.owners.push(s.to_owned().unbind());
     }

@@ -693,10 +693,16 @@ mod tests {
     use super::super::out::Scratch;
     use super::*;
 
+    /// The buffer's bytes `range`, which the code under test wrote.
+    fn written(buf: &Scratch<Vec<MaybeUninit<u8>>>, range: std::ops::Range<usize>) -> &[u8] {
+        // SAFETY: the escape functions store initialized bytes only.
+        unsafe { buf.bytes(range) }
+    }
+
     fn escape(src: &[u8]) -> Vec<u8> {
         let mut buf = Scratch::with_len(6 * src.len() + ESCAPE_ROOM);
         let end = escape_into(buf.out(), 0, src);
-        buf.bytes(0..end).to_vec()
+        written(&buf, 0..end).to_vec()
     }
 
     /// The plain byte-by-byte escape, to compare the fast paths against.
@@ -725,13 +731,13 @@ mod tests {
                 } else {
                     escape_short(buf.out(), 0, &bytes)
                 };
-                assert_eq!(buf.bytes(0..end), &escape_reference(&bytes)[..], "{len} {step}");
+                assert_eq!(written(&buf, 0..end), &escape_reference(&bytes)[..], "{len} {step}");
                 if (1..=CLEAN_MAX).contains(&len) {
                     // The same in quotes, at an offset, in a buffer of just the room asked for.
                     let mut buf = Scratch::with_len(3 + QUOTED_ESCAPE_ROOM);
                     let end = quote_escape_short(buf.out(), 3, &bytes);
                     let quoted = [&b"\""[..], &escape_reference(&bytes), b"\""].concat();
-                    assert_eq!(buf.bytes(3..end), &quoted[..], "{len} {step}");
+                    assert_eq!(written(&buf, 3..end), &quoted[..], "{len} {step}");
                 }
             }
         }
@@ -743,7 +749,7 @@ mod tests {
             let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
             let mut buf = Scratch::with_len(len + 3);
             assert_eq!(copy_clean_long(buf.out(), 3, &clean), Some(len + 3), "length {len}");
-            assert_eq!(buf.bytes(3..len + 3), &clean[..], "length {len}");
+            assert_eq!(written(&buf, 3..len + 3), &clean[..], "length {len}");
             for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
                 for at in 0..len {
                     let mut bytes = clean.clone();
@@ -811,13 +817,13 @@ mod tests {
                 continue;
             }
             assert_eq!(end, Some(3 + len + 2), "length {len}");
-            assert_eq!(buf.bytes(3..5 + len), &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(written(&buf, 3..5 + len), &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
             assert_eq!(key(buf.out(), b','), Some(3 + len + 4), "length {len}");
-            assert_eq!(buf.bytes(3..7 + len), &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(written(&buf, 3..7 + len), &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
             assert_eq!(key(buf.out(), b'{'), Some(3 + len + 4), "length {len}");
-            assert_eq!(buf.bytes(3..7 + len), &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(written(&buf, 3..7 + len), &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
             assert_eq!(item(buf.out(), b','), Some(3 + len + 3), "length {len}");
-            assert_eq!(buf.bytes(3..6 + len), &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(written(&buf, 3..6 + len), &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
             assert_eq!(
                 lead_quote_clean(&mut buf.out()[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', clean.as_slice()),
                 None,

@@ -168,7 +168,8 @@ pub(super) fn int_text(obj: &Bound<'_, PyAny>, subclass: bool) -> Result<String,
     if let Some((negative, magnitude)) = borrowed::int_parts(obj.as_borrowed(), borrowed::Layouts::NONE) {
         let mut buf = Scratch::<[_; 32]>::new();
         let end = write_int(buf.out(), 0, negative, magnitude);
-        return Ok(String::from_utf8_lossy(buf.bytes(0..end)).into_owned());
+        // SAFETY: `write_int` stores initialized bytes only.
+        return Ok(String::from_utf8_lossy(unsafe { buf.bytes(0..end) }).into_owned());
     }
     if let Ok(v) = obj.extract::<u64>() {
         return Ok(itoa::Buffer::new().format(v).to_owned());
@@ -225,6 +226,12 @@ pub(super) fn float_text(value: f64, out: &mut FloatText) -> Result<(), Serializ
 mod tests {
     use super::*;
 
+    /// The buffer's first `end` bytes, which `write_int` wrote.
+    fn written(buf: &Scratch<[MaybeUninit<u8>; 32]>, end: usize) -> &[u8] {
+        // SAFETY: `write_int` stores initialized bytes only.
+        unsafe { buf.bytes(0..end) }
+    }
+
     fn float(v: f64) -> String {
         let mut t = FloatText::new();
         float_text(v, &mut t).unwrap();
@@ -270,7 +277,7 @@ mod tests {
         for v in cases {
             let mut buf = Scratch::<[_; 32]>::new();
             let end = write_i64(buf.out(), 0, v);
-            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), v.to_string());
+            assert_eq!(std::str::from_utf8(written(&buf, end)).unwrap(), v.to_string());
         }
         // Every length, each digit at each place, and ints around the 8- and 16-digit splits.
         let mut cases: Vec<i64> = Vec::new();
@@ -289,12 +296,12 @@ mod tests {
         for v in cases {
             let mut buf = Scratch::<[_; 32]>::new();
             let end = write_i64(buf.out(), 0, v);
-            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), v.to_string());
+            assert_eq!(std::str::from_utf8(written(&buf, end)).unwrap(), v.to_string());
         }
         for v in [u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000_000] {
             let mut buf = Scratch::<[_; 32]>::new();
             let end = write_int(buf.out(), 0, true, v);
-            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), format!("-{v}"));
+            assert_eq!(std::str::from_utf8(written(&buf, end)).unwrap(), format!("-{v}"));
         }
     }
 }

@@ -15,7 +15,8 @@
 //! half of it is unused.
 //!
 //! The object's memory comes from `malloc` uninitialized and is lent out as
-//! [`Out`], bytes that are written but never read, so it is never zeroed first:
+//! [`Out`], which Rust allows over uninitialized bytes, so it is never zeroed
+//! first (the walk writes every byte before its final position):
 //! zeroing it 16 KiB at a time ahead of the walk cost 2-5 % of a call on
 //! outputs of 1 to 19 MB (ASCII strs, floats, ints, numpy float64, users).
 
@@ -30,7 +31,8 @@ use super::out::Out;
 
 pub(super) struct Staging {
     /// What is written to: `len` bytes at `ptr`, the `Vec`'s (all initialized)
-    /// or the writer's (initialized only where the walk wrote them).
+    /// or the writer's (initialized only where the `Vec`'s start was copied
+    /// over and where the walk wrote).
     ptr: NonNull<u8>,
     len: usize,
     /// Owns the bytes at `ptr` while `writer` is `None`; kept for the next call
@@ -71,6 +73,8 @@ impl Staging {
     pub(super) fn grow(&mut self, py: Python<'_>, used: usize, at_least: usize) -> Result<(), SerializeError> {
         #[cfg(not(Py_LIMITED_API))]
         {
+            // Called only when the room left is short (the buffer is the whole object).
+            debug_assert!(at_least > self.len, "staging: a growth that was not needed");
             let writer = match self.writer.take() {
                 Some(writer) => {
                     let size = (2 * writer.size).max(at_least);
@@ -133,13 +137,17 @@ impl Staging {
     /// The first `end` bytes written, when the buffer is the `Vec` (a sink that
     /// takes the output in chunks never has a `bytes` object).
     ///
+    /// # Safety
+    /// Nothing written into the buffer was uninitialized (true of every JSON
+    /// writer: see [`Out`]).
+    ///
     /// # Panics
     /// If the buffer is a `bytes` object, or `end` is past its end.
-    pub(super) fn chunk(&self, end: usize) -> &[u8] {
+    pub(super) unsafe fn chunk(&self, end: usize) -> &[u8] {
         assert!(!self.in_bytes(), "staging: a chunk of the bytes object");
         // SAFETY: `ptr` is the `Vec`'s `len` bytes, owned by `self` and borrowed
-        // with it; a `Vec<u8>`, so all initialized, and only initialized bytes
-        // are written through `Out`.
+        // with it; a `Vec<u8>`, so initialized, and by the contract only
+        // initialized bytes were written since.
         let all = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) };
         &all[..end]
     }
@@ -265,8 +273,8 @@ impl Writer {
     }
 
     /// Its first `used` bytes (at most its size), which the walk has written,
-    /// as the `bytes` object. It keeps its memory unless more than half of it is unused (see
-    /// the module's comment).
+    /// as the `bytes` object. It keeps its memory unless more than half of it
+    /// is unused (see the module's comment).
     fn finish(self, py: Python<'_>, used: usize) -> Result<Bound<'_, PyBytes>, SerializeError> {
         let used = used.min(self.size);
         let this = if used < self.size / 2 {

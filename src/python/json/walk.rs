@@ -118,7 +118,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.flush_bytes();
         }
         if self.pos > 0 {
-            self.sink.write_chunk(self.buf.chunk(self.pos)).map_err(SerializeError::sink)?;
+            // SAFETY: only the JSON writers have written into the buffer, and
+            // they store initialized bytes only (see `out::Out`).
+            let chunk = unsafe { self.buf.chunk(self.pos) };
+            self.sink.write_chunk(chunk).map_err(SerializeError::sink)?;
             self.pos = 0;
         }
         Ok(())
@@ -1262,6 +1265,8 @@ fn null_text() -> &'static [u8] {
 /// Needs 8 bytes of room; returns the new position.
 #[inline(always)]
 pub(super) fn copy_short(buf: &mut Out, pos: usize, text: &[u8]) -> usize {
+    // Longer text would leave bytes 16 to `len - 8` unwritten.
+    debug_assert!(text.len() <= 24, "copy_short: text of {} bytes", text.len());
     let len = text.len();
     if len < 8 {
         buf[pos..pos + 8].copy_from_slice(as_out(&short_word(text).to_le_bytes()));
