@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::escape::{escape_into, ESCAPE_ROOM};
-use super::out::{as_out, Scratch};
+use super::out::Scratch;
 
 pub(super) const CACHE_SLOTS: usize = 256;
 /// Bytes of a cache entry: `,"key":` (or `"value"`) must fit, plus the slack of a fixed-size copy.
@@ -117,16 +117,15 @@ impl<'s> TextCache<'s> {
         };
         // The open quote (or comma and quote), then the escaped text.
         let mut escaped = Scratch::<[_; 2 + 6 * CACHED_COPY + ESCAPE_ROOM]>::new();
-        escaped.out()[..open.len()].copy_from_slice(as_out(open));
+        escaped.out()[..open.len()].put(open);
         let end = escape_into(escaped.out(), open.len(), utf8);
         let len = end + close.len();
         if len > CACHED_COPY {
             return;
         }
-        escaped.out()[end..len].copy_from_slice(as_out(close));
+        escaped.out()[end..len].put(close);
         let mut text = [0u8; CACHED_TEXT];
-        // SAFETY: `escape_into` and the copies above store initialized bytes only.
-        text[..len].copy_from_slice(unsafe { escaped.bytes(0..len) });
+        text[..len].copy_from_slice(escaped.bytes(0..len));
         self.slots[slot] = CachedText { address, len, text };
         self.owners.push(s.to_owned().unbind());
     }

@@ -2,11 +2,9 @@
 //! writes (`\"`, `\\`, the short forms of `\b \t \n \f \r`, `\u00XX` for the
 //! other control bytes), with word- and chunk-wide checks for the clean case.
 
-use std::mem::MaybeUninit;
-
 use crate::python::borrowed::StrText;
 
-use super::out::{as_out, Out};
+use super::out::{Out, OutArray};
 
 pub(super) fn unicode_escape(b: u8) -> [u8; 6] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -263,23 +261,23 @@ pub(super) fn copy_clean(buf: &mut Out, pos: usize, src: &[u8]) -> Option<usize>
         // Writing all eight bytes is fine: the room past the string is scratch.
         let word = short_word(src);
         if !word_needs_escape(word) {
-            buf[pos..pos + 8].copy_from_slice(as_out(&word.to_le_bytes()));
+            buf[pos..pos + 8].put(&word.to_le_bytes());
             return Some(pos + len);
         }
     } else if len <= 16 {
         let first = load_word(src);
         let last = load_word(&src[len - 8..]);
         if word_escape_mask(first) | word_escape_mask(last) == 0 {
-            buf[pos..pos + 8].copy_from_slice(as_out(&first.to_le_bytes()));
-            buf[pos + len - 8..pos + len].copy_from_slice(as_out(&last.to_le_bytes()));
+            buf[pos..pos + 8].put(&first.to_le_bytes());
+            buf[pos + len - 8..pos + len].put(&last.to_le_bytes());
             return Some(pos + len);
         }
     } else if len <= CLEAN_MAX {
         let first = load_chunk(src);
         let last = load_chunk(&src[len - CHUNK..]);
         if !chunks_need_escape(&first, &last) {
-            buf[pos..pos + CHUNK].copy_from_slice(as_out(&first));
-            buf[pos + len - CHUNK..pos + len].copy_from_slice(as_out(&last));
+            buf[pos..pos + CHUNK].put(&first);
+            buf[pos + len - CHUNK..pos + len].put(&last);
             return Some(pos + len);
         }
     }
@@ -308,8 +306,8 @@ pub(super) fn quote_clean<'a>(buf: &mut Out, pos: usize, src: impl Text<'a>) -> 
     if !put_clean(dst, 1, src) {
         return None;
     }
-    dst[0] = MaybeUninit::new(b'"');
-    dst[len + 1] = MaybeUninit::new(b'"');
+    dst.set(0, b'"');
+    dst.set(len + 1, b'"');
     Some(pos + len + 2)
 }
 
@@ -330,9 +328,9 @@ pub(super) fn lead_quote_clean<'a>(buf: &mut Out, pos: usize, lead: u8, src: imp
     if !put_clean(dst, 2, src) {
         return None;
     }
-    dst[0] = MaybeUninit::new(lead);
-    dst[1] = MaybeUninit::new(b'"');
-    dst[len + 2] = MaybeUninit::new(b'"');
+    dst.set(0, lead);
+    dst.set(1, b'"');
+    dst.set(len + 2, b'"');
     Some(pos + len + 3)
 }
 
@@ -350,9 +348,9 @@ pub(super) fn key_clean<'a>(buf: &mut Out, pos: usize, lead: u8, src: impl Text<
     if !put_clean(dst, 2, src) {
         return None;
     }
-    dst[0] = MaybeUninit::new(lead);
-    dst[1] = MaybeUninit::new(b'"');
-    dst[2 + len..4 + len].copy_from_slice(as_out(b"\":"));
+    dst.set(0, lead);
+    dst.set(1, b'"');
+    dst[2 + len..4 + len].put(b"\":");
     Some(pos + len + 4)
 }
 
@@ -362,7 +360,7 @@ pub(super) fn key_clean<'a>(buf: &mut Out, pos: usize, lead: u8, src: impl Text<
 /// written twice with the same bytes). False (and scratch written) otherwise.
 /// Writes at most `max(src.len(), 8)` bytes.
 #[inline(always)]
-fn put_clean<'a, const N: usize>(dst: &mut [MaybeUninit<u8>; N], at: usize, text: impl Text<'a>) -> bool {
+fn put_clean<'a, const N: usize>(dst: &mut OutArray<N>, at: usize, text: impl Text<'a>) -> bool {
     let src = text.bytes();
     let len = src.len();
     if len < 8 {
@@ -371,21 +369,21 @@ fn put_clean<'a, const N: usize>(dst: &mut [MaybeUninit<u8>; N], at: usize, text
         if word_needs_escape(word) {
             return false;
         }
-        dst[at..at + 8].copy_from_slice(as_out(&word.to_le_bytes()));
+        dst[at..at + 8].put(&word.to_le_bytes());
     } else if len <= 16 {
         let (first, last) = (load_word(src), load_word(&src[len - 8..]));
         if words_need_escape(first, last) {
             return false;
         }
-        dst[at..at + 8].copy_from_slice(as_out(&first.to_le_bytes()));
-        dst[at + len - 8..at + len].copy_from_slice(as_out(&last.to_le_bytes()));
+        dst[at..at + 8].put(&first.to_le_bytes());
+        dst[at + len - 8..at + len].put(&last.to_le_bytes());
     } else {
         let (first, last) = (load_chunk(src), load_chunk(&src[len - CHUNK..]));
         if chunks_need_escape(&first, &last) {
             return false;
         }
-        dst[at..at + CHUNK].copy_from_slice(as_out(&first));
-        dst[at + len - CHUNK..at + len].copy_from_slice(as_out(&last));
+        dst[at..at + CHUNK].put(&first);
+        dst[at + len - CHUNK..at + len].put(&last);
     }
     true
 }
@@ -403,12 +401,12 @@ pub(super) fn copy_clean_long(buf: &mut Out, pos: usize, src: &[u8]) -> Option<u
     let mut i = 0;
     while i + CHUNK < len {
         let chunk = load_chunk(&src[i..]);
-        dst[i..i + CHUNK].copy_from_slice(as_out(&chunk));
+        dst[i..i + CHUNK].put(&chunk);
         dirty |= chunk_needs_escape(&chunk);
         i += CHUNK;
     }
     let last = load_chunk(&src[len - CHUNK..]);
-    dst[len - CHUNK..].copy_from_slice(as_out(&last));
+    dst[len - CHUNK..].put(&last);
     dirty |= chunk_needs_escape(&last);
     (!dirty).then_some(pos + len)
 }
@@ -431,8 +429,8 @@ pub(super) fn escape_long(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     while let Some(text) = rest.first_chunk::<{ 2 * CLEAN_MAX }>() {
         let dst = out.first_chunk_mut::<WINDOW_OUT>().expect("room for a piece");
         let (first, second) = (load_chunk(text), load_chunk(&text[CHUNK..]));
-        dst[..CHUNK].copy_from_slice(as_out(&first));
-        dst[CHUNK..CLEAN_MAX].copy_from_slice(as_out(&second));
+        dst[..CHUNK].put(&first);
+        dst[CHUNK..CLEAN_MAX].put(&second);
         let (done, len) = if chunks_need_escape(&first, &second) {
             let marks = chunk_escape_bits(&first) | (chunk_escape_bits(&second) << CHUNK);
             escape_piece::<CLEAN_MAX>(dst, text, marks)
@@ -448,7 +446,7 @@ pub(super) fn escape_long(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
         let text = rest.first_chunk::<CLEAN_MAX>().expect("more than 32 bytes left");
         let dst = out.first_chunk_mut::<PIECE_OUT>().expect("room for a piece");
         let chunk = load_chunk(text);
-        dst[..CHUNK].copy_from_slice(as_out(&chunk));
+        dst[..CHUNK].put(&chunk);
         let marks = chunk_escape_bits(&chunk);
         let (done, len) = if marks == 0 { (CHUNK, CHUNK) } else { escape_piece::<CHUNK>(dst, text, marks) };
         rest = &rest[done..];
@@ -462,8 +460,8 @@ pub(super) fn escape_long(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     let left = rest.len();
     let (first, last) = (load_chunk(rest), load_chunk(&src[src.len() - CHUNK..]));
     if !chunks_need_escape(&first, &last) {
-        dst[..CHUNK].copy_from_slice(as_out(&first));
-        dst[left - CHUNK..left].copy_from_slice(as_out(&last));
+        dst[..CHUNK].put(&first);
+        dst[left - CHUNK..left].put(&last);
         return pos + written + left;
     }
     // Else at the end of a window of the last `CLEAN_MAX`.
@@ -492,7 +490,7 @@ fn escape_piece<const P: usize>(dst: &mut Out, text: &[u8], mut marks: u32) -> (
         done = at + 1;
         // The bytes after the escape (clean up to the next mark; what goes past
         // it is written over next, or is past the piece and scratch).
-        dst[out & (span - 1)..][..P].copy_from_slice(as_out(&text[at + 1..][..P]));
+        dst[out & (span - 1)..][..P].put(&text[at + 1..][..P]);
         marks &= marks - 1;
         if marks == 0 {
             return (P, out + P - done);
@@ -511,7 +509,7 @@ pub(super) fn escape_short(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
 /// Escapes `src` (at most `CLEAN_MAX` bytes) into `dst`, laid in a window of
 /// its own first (see [`window_of`]); returns the length written.
 #[inline(always)]
-fn escape_in(dst: &mut [MaybeUninit<u8>; WINDOW_OUT], src: &[u8]) -> usize {
+fn escape_in(dst: &mut OutArray<WINDOW_OUT>, src: &[u8]) -> usize {
     let mut text = [b' '; WINDOW];
     let marks = window_of(&mut text, src);
     escape_window(dst, &text, 0, src.len(), marks)
@@ -524,11 +522,11 @@ fn escape_in(dst: &mut [MaybeUninit<u8>; WINDOW_OUT], src: &[u8]) -> usize {
 #[inline(always)]
 pub(super) fn quote_escape_short(buf: &mut Out, pos: usize, src: &[u8]) -> usize {
     let dst = out_window::<QUOTED_ESCAPE_ROOM>(buf, pos);
-    dst[0] = MaybeUninit::new(b'"');
+    dst.set(0, b'"');
     let inner = dst[1..].first_chunk_mut::<WINDOW_OUT>().expect("room for the escaped text");
     let len = escape_in(inner, src);
     // `len <= 6 * CLEAN_MAX`: the mask (a no-op) shows the compiler the quote's place is inside.
-    dst[(len + 1) & 255] = MaybeUninit::new(b'"');
+    dst.set((len + 1) & 255, b'"');
     pos + len + 2
 }
 
@@ -552,7 +550,7 @@ pub(super) const ESCAPE_ROOM: usize = WINDOW_OUT;
 /// The `N` bytes of `buf` from `pos`, which the caller has room for: one
 /// bounds check for all the stores into them.
 #[inline(always)]
-fn out_window<const N: usize>(buf: &mut Out, pos: usize) -> &mut [MaybeUninit<u8>; N] {
+fn out_window<const N: usize>(buf: &mut Out, pos: usize) -> &mut OutArray<N> {
     buf[pos..].first_chunk_mut::<N>().expect("room for the escaped text")
 }
 
@@ -602,7 +600,7 @@ fn window_of_last(text: &mut [u8; WINDOW], src: &[u8]) -> u32 {
 /// it writes past the run is written over next).
 #[inline(always)]
 fn escape_window(
-    dst: &mut [MaybeUninit<u8>; WINDOW_OUT],
+    dst: &mut OutArray<WINDOW_OUT>,
     text: &[u8; WINDOW],
     start: usize,
     end: usize,
@@ -613,12 +611,12 @@ fn escape_window(
         let at = marks.trailing_zeros() as usize;
         // `done <= at < 32` and `out <= 6 * done`: the masks (no-ops) show the
         // compiler that the copy stays inside `dst` and `text`.
-        dst[out & 255..][..CLEAN_MAX].copy_from_slice(as_out(&text[done & 63..][..CLEAN_MAX]));
+        dst[out & 255..][..CLEAN_MAX].put(&text[done & 63..][..CLEAN_MAX]);
         out = put_escape(dst, (out + at - done) & 255, text[at & 31]);
         done = at + 1;
         marks &= marks - 1;
     }
-    dst[out & 255..][..CLEAN_MAX].copy_from_slice(as_out(&text[done & 63..][..CLEAN_MAX]));
+    dst[out & 255..][..CLEAN_MAX].put(&text[done & 63..][..CLEAN_MAX]);
     out + end - done
 }
 
@@ -631,11 +629,11 @@ fn put_escape(dst: &mut Out, at: usize, b: u8) -> usize {
     // positions from one escape to the next.
     let escape = ESCAPE[usize::from(b)];
     if escape == b'u' {
-        dst[at..at + 6].copy_from_slice(as_out(&unicode_escape(b)));
+        dst[at..at + 6].put(&unicode_escape(b));
         at + 6
     } else {
-        dst[at] = MaybeUninit::new(b'\\');
-        dst[at + 1] = MaybeUninit::new(escape);
+        dst.set(at, b'\\');
+        dst.set(at + 1, escape);
         at + 2
     }
 }
@@ -693,16 +691,10 @@ mod tests {
     use super::super::out::Scratch;
     use super::*;
 
-    /// The buffer's bytes `range`, which the code under test wrote.
-    fn written(buf: &Scratch<Vec<MaybeUninit<u8>>>, range: std::ops::Range<usize>) -> &[u8] {
-        // SAFETY: the escape functions store initialized bytes only.
-        unsafe { buf.bytes(range) }
-    }
-
     fn escape(src: &[u8]) -> Vec<u8> {
         let mut buf = Scratch::with_len(6 * src.len() + ESCAPE_ROOM);
         let end = escape_into(buf.out(), 0, src);
-        written(&buf, 0..end).to_vec()
+        buf.bytes(0..end).to_vec()
     }
 
     /// The plain byte-by-byte escape, to compare the fast paths against.
@@ -731,13 +723,13 @@ mod tests {
                 } else {
                     escape_short(buf.out(), 0, &bytes)
                 };
-                assert_eq!(written(&buf, 0..end), &escape_reference(&bytes)[..], "{len} {step}");
+                assert_eq!(buf.bytes(0..end), &escape_reference(&bytes)[..], "{len} {step}");
                 if (1..=CLEAN_MAX).contains(&len) {
                     // The same in quotes, at an offset, in a buffer of just the room asked for.
                     let mut buf = Scratch::with_len(3 + QUOTED_ESCAPE_ROOM);
                     let end = quote_escape_short(buf.out(), 3, &bytes);
                     let quoted = [&b"\""[..], &escape_reference(&bytes), b"\""].concat();
-                    assert_eq!(written(&buf, 3..end), &quoted[..], "{len} {step}");
+                    assert_eq!(buf.bytes(3..end), &quoted[..], "{len} {step}");
                 }
             }
         }
@@ -749,7 +741,7 @@ mod tests {
             let clean: Vec<u8> = (0..len).map(|i| b'#' + (i * 7 % 50) as u8).collect();
             let mut buf = Scratch::with_len(len + 3);
             assert_eq!(copy_clean_long(buf.out(), 3, &clean), Some(len + 3), "length {len}");
-            assert_eq!(written(&buf, 3..len + 3), &clean[..], "length {len}");
+            assert_eq!(buf.bytes(3..len + 3), &clean[..], "length {len}");
             for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
                 for at in 0..len {
                     let mut bytes = clean.clone();
@@ -817,13 +809,13 @@ mod tests {
                 continue;
             }
             assert_eq!(end, Some(3 + len + 2), "length {len}");
-            assert_eq!(written(&buf, 3..5 + len), &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(buf.bytes(3..5 + len), &[&b"\""[..], &clean, b"\""].concat()[..], "length {len}");
             assert_eq!(key(buf.out(), b','), Some(3 + len + 4), "length {len}");
-            assert_eq!(written(&buf, 3..7 + len), &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(buf.bytes(3..7 + len), &[&b",\""[..], &clean, b"\":"].concat()[..], "length {len}");
             assert_eq!(key(buf.out(), b'{'), Some(3 + len + 4), "length {len}");
-            assert_eq!(written(&buf, 3..7 + len), &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
+            assert_eq!(buf.bytes(3..7 + len), &[&b"{\""[..], &clean, b"\":"].concat()[..], "length {len}");
             assert_eq!(item(buf.out(), b','), Some(3 + len + 3), "length {len}");
-            assert_eq!(written(&buf, 3..6 + len), &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
+            assert_eq!(buf.bytes(3..6 + len), &[&b",\""[..], &clean, b"\""].concat()[..], "length {len}");
             assert_eq!(
                 lead_quote_clean(&mut buf.out()[..3 + LEAD_QUOTED_ROOM - 1], 3, b'[', clean.as_slice()),
                 None,

@@ -1,13 +1,11 @@
 //! Number text: ints in decimal and floats as orjson writes them.
 
-use std::mem::MaybeUninit;
-
 use pyo3::prelude::*;
 use pyo3::types::PyInt;
 
 use super::borrowed;
 use super::error::SerializeError;
-use super::out::{as_out, Out, Scratch};
+use super::out::{Out, Scratch};
 
 pub(super) const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
@@ -41,7 +39,7 @@ fn decimal_digits(n: u64) -> usize {
 #[inline(always)]
 pub(super) fn write_int(buf: &mut Out, pos: usize, negative: bool, magnitude: u64) -> usize {
     // The sign byte is written either way; only a negative int keeps it.
-    buf[pos] = MaybeUninit::new(b'-');
+    buf.set(pos, b'-');
     let pos = pos + usize::from(negative);
     // Up to 9 digits in groups of three, each from a table: short chains of
     // work, so one int's digits overlap with the next one's.
@@ -63,7 +61,7 @@ pub(super) fn write_int(buf: &mut Out, pos: usize, negative: bool, magnitude: u6
         // 9 to 16 digits: the high part, then eight more.
         let (high, low) = (magnitude / 100_000_000, magnitude % 100_000_000);
         let end = write_short(buf, pos, high as u32);
-        buf[end..end + 8].copy_from_slice(as_out(&(eight_digits(low as u32) + ASCII_ZEROS).to_le_bytes()));
+        buf[end..end + 8].put(&(eight_digits(low as u32) + ASCII_ZEROS).to_le_bytes());
         return end + 8;
     }
     write_long(buf, pos, magnitude)
@@ -77,7 +75,7 @@ fn write_short(buf: &mut Out, pos: usize, n: u32) -> usize {
     let digits = eight_digits(n);
     let zeros = ((digits.trailing_zeros() / 8) as usize).min(7);
     let text = (digits >> (8 * zeros)) + ASCII_ZEROS;
-    buf[pos..pos + 8].copy_from_slice(as_out(&text.to_le_bytes()));
+    buf[pos..pos + 8].put(&text.to_le_bytes());
     pos + 8 - zeros
 }
 
@@ -85,7 +83,7 @@ fn write_short(buf: &mut Out, pos: usize, n: u32) -> usize {
 /// returns the new position.
 #[inline(always)]
 fn put_group(buf: &mut Out, pos: usize, entry: u32) -> usize {
-    buf[pos..pos + 4].copy_from_slice(as_out(&entry.to_le_bytes()));
+    buf[pos..pos + 4].put(&entry.to_le_bytes());
     pos + (entry >> 24) as usize
 }
 
@@ -143,15 +141,15 @@ fn write_long(buf: &mut Out, pos: usize, magnitude: u64) -> usize {
         let pair = (n % 100) as usize * 2;
         n /= 100;
         at -= 2;
-        buf[at..at + 2].copy_from_slice(as_out(&DIGIT_PAIRS[pair..pair + 2]));
+        buf[at..at + 2].put(&DIGIT_PAIRS[pair..pair + 2]);
     }
     if n >= 10 {
         let pair = n as usize * 2;
         at -= 2;
-        buf[at..at + 2].copy_from_slice(as_out(&DIGIT_PAIRS[pair..pair + 2]));
+        buf[at..at + 2].put(&DIGIT_PAIRS[pair..pair + 2]);
     } else {
         at -= 1;
-        buf[at] = MaybeUninit::new(b'0' + n as u8);
+        buf.set(at, b'0' + n as u8);
     }
     end
 }
@@ -168,8 +166,7 @@ pub(super) fn int_text(obj: &Bound<'_, PyAny>, subclass: bool) -> Result<String,
     if let Some((negative, magnitude)) = borrowed::int_parts(obj.as_borrowed(), borrowed::Layouts::NONE) {
         let mut buf = Scratch::<[_; 32]>::new();
         let end = write_int(buf.out(), 0, negative, magnitude);
-        // SAFETY: `write_int` stores initialized bytes only.
-        return Ok(String::from_utf8_lossy(unsafe { buf.bytes(0..end) }).into_owned());
+        return Ok(String::from_utf8_lossy(buf.bytes(0..end)).into_owned());
     }
     if let Ok(v) = obj.extract::<u64>() {
         return Ok(itoa::Buffer::new().format(v).to_owned());
@@ -226,12 +223,6 @@ pub(super) fn float_text(value: f64, out: &mut FloatText) -> Result<(), Serializ
 mod tests {
     use super::*;
 
-    /// The buffer's first `end` bytes, which `write_int` wrote.
-    fn written(buf: &Scratch<[MaybeUninit<u8>; 32]>, end: usize) -> &[u8] {
-        // SAFETY: `write_int` stores initialized bytes only.
-        unsafe { buf.bytes(0..end) }
-    }
-
     fn float(v: f64) -> String {
         let mut t = FloatText::new();
         float_text(v, &mut t).unwrap();
@@ -277,7 +268,7 @@ mod tests {
         for v in cases {
             let mut buf = Scratch::<[_; 32]>::new();
             let end = write_i64(buf.out(), 0, v);
-            assert_eq!(std::str::from_utf8(written(&buf, end)).unwrap(), v.to_string());
+            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), v.to_string());
         }
         // Every length, each digit at each place, and ints around the 8- and 16-digit splits.
         let mut cases: Vec<i64> = Vec::new();
@@ -296,12 +287,12 @@ mod tests {
         for v in cases {
             let mut buf = Scratch::<[_; 32]>::new();
             let end = write_i64(buf.out(), 0, v);
-            assert_eq!(std::str::from_utf8(written(&buf, end)).unwrap(), v.to_string());
+            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), v.to_string());
         }
         for v in [u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000_000] {
             let mut buf = Scratch::<[_; 32]>::new();
             let end = write_int(buf.out(), 0, true, v);
-            assert_eq!(std::str::from_utf8(written(&buf, end)).unwrap(), format!("-{v}"));
+            assert_eq!(std::str::from_utf8(buf.bytes(0..end)).unwrap(), format!("-{v}"));
         }
     }
 }

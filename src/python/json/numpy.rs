@@ -8,8 +8,6 @@
 //! a program that never imports numpy has no numpy values and pays nothing. The
 //! elements are read through the array interface (`super::super::array`).
 
-use std::mem::MaybeUninit;
-
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -20,7 +18,7 @@ use super::datetime::{self, ShortText, Unit};
 use super::error::{SerializeError, Step};
 use super::escape::short_word;
 use super::number::write_int;
-use super::out::{as_out, Out};
+use super::out::Out;
 use super::walk::{put_word, type_name, Serializer, FLOAT_ROOM, INT_ROOM};
 use super::{borrowed, Sink, MAX_DEPTH};
 
@@ -413,7 +411,7 @@ trait Put<T: Element> {
     /// A comma and then `value` (`ROOM + 1` bytes of room).
     #[inline(always)]
     fn after_comma(&self, buf: &mut Out, pos: usize, value: T) -> Result<usize, SerializeError> {
-        buf[pos] = MaybeUninit::new(b',');
+        buf.set(pos, b',');
         self.put(buf, pos + 1, value)
     }
 
@@ -465,7 +463,7 @@ impl Put<u8> for Bools {
             let mut at = 0;
             for value in group {
                 let truth = usize::from(value != 0);
-                window[at..at + 8].copy_from_slice(as_out(&WORDS[truth].to_le_bytes()));
+                window[at..at + 8].put(&WORDS[truth].to_le_bytes());
                 at += 6 - truth;
             }
             pos += at;
@@ -520,7 +518,7 @@ put_unsigned!(u8, u16, u32, u64);
 #[inline(always)]
 fn int_after_comma(buf: &mut Out, pos: usize, negative: bool, magnitude: u64) -> usize {
     let window = &mut buf[pos..pos + 1 + INT_ROOM];
-    window[0] = MaybeUninit::new(b',');
+    window.set(0, b',');
     pos + write_int(window, 1, negative, magnitude)
 }
 
@@ -630,20 +628,20 @@ fn put_texts(buf: &mut Out, mut pos: usize, texts: &[&[u8]]) -> usize {
 fn put_text(buf: &mut Out, pos: usize, comma: bool, text: &[u8]) -> usize {
     let window = &mut buf[pos..pos + 1 + FLOAT_TEXT_MAX];
     // Written either way; without a comma the text goes over it.
-    window[0] = MaybeUninit::new(b',');
+    window.set(0, b',');
     let start = usize::from(comma);
     let out = &mut window[start..start + FLOAT_TEXT_MAX];
     // zmij's text is never longer; the bound lets the compiler drop the checks below.
     let len = text.len().min(FLOAT_TEXT_MAX);
     if len < 8 {
-        out[..8].copy_from_slice(as_out(&short_word(text).to_le_bytes()));
+        out[..8].put(&short_word(text).to_le_bytes());
     } else {
         // The first 8 bytes, past 16 the middle 8, and the last 8 (overlapping).
-        out[..8].copy_from_slice(as_out(&text[..8]));
+        out[..8].put(&text[..8]);
         if len > 16 {
-            out[8..16].copy_from_slice(as_out(&text[8..16]));
+            out[8..16].put(&text[8..16]);
         }
-        out[len - 8..len].copy_from_slice(as_out(&text[len - 8..len]));
+        out[len - 8..len].put(&text[len - 8..len]);
     }
     pos + start + len
 }
@@ -711,9 +709,9 @@ fn put_datetime64(buf: &mut Out, pos: usize, value: i64, unit: Unit) -> Result<u
     let mut text = ShortText::new();
     datetime::datetime64(&mut text, value, unit).ok_or_else(|| unrepresentable(value, unit))?;
     let text = text.as_bytes();
-    buf[pos] = MaybeUninit::new(b'"');
-    buf[pos + 1..pos + 1 + text.len()].copy_from_slice(as_out(text));
-    buf[pos + 1 + text.len()] = MaybeUninit::new(b'"');
+    buf.set(pos, b'"');
+    buf[pos + 1..pos + 1 + text.len()].put(text);
+    buf.set(pos + 1 + text.len(), b'"');
     Ok(pos + text.len() + 2)
 }
 

@@ -137,17 +137,13 @@ impl Staging {
     /// The first `end` bytes written, when the buffer is the `Vec` (a sink that
     /// takes the output in chunks never has a `bytes` object).
     ///
-    /// # Safety
-    /// Nothing written into the buffer was uninitialized (true of every JSON
-    /// writer: see [`Out`]).
-    ///
     /// # Panics
     /// If the buffer is a `bytes` object, or `end` is past its end.
-    pub(super) unsafe fn chunk(&self, end: usize) -> &[u8] {
+    pub(super) fn chunk(&self, end: usize) -> &[u8] {
         assert!(!self.in_bytes(), "staging: a chunk of the bytes object");
         // SAFETY: `ptr` is the `Vec`'s `len` bytes, owned by `self` and borrowed
-        // with it; a `Vec<u8>`, so initialized, and by the contract only
-        // initialized bytes were written since.
+        // with it: a `Vec<u8>`, so initialized, and written since only through
+        // `Out`, which stores initialized bytes only.
         let all = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) };
         &all[..end]
     }
@@ -204,7 +200,7 @@ impl Deref for Staging {
         // writer's, which `grow` made and `take_bytes` gives up only after
         // pointing `ptr` back at the `Vec`), borrowed here with `self`; as
         // `MaybeUninit`, they need not be initialized.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast(), self.len) }
+        Out::new_ref(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast(), self.len) })
     }
 }
 
@@ -212,8 +208,9 @@ impl DerefMut for Staging {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut Out {
         // SAFETY: as in `deref`, and borrowed mutably with `self`. The `Vec`'s
-        // bytes stay initialized: `Out` is only written with initialized bytes.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len) }
+        // bytes stay initialized: lent out only as `Out`, which stores
+        // initialized bytes only.
+        Out::new(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.len) })
     }
 }
 

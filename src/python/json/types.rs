@@ -8,8 +8,6 @@
 //! across such code it holds by a strong reference, and it moves the walk's
 //! `epoch` so that the containers being walked are read again afterwards.
 
-use std::mem::MaybeUninit;
-
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -26,7 +24,6 @@ use limited::{PyDateAccess, PyDeltaAccess, PyTimeAccess};
 use super::borrowed;
 use super::datetime::{self, ShortText};
 use super::error::{SerializeError, Step};
-use super::out::as_out;
 use super::walk::{type_name, Serializer};
 use super::{Sink, MAX_DEPTH};
 
@@ -152,9 +149,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn quoted(&mut self, text: &[u8]) -> Result<(), SerializeError> {
         self.reserve(text.len() + 2)?;
         let pos = self.pos;
-        self.buf[pos] = MaybeUninit::new(b'"');
-        self.buf[pos + 1..pos + 1 + text.len()].copy_from_slice(as_out(text));
-        self.buf[pos + 1 + text.len()] = MaybeUninit::new(b'"');
+        self.buf.set(pos, b'"');
+        self.buf[pos + 1..pos + 1 + text.len()].put(text);
+        self.buf.set(pos + 1 + text.len(), b'"');
         self.pos = pos + text.len() + 2;
         Ok(())
     }

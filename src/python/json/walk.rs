@@ -1,7 +1,5 @@
 //! The type walk: each Python value written as JSON into the staging buffer.
 
-use std::mem::MaybeUninit;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -13,7 +11,7 @@ use super::escape::{
     short_word, CLEAN_MAX, ESCAPE_ROOM, KEY_ROOM, LEAD_QUOTED_ROOM, QUOTED_ESCAPE_ROOM, QUOTED_ROOM,
 };
 use super::number::{float_text, int_text, write_int, FloatText};
-use super::out::{as_out, Out};
+use super::out::{Out, OutArray};
 use super::staging::Staging;
 use super::{Sink, MAX_DEPTH};
 
@@ -118,10 +116,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             return self.flush_bytes();
         }
         if self.pos > 0 {
-            // SAFETY: only the JSON writers have written into the buffer, and
-            // they store initialized bytes only (see `out::Out`).
-            let chunk = unsafe { self.buf.chunk(self.pos) };
-            self.sink.write_chunk(chunk).map_err(SerializeError::sink)?;
+            self.sink.write_chunk(self.buf.chunk(self.pos)).map_err(SerializeError::sink)?;
             self.pos = 0;
         }
         Ok(())
@@ -191,7 +186,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline]
     pub(super) fn byte(&mut self, b: u8) -> Result<(), SerializeError> {
         self.reserve(1)?;
-        self.buf[self.pos] = MaybeUninit::new(b);
+        self.buf.set(self.pos, b);
         self.pos += 1;
         Ok(())
     }
@@ -201,7 +196,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn small(&mut self, bytes: &[u8]) -> Result<(), SerializeError> {
         self.reserve(bytes.len())?;
         for &b in bytes {
-            self.buf[self.pos] = MaybeUninit::new(b);
+            self.buf.set(self.pos, b);
             self.pos += 1;
         }
         Ok(())
@@ -728,8 +723,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// on the usual path (`room` tests twice).
     #[inline(always)]
     fn lead_at(&mut self, pos: usize, lead: u8) -> Result<usize, SerializeError> {
-        if let Some(byte) = self.buf.get_mut(pos) {
-            *byte = MaybeUninit::new(lead);
+        if self.buf.try_set(pos, lead) {
             return Ok(pos + 1);
         }
         self.byte_after_flush(pos, lead)
@@ -741,7 +735,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(never)]
     fn byte_after_flush(&mut self, pos: usize, b: u8) -> Result<usize, SerializeError> {
         let pos = self.room(pos, 1)?;
-        self.buf[pos] = MaybeUninit::new(b);
+        self.buf.set(pos, b);
         Ok(pos + 1)
     }
 
@@ -752,14 +746,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     #[inline(always)]
     fn close_at(&mut self, pos: usize, lead: u8, open: u8, close: u8) -> Result<usize, SerializeError> {
         if lead != open {
-            if let Some(byte) = self.buf.get_mut(pos) {
-                *byte = MaybeUninit::new(close);
+            if self.buf.try_set(pos, close) {
                 return Ok(pos + 1);
             }
             return self.byte_after_flush(pos, close);
         }
         let pos = self.room(pos, 2)?;
-        self.buf[pos..pos + 2].copy_from_slice(as_out(&[open, close]));
+        self.buf[pos..pos + 2].put(&[open, close]);
         Ok(pos + 2)
     }
 
@@ -893,8 +886,8 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 // A fixed-size copy of `,"key":`, whose comma `lead` replaces;
                 // the staging bytes past the key are scratch.
                 let dst = &mut self.buf[pos..pos + CACHED_COPY];
-                dst.copy_from_slice(as_out(&entry.text[..CACHED_COPY]));
-                dst[0] = MaybeUninit::new(lead);
+                dst.put(&entry.text[..CACHED_COPY]);
+                dst.set(0, lead);
                 return Ok(pos + entry.len);
             }
         }
@@ -937,14 +930,14 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn long_key(&mut self, utf8: &[u8], lead: u8, pos: usize) -> Result<usize, SerializeError> {
         // `,"`, the escaped text and what its stores may run past it, `":`.
         let pos = self.room(pos, 6 * LONG_KEY_MAX + ESCAPE_ROOM + 4 + CACHED_COPY)?;
-        self.buf[pos] = MaybeUninit::new(lead);
-        self.buf[pos + 1] = MaybeUninit::new(b'"');
+        self.buf.set(pos, lead);
+        self.buf.set(pos + 1, b'"');
         let end = match copy_clean_long(&mut self.buf, pos + 2, utf8) {
             Some(end) => end,
             None => escape_long(&mut self.buf, pos + 2, utf8),
         };
-        self.buf[end] = MaybeUninit::new(b'"');
-        self.buf[end + 1] = MaybeUninit::new(b':');
+        self.buf.set(end, b'"');
+        self.buf.set(end + 1, b':');
         Ok(end + 2)
     }
 
@@ -1006,7 +999,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let text = int_text(obj, subclass)?;
         for step in text.as_bytes().chunks(STEP) {
             self.reserve(step.len())?;
-            self.buf[self.pos..self.pos + step.len()].copy_from_slice(as_out(step));
+            self.buf[self.pos..self.pos + step.len()].put(step);
             self.pos += step.len();
         }
         Ok(())
@@ -1034,7 +1027,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         let at = usize::from(LEAD);
         if self.looks_up(s) {
             if LEAD {
-                self.buf[pos] = MaybeUninit::new(lead);
+                self.buf.set(pos, lead);
             }
             return self.shared_string(s, pos + at);
         }
@@ -1053,7 +1046,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
             }
         }
         if LEAD {
-            self.buf[pos] = MaybeUninit::new(lead);
+            self.buf.set(pos, lead);
         }
         match direct {
             Some(text) => self.escaped_at(text.bytes(), pos + at),
@@ -1078,7 +1071,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     fn shared_string(&mut self, s: Borrowed<'_, 'py, PyString>, pos: usize) -> Result<usize, SerializeError> {
         if let Some(entry) = self.values.get(s.as_ptr() as usize) {
             // A fixed-size copy; the staging bytes past the value are scratch.
-            self.buf[pos..pos + CACHED_COPY].copy_from_slice(as_out(&entry.text[..CACHED_COPY]));
+            self.buf[pos..pos + CACHED_COPY].put(&entry.text[..CACHED_COPY]);
             self.value_credit += 1;
             return Ok(pos + entry.len);
         }
@@ -1151,9 +1144,9 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         }
         self.reserve(6 * bytes.len() + ESCAPE_ROOM + 2)?;
         let mut pos = self.pos;
-        self.buf[pos] = MaybeUninit::new(b'"');
+        self.buf.set(pos, b'"');
         pos = escape_into(&mut self.buf, pos + 1, bytes);
-        self.buf[pos] = MaybeUninit::new(b'"');
+        self.buf.set(pos, b'"');
         self.pos = pos + 1;
         Ok(())
     }
@@ -1184,11 +1177,11 @@ impl<const LEAD: bool> Window<LEAD> {
         if !LEAD {
             return (buf, 0);
         }
-        let window: &mut [MaybeUninit<u8>; CACHED_COPY] = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+        let window: &mut OutArray<CACHED_COPY> = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
             Some(window) => window,
             None => room_missing(),
         };
-        window[0] = MaybeUninit::new(lead);
+        window.set(0, lead);
         (window, pos)
     }
 }
@@ -1204,7 +1197,7 @@ fn room_missing() -> ! {
 /// bytes past them are scratch; 8 bytes of room); returns the new position.
 #[inline(always)]
 pub(super) fn put_word(buf: &mut Out, pos: usize, word: &[u8; 8], len: usize) -> usize {
-    buf[pos..pos + 8].copy_from_slice(as_out(word));
+    buf[pos..pos + 8].put(word);
     pos + len
 }
 
@@ -1269,14 +1262,14 @@ pub(super) fn copy_short(buf: &mut Out, pos: usize, text: &[u8]) -> usize {
     debug_assert!(text.len() <= 24, "copy_short: text of {} bytes", text.len());
     let len = text.len();
     if len < 8 {
-        buf[pos..pos + 8].copy_from_slice(as_out(&short_word(text).to_le_bytes()));
+        buf[pos..pos + 8].put(&short_word(text).to_le_bytes());
     } else {
         let (head, tail) = (load_word(text), load_word(&text[len - 8..]));
-        buf[pos..pos + 8].copy_from_slice(as_out(&head.to_le_bytes()));
+        buf[pos..pos + 8].put(&head.to_le_bytes());
         if len > 16 {
-            buf[pos + 8..pos + 16].copy_from_slice(as_out(&load_word(&text[8..]).to_le_bytes()));
+            buf[pos + 8..pos + 16].put(&load_word(&text[8..]).to_le_bytes());
         }
-        buf[pos + len - 8..pos + len].copy_from_slice(as_out(&tail.to_le_bytes()));
+        buf[pos + len - 8..pos + len].put(&tail.to_le_bytes());
     }
     pos + len
 }
