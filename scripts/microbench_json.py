@@ -116,6 +116,10 @@ def shapes() -> dict[str, Callable[[], Any]]:
             {"a": {"b": {"c": i, "d": "x"}, "e": [i, i + 1]}, "f": None} for i in range(20_000)
         ],
         "nested lists (20k, 4 levels)": lambda: [[[[i, i + 1]], [i]] for i in range(20_000)],
+        "coordinate pairs (20k [lng, lat], 6 decimals)": lambda: [
+            [round(rng.uniform(-180, 180), 6), round(rng.uniform(-90, 90), 6)]
+            for _ in range(20_000)
+        ],
         "strings, ASCII (50k)": lambda: [f"ascii string number {i}" for i in range(n)],
         "strings, non-ASCII with escapes (50k)": lambda: [
             f'héllo "wörld" {i}\n日本' for i in range(n)

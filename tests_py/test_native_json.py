@@ -406,6 +406,74 @@ def test_long_run_of_floats_through_a_channel(channel: Channel, reader: Reader) 
     assert written(channel, reader, values) == orjson.dumps(values)
 
 
+class Half(float):
+    """A float subclass: written as a float (orjson wants a `default` for it), but not
+    by the fast paths for exact floats."""
+
+
+def test_lists_of_short_float_lists_in_any_mix_are_orjsons() -> None:
+    # A list whose first item is a short list of floats (a row: 1 to 16 exact floats)
+    # writes that row and the rows after it as one run of floats; any other item ends
+    # the run and the general walk goes on from it. Rows of every length up to and past
+    # the limit, floats of every kind, and every item that can end the run.
+    floats = [0.5, -1.25, 1e300, float("nan"), 5e-324, -0.0, 123456.789, float("inf"), 2.5e-7]
+    rows = [floats[i % 9 :] + floats[: i % 9] for i in range(9)]
+    rows = [(row * 2)[:length] for length in range(1, 19) for row in rows[:2]]
+    enders: list[Any] = [
+        [], [1.5, 2], [1, 2.5], [Half(1.5)], [1.5, Half(2.5)], 3.5, 4, "s", None, {"k": [0.5]},
+        (1.5, 2.5), [[1.5]], floats * 2,
+    ]  # fmt: skip
+    for count in (1, 2, 3, 4, 5, 9):
+        run = rows[:count]
+        for ender in enders:
+            for value in ([*run, ender], [*run, ender, *run], [ender, *run], run):
+                assert shmbridge.dumps(value) == orjson.dumps(value, default=float), repr(value)
+                wrapped = {"coords": value, "next": [value, value]}
+                assert shmbridge.dumps(wrapped) == orjson.dumps(wrapped, default=float)
+
+
+def test_rows_of_floats_at_the_nesting_limit() -> None:
+    # Rows one level below the outer list: as deep as orjson goes, and one level more.
+    def nest(value: Any, levels: int) -> Any:
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    rows = [[1.5, 2.5], [3.5, 4.5]]
+    for levels in range(shmbridge.MAX_DEPTH - 4, shmbridge.MAX_DEPTH + 2):
+        value = nest(rows, levels)
+        try:
+            expected = orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            with pytest.raises(shmbridge.NotSerializable, match="nesting"):
+                shmbridge.dumps(value)
+        else:
+            assert shmbridge.dumps(value) == expected
+
+
+def test_many_float_pairs_through_a_channel(channel: Channel, reader: Reader) -> None:
+    # Coordinate pairs far past the staging buffer: it is flushed into the slot many
+    # times in the middle of one run of rows.
+    rng = random.Random(7)
+    pairs: list[Any] = [[rng.uniform(-180, 180), rng.uniform(-90, 90)] for _ in range(40_000)]
+    pairs += [[float(i), i * 0.5, -i * 0.25] for i in range(3000)]
+    pairs += ["gap", *pairs[:2000], [0.5] * 17, *pairs[:2000]]
+    value = {"type": "LineString", "coordinates": pairs, "bbox": [pairs, "end"]}
+    assert written(channel, reader, value) == orjson.dumps(value)
+
+
+def test_float_pairs_too_large_for_the_slot_publish_nothing(tmp_path: Path) -> None:
+    with make_channel(private_dir(tmp_path), slot_capacity=1 << 16) as ch:
+        reader = Reader(ch.path)
+        pairs = [[i * 0.5, i * 0.25] for i in range(20_000)]
+        with pytest.raises(shmbridge.PayloadTooLarge, match="nothing was published"):
+            ch.write_json(0, 1, pairs)
+        with pytest.raises(shmbridge.SlotEmpty):
+            reader.read_bytes(0)
+        ch.write_json(0, 2, pairs[:100])
+        assert reader.read_bytes(0, 2) == orjson.dumps(pairs[:100])
+
+
 @pytest.mark.parametrize("value", [0.1, 1e300, -0.0, 5e-324, 1e16, 1e-7, 123456.789, 2.0**70])
 def test_floats_parse_back_to_the_same_float(value: float) -> None:
     text = shmbridge.dumps(value)

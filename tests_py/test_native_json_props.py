@@ -87,6 +87,20 @@ def test_dumps_past_the_staging_buffer_is_orjson_dumps(value: Any) -> None:
     assert shmbridge.dumps(repeated) == orjson.dumps(repeated)
 
 
+# Lists of short lists of floats (coordinate pairs, rows of a table), now and then
+# another item among them: one run of floats across rows, ended by any other item.
+float_rows = st.lists(st.lists(floats, max_size=18) | scalars, min_size=1, max_size=30)
+
+
+@settings(PROPERTY, max_examples=150)
+@given(float_rows, st.integers(0, 3))
+def test_lists_of_float_rows_are_orjsons(rows: list[Any], depth: int) -> None:
+    value: Any = rows
+    for _ in range(depth):
+        value = {"rows": value, "more": [value]}
+    assert shmbridge.dumps(value) == orjson.dumps(value)
+
+
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Channel]:
     directory = private_dir(tmp_path_factory.mktemp("props"))
@@ -102,7 +116,7 @@ def test_write_json_is_orjson_dumps(channel: Channel, value: Any) -> None:
 
 
 @settings(PROPERTY, max_examples=40)
-@given(values)
+@given(values | float_rows)
 def test_write_json_across_flushes_is_orjson_dumps(channel: Channel, value: Any) -> None:
     # The value again and again in one list, long enough that the 64 KiB staging
     # buffer is flushed a few times, each time at another place in the value.

@@ -902,11 +902,19 @@ impl<'a, 'py> ListItems<'a, 'py> {
     #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     pub fn unread(&mut self) {
-        // SAFETY: as in `refresh` (no code has run since the last `next`, so
-        // this is the same array, of the same length).
+        self.go_on_from(self.taken().saturating_sub(1));
+    }
+
+    /// Goes on from the item at `index` (none if the list is shorter), as if
+    /// the items before it had been taken. No Python code may have run since
+    /// the items were last read.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    pub fn go_on_from(&mut self, index: usize) {
+        // SAFETY: as in `refresh` (no code has run since the items were read,
+        // so this is the same array, of the same length).
         let items = unsafe { Self::items(self.list) };
-        let taken = self.taken().saturating_sub(1);
-        self.items = items.get(taken..).unwrap_or(&[]).iter();
+        self.items = items.get(index..).unwrap_or(&[]).iter();
     }
 
     /// The items from the one at `start` on (none if the list is shorter);
@@ -1126,6 +1134,53 @@ impl<'a, 'py> Iterator for ListItems<'a, 'py> {
     }
 }
 
+/// A short list's items, each exactly a `float`: their values in turn (the
+/// rows of a list of coordinate pairs, say). Made only after every item's type
+/// is checked, so that a row is written whole or not at all.
+#[cfg(not(Py_LIMITED_API))]
+pub struct FloatRow<'a> {
+    items: std::slice::Iter<'a, *mut ffi::PyObject>,
+}
+
+#[cfg(not(Py_LIMITED_API))]
+impl<'a> FloatRow<'a> {
+    /// `list`'s items if it has 1 to `max` of them and each one's type is
+    /// `float` (the `float` type object) exactly, not a subclass.
+    ///
+    /// # Safety
+    /// As for [`ListItems::new_at`]: the row is used only until Python code
+    /// next runs.
+    #[inline(always)]
+    pub unsafe fn new(list: Borrowed<'a, '_, PyList>, float: *mut ffi::PyTypeObject, max: usize) -> Option<Self> {
+        // SAFETY: the contract of `new` is `items`'.
+        let items = unsafe { ListItems::items(list) };
+        if items.is_empty() || items.len() > max {
+            return None;
+        }
+        // SAFETY: each item of a live list is a live object, whose type pointer
+        // may be read.
+        if items.iter().any(|&item| unsafe { ffi::Py_TYPE(item) } != float) {
+            return None;
+        }
+        Some(Self { items: items.iter() })
+    }
+}
+
+#[cfg(not(Py_LIMITED_API))]
+impl Iterator for FloatRow<'_> {
+    type Item = f64;
+
+    /// The next item's value.
+    #[inline(always)]
+    fn next(&mut self) -> Option<f64> {
+        let &item = self.items.next()?;
+        // SAFETY: the item is a live object (the list holds it and, by the
+        // contract of `new`, is not modified) whose type `new` found to be
+        // exactly `float`: a `PyFloatObject`, whose value this reads.
+        Some(unsafe { ffi::PyFloat_AS_DOUBLE(item) })
+    }
+}
+
 /// The type of `list`'s first item; null if it is empty.
 #[cfg(not(Py_LIMITED_API))]
 #[inline(always)]
@@ -1140,6 +1195,26 @@ pub fn first_item_type(list: Borrowed<'_, '_, PyList>) -> *mut ffi::PyTypeObject
             return std::ptr::null_mut();
         }
         ffi::Py_TYPE(*(*op.cast::<ffi::PyListObject>()).ob_item)
+    }
+}
+
+/// The type of the first item of `list`'s first item, if that is exactly a
+/// list; else (or if either list is empty) null.
+#[cfg(not(Py_LIMITED_API))]
+#[inline(always)]
+pub fn first_row_item_type(list: Borrowed<'_, '_, PyList>) -> *mut ffi::PyTypeObject {
+    if first_item_type(list) != std::ptr::addr_of_mut!(ffi::PyList_Type) {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: as in `first_item_type`: `list` has a first item, a live object
+    // the list holds, whose type was just found to be exactly `list`, so it is
+    // a live `PyListObject` too, with `ob_size` live items in `ob_item`.
+    unsafe {
+        let row = *(*list.as_ptr().cast::<ffi::PyListObject>()).ob_item;
+        if ffi::PyList_GET_SIZE(row) <= 0 {
+            return std::ptr::null_mut();
+        }
+        ffi::Py_TYPE(*(*row.cast::<ffi::PyListObject>()).ob_item)
     }
 }
 

@@ -32,6 +32,8 @@ mod cache;
 mod datetime;
 mod error;
 mod escape;
+#[cfg(not(Py_LIMITED_API))]
+mod float_run;
 mod number;
 mod numpy;
 mod out;

@@ -476,7 +476,17 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 return if INLINE { self.scalar_items(list, depth, pos) } else { self.scalar_list(list, depth, pos) };
             }
         }
-        self.list_rest(list, 0, Self::enter(depth)?, b'[', pos)
+        let depth = Self::enter(depth)?;
+        // A list of short lists of floats (coordinate pairs, say), found by its
+        // first item's first item: its rows in one run (see `float_rows`).
+        #[cfg(not(Py_LIMITED_API))]
+        if borrowed::first_row_item_type(list) == self.types.float {
+            if let Some(written) = self.float_rows(list, 0, depth, b'[', pos) {
+                let (pos, next) = written?;
+                return self.list_rest(list, next, depth, b',', pos);
+            }
+        }
+        self.list_rest(list, 0, depth, b'[', pos)
     }
 
     /// [`Serializer::scalar_items`], called.
@@ -537,122 +547,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.close_at(pos, lead, b'[', b']')
     }
 
-    /// A list whose first item is a float: its leading run of floats (all its
-    /// items, usually) by `float_run`, and the rest, if any, by `list_rest`; at
-    /// `pos`, and returns the position after it. Chosen once per list, by
-    /// `scalar_items`'s first item (`depth` already entered), so that its loop has
-    /// no float-run step.
-    #[cfg(not(Py_LIMITED_API))]
-    #[inline(never)]
-    fn float_list(&mut self, list: Borrowed<'_, 'py, PyList>, depth: u32, pos: usize) -> Result<usize, SerializeError> {
-        // SAFETY: as in `scalar_items` (writing floats runs no Python code).
-        let mut items = unsafe { borrowed::ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
-        let Some(first) = items.next() else {
-            // Not reached (`scalar_items` saw a first item); an empty list all the same.
-            return self.close_at(pos, b'[', b'[', b']');
-        };
-        let pos = self.float_run(&mut items, first, pos, b'[')?;
-        if items.next().is_none() {
-            return self.close_at(pos, b',', b'[', b']');
-        }
-        // The item that ended the run (taken back by `float_run`) and the rest.
-        self.list_rest(list, items.taken() - 1, depth, b',', pos)
-    }
-
-    /// A run of floats in a list, from `first` (a float, after `lead`) on,
-    /// written from `pos`; returns the new position. The item that ends the run,
-    /// if any, is taken back (`unread`), for the caller's next step.
-    ///
-    /// Each float's text is copied into the staging buffer only after the next
-    /// three are made (four buffers in turn, as numpy's floats are four late, see
-    /// `numpy.rs`): zmij writes its text with stores of mixed sizes, and words
-    /// read back across them at once wait for those stores to complete (a
-    /// failed store forward). Two late, the float shapes took 1-4 % longer.
-    #[cfg(not(Py_LIMITED_API))]
-    #[inline(always)]
-    fn float_run(
-        &mut self,
-        items: &mut borrowed::ListItems<'_, 'py>,
-        first: Borrowed<'_, 'py, PyAny>,
-        pos: usize,
-        lead: u8,
-    ) -> Result<usize, SerializeError> {
-        let float = self.types.float;
-        let (mut a, mut b, mut c, mut d) =
-            (zmij::Buffer::new(), zmij::Buffer::new(), zmij::Buffer::new(), zmij::Buffer::new());
-        let mut ta = float_bytes(&mut a, float_value(first));
-        let Some(value) = next_float(items, float) else {
-            return self.put_text(pos, lead, ta, items, 1);
-        };
-        let mut tb = float_bytes(&mut b, value);
-        let Some(value) = next_float(items, float) else {
-            let pos = self.put_text(pos, lead, ta, items, 2)?;
-            return self.put_text(pos, b',', tb, items, 1);
-        };
-        let mut tc = float_bytes(&mut c, value);
-        let mut pos = pos;
-        let mut lead = lead;
-        loop {
-            let Some(value) = next_float(items, float) else {
-                pos = self.put_text(pos, lead, ta, items, 3)?;
-                pos = self.put_text(pos, b',', tb, items, 2)?;
-                return self.put_text(pos, b',', tc, items, 1);
-            };
-            let td = float_bytes(&mut d, value);
-            pos = self.put_text(pos, lead, ta, items, 4)?;
-            lead = b',';
-            let Some(value) = next_float(items, float) else {
-                pos = self.put_text(pos, lead, tb, items, 3)?;
-                pos = self.put_text(pos, lead, tc, items, 2)?;
-                return self.put_text(pos, lead, td, items, 1);
-            };
-            ta = float_bytes(&mut a, value);
-            pos = self.put_text(pos, lead, tb, items, 4)?;
-            let Some(value) = next_float(items, float) else {
-                pos = self.put_text(pos, lead, tc, items, 3)?;
-                pos = self.put_text(pos, lead, td, items, 2)?;
-                return self.put_text(pos, lead, ta, items, 1);
-            };
-            tb = float_bytes(&mut b, value);
-            pos = self.put_text(pos, lead, tc, items, 4)?;
-            let Some(value) = next_float(items, float) else {
-                pos = self.put_text(pos, lead, td, items, 3)?;
-                pos = self.put_text(pos, lead, ta, items, 2)?;
-                return self.put_text(pos, lead, tb, items, 1);
-            };
-            tc = float_bytes(&mut c, value);
-            pos = self.put_text(pos, lead, td, items, 4)?;
-        }
-    }
-
-    /// `lead`, then a float's `text`, at `pos` (a list's item in a float run,
-    /// `back` items before the last taken from `items`, which an error names);
-    /// makes its own room; returns the new position.
-    #[cfg(not(Py_LIMITED_API))]
-    #[inline(always)]
-    fn put_text(
-        &mut self,
-        pos: usize,
-        lead: u8,
-        text: &[u8],
-        items: &borrowed::ListItems<'_, 'py>,
-        back: usize,
-    ) -> Result<usize, SerializeError> {
-        // Room for the window the lead byte and the text are written through (`Window::at`).
-        let pos = self.room(pos, CACHED_COPY + 1).map_err(|err| err.at(Step::Index(items.taken() - back)))?;
-        let (window, base) = Window::<true>::at(&mut self.buf, pos, lead);
-        // zmij's text is never longer than 24 bytes; the bound lets the compiler
-        // drop `copy_short`'s checks against the window.
-        Ok(base + copy_short(window, 1, text))
-    }
-
     /// A list's items from `start` on and its `]`, after the items before
     /// `start`, which the caller has written (and their `[`): the first item
     /// here goes after `lead`, `[` if it is the list's first, else a comma.
     /// `depth` is the list's own (its caller has counted it: `enter`). At
     /// `pos`; returns the position after the `]`.
     #[inline(always)]
-    fn list_rest(
+    pub(super) fn list_rest(
         &mut self,
         list: Borrowed<'_, 'py, PyList>,
         start: usize,
@@ -758,7 +659,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// not yet written, for an empty container, which gets both. Returns the
     /// position after it.
     #[inline(always)]
-    fn close_at(&mut self, pos: usize, lead: u8, open: u8, close: u8) -> Result<usize, SerializeError> {
+    pub(super) fn close_at(&mut self, pos: usize, lead: u8, open: u8, close: u8) -> Result<usize, SerializeError> {
         if lead != open {
             if self.buf.try_set(pos, close) {
                 return Ok(pos + 1);
@@ -1191,12 +1092,19 @@ impl<const LEAD: bool> Window<LEAD> {
         if !LEAD {
             return (buf, 0);
         }
-        let window: &mut OutArray<CACHED_COPY> = match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
-            Some(window) => window,
-            None => room_missing(),
-        };
+        let window = item_window(buf, pos);
         window.set(0, lead);
         (window, pos)
+    }
+}
+
+/// The `CACHED_COPY` bytes of `buf` from `pos`, reserved by the caller: a list
+/// item's window (see [`Window`]).
+#[inline(always)]
+pub(super) fn item_window(buf: &mut Out, pos: usize) -> &mut OutArray<CACHED_COPY> {
+    match buf.get_mut(pos..).and_then(|b| b.first_chunk_mut()) {
+        Some(window) => window,
+        None => room_missing(),
     }
 }
 
@@ -1224,46 +1132,6 @@ pub(super) fn put_float(buf: &mut Out, pos: usize, value: f64) -> usize {
     }
     let mut buffer = zmij::Buffer::new();
     copy_short(buf, pos, buffer.format_finite(value).as_bytes())
-}
-
-/// The value of `obj`, an exact `float`.
-#[cfg(not(Py_LIMITED_API))]
-#[inline(always)]
-fn float_value(obj: Borrowed<'_, '_, PyAny>) -> f64 {
-    // SAFETY: the caller has compared the object's type with `float`'s: it is a `PyFloat`.
-    unsafe { obj.cast_unchecked::<PyFloat>() }.value()
-}
-
-/// The next item of a float run's list, if it is a float; else none (an item
-/// that is not is taken back, for the walk after the run).
-#[cfg(not(Py_LIMITED_API))]
-#[inline(always)]
-fn next_float(items: &mut borrowed::ListItems<'_, '_>, float: *mut pyo3::ffi::PyTypeObject) -> Option<f64> {
-    let item = items.next()?;
-    if item.get_type_ptr() == float {
-        return Some(float_value(item));
-    }
-    items.unread();
-    None
-}
-
-/// A float's text (`null` if it is not finite, orjson's choice), made in `buffer`.
-#[cfg(not(Py_LIMITED_API))]
-#[inline(always)]
-fn float_bytes(buffer: &mut zmij::Buffer, value: f64) -> &[u8] {
-    if value.is_finite() {
-        buffer.format_finite(value).as_bytes()
-    } else {
-        null_text()
-    }
-}
-
-/// `null`, a non-finite float's text: out of the float run's way.
-#[cfg(not(Py_LIMITED_API))]
-#[cold]
-#[inline(never)]
-fn null_text() -> &'static [u8] {
-    b"null"
 }
 
 /// Copies `text` (at most 24 bytes) to `buf` at `pos` with fixed-size stores
