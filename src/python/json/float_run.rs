@@ -161,11 +161,11 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.list_rest(list, items.taken() - 1, depth, b',', pos)
     }
 
-    /// The item of `list` (walked at `depth`) at `start`, after `lead`, if it
-    /// is a short list of floats (`FloatRow`), and the rows like it that follow,
-    /// all in one run; at `pos`. Returns the position after the last `]` and
-    /// the index of the item after the rows; `None` if the item at `start` is
-    /// not such a row, with nothing written.
+    /// The first item of `list` (whose own depth, entered, is `depth`) if it is
+    /// a short list of floats (`FloatRow`), and the rows like it that follow,
+    /// all in one run, after the list's `[`, at `pos`. Returns the position
+    /// after the last row's `]` and the index of the item after the rows;
+    /// `None` if the first item is not such a row, with nothing written.
     ///
     /// A list of pairs written pair by pair is a run of two floats each time,
     /// too short for a lag (see `float_run`): 20,000 pairs of short floats
@@ -174,9 +174,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     pub(super) fn float_rows(
         &mut self,
         list: Borrowed<'_, 'py, PyList>,
-        start: usize,
         depth: u32,
-        lead: u8,
         pos: usize,
     ) -> Option<Result<(usize, usize), SerializeError>> {
         // Too deep: the walk's own step for a list gives the error.
@@ -184,13 +182,13 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // SAFETY: the GC is paused (`self._gc`) and the GIL held, and writing
         // floats runs no Python code, so neither `list` nor its rows change
         // while they are written.
-        let mut rows = unsafe { ListItems::new_at(list, borrowed::Layouts::NONE, start) };
-        let item = rows.next()?;
-        // SAFETY: as above; the caller has found the item's type to be exactly `list`.
+        let mut rows = unsafe { ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
+        let item = rows.next().filter(|item| item.get_type_ptr() == self.types.list)?;
+        // SAFETY: as above; the item's type is exactly `list`.
         let mut row = unsafe { FloatRow::new(item.cast_unchecked::<PyList>(), self.types.float, ROW_MAX) }?;
         let first = row.next()?;
         let mut floats = RowFloats { rows: &mut rows, row, float: self.types.float, list: self.types.list };
-        let written = self.float_run(&mut floats, RowLead::new(&[lead, b'[']), first, pos).and_then(|pos| {
+        let written = self.float_run(&mut floats, RowLead::new(b"[["), first, pos).and_then(|pos| {
             let index = floats.index(0);
             self.close_at(pos, b',', b'[', b']').map_err(|err| err.at(Step::Index(index)))
         });

@@ -481,7 +481,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         // first item's first item: its rows in one run (see `float_rows`).
         #[cfg(not(Py_LIMITED_API))]
         if borrowed::first_row_item_type(list) == self.types.float {
-            if let Some(written) = self.float_rows(list, 0, depth, b'[', pos) {
+            if let Some(written) = self.float_rows(list, depth, pos) {
                 let (pos, next) = written?;
                 return self.list_rest(list, next, depth, b',', pos);
             }
