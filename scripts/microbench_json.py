@@ -72,6 +72,24 @@ def original_users(n: int) -> list[Any]:
     ]
 
 
+def geojson_points(n: int) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of points: a short list of floats in each
+    feature's geometry, among dicts and strs."""
+    rng = random.Random(11)
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {
+                "type": "Point",
+                "coordinates": [round(rng.uniform(-180, 180), 6), round(rng.uniform(-90, 90), 6)],
+            },
+            "properties": {"name": f"place {i}", "population": rng.randrange(10**6)},
+        }
+        for i in range(n)
+    ]
+    return {"type": "FeatureCollection", "features": features}
+
+
 @dataclasses.dataclass
 class Item:
     id: int
@@ -116,6 +134,7 @@ def shapes() -> dict[str, Callable[[], Any]]:
             {"a": {"b": {"c": i, "d": "x"}, "e": [i, i + 1]}, "f": None} for i in range(20_000)
         ],
         "nested lists (20k, 4 levels)": lambda: [[[[i, i + 1]], [i]] for i in range(20_000)],
+        "GeoJSON points (10k features)": lambda: geojson_points(10_000),
         "coordinate pairs (20k [lng, lat], 6 decimals)": lambda: [
             [round(rng.uniform(-180, 180), 6), round(rng.uniform(-90, 90), 6)]
             for _ in range(20_000)
