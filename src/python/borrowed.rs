@@ -899,6 +899,22 @@ const PREFETCH_VALUES: usize = 16;
 impl<'a, 'py> ListItems<'a, 'py> {
     /// Takes back the item `next` returned last (if any): the next `next`
     /// returns it again. No Python code may have run since.
+    #[cfg(Py_LIMITED_API)]
+    #[inline(always)]
+    pub fn unread(&mut self) {
+        self.taken = self.taken.saturating_sub(1);
+    }
+
+    /// Goes on from the item at `index`, as if the items before it had been
+    /// taken (stable ABI: `next` checks the index).
+    #[cfg(Py_LIMITED_API)]
+    #[inline(always)]
+    pub fn go_on_from(&mut self, index: usize) {
+        self.taken = index;
+    }
+
+    /// Takes back the item `next` returned last (if any): the next `next`
+    /// returns it again. No Python code may have run since.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(always)]
     pub fn unread(&mut self) {

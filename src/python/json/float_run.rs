@@ -1,26 +1,25 @@
 //! Floats in lists, written by runs that format each float a few floats
-//! before they copy its text (see [`Serializer::float_run`]): a list whose
-//! items are floats (`float_list`), and a list's short lists of floats in a
-//! row, such as coordinate pairs (`float_rows`), as one run across all of them.
-//! Not in the stable-ABI build, which reads no item array directly.
+//! before they copy its text (see [`Serializer::float_run`]): here a list
+//! whose items are floats (`float_list`), or in the stable-ABI build each run
+//! of floats in a list walk (`float_items`), and in `float_rows` a list of
+//! short lists of floats.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyList};
+use pyo3::types::PyFloat;
+#[cfg(not(Py_LIMITED_API))]
+use pyo3::types::PyList;
 
-use super::borrowed::{self, FloatRow, ListItems};
+#[cfg(not(Py_LIMITED_API))]
+use super::borrowed;
+use super::borrowed::ListItems;
 use super::cache::CACHED_COPY;
 use super::error::{SerializeError, Step};
 use super::out::Out;
 use super::walk::{copy_short, item_window, Serializer};
 use super::Sink;
 
-/// Rows longer than this are left to `float_list` (whose run keeps its own
-/// lag within the row); a row this short is written faster in a run that
-/// goes on across rows.
-const ROW_MAX: usize = 16;
-
 /// Where a float run's floats come from, and the bytes before each.
-trait Floats {
+pub(super) trait Floats {
     /// The bytes before a float.
     type Lead: Copy;
     /// The next float of the run and the bytes before it; none at its end (an
@@ -64,81 +63,13 @@ impl Floats for ListFloats<'_, '_, '_> {
     }
 }
 
-/// The floats of a list's rows (see `FloatRow`) in turn: a comma before
-/// each, but `],[` before a row's first.
-struct RowFloats<'i, 'a, 'py> {
-    rows: &'i mut ListItems<'a, 'py>,
-    /// The current row's floats not yet taken.
-    row: FloatRow<'a>,
-    float: *mut pyo3::ffi::PyTypeObject,
-    list: *mut pyo3::ffi::PyTypeObject,
-}
-
-/// A row's lead bytes, up to three, in the low bytes of a word whose top byte
-/// is their count: one store writes them (the text after them overwrites
-/// the rest).
-#[derive(Clone, Copy)]
-struct RowLead(u32);
-
-impl RowLead {
-    const COMMA: Self = Self::new(b",");
-    const NEXT_ROW: Self = Self::new(b"],[");
-
-    const fn new(bytes: &[u8]) -> Self {
-        let mut word = (bytes.len() as u32) << 24;
-        let mut i = 0;
-        while i < bytes.len() {
-            word |= (bytes[i] as u32) << (8 * i);
-            i += 1;
-        }
-        Self(word)
-    }
-}
-
-impl Floats for RowFloats<'_, '_, '_> {
-    type Lead = RowLead;
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<(RowLead, f64)> {
-        if let Some(value) = self.row.next() {
-            return Some((RowLead::COMMA, value));
-        }
-        let item = self.rows.next()?;
-        if item.get_type_ptr() == self.list {
-            // SAFETY: the object's type is exactly `list`. No Python code runs
-            // while floats are written (see `float_rows`).
-            let row = unsafe { FloatRow::new(item.cast_unchecked::<PyList>(), self.float, ROW_MAX) };
-            if let Some(mut row) = row {
-                // A row has at least one item.
-                let value = row.next()?;
-                self.row = row;
-                return Some((RowLead::NEXT_ROW, value));
-            }
-        }
-        self.rows.unread();
-        None
-    }
-
-    #[inline(always)]
-    fn put_lead(window: &mut Out, lead: RowLead) -> usize {
-        window[..4].put(&lead.0.to_le_bytes());
-        (lead.0 >> 24) as usize
-    }
-
-    /// The row being read (rather than the float's own row, which may be one
-    /// before it): an error here is the sink's, and names where it stopped.
-    #[inline(always)]
-    fn index(&self, _back: usize) -> usize {
-        self.rows.taken() - 1
-    }
-}
-
 impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// A list whose first item is a float: its leading run of floats (all its
     /// items, usually) by `float_run`, and the rest, if any, by `list_rest`; at
     /// `pos`, and returns the position after it. Chosen once per list, by
     /// `scalar_items`'s first item (`depth` already entered), so that its loop has
     /// no float-run step.
+    #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
     pub(super) fn float_list(
         &mut self,
@@ -161,38 +92,30 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         self.list_rest(list, items.taken() - 1, depth, b',', pos)
     }
 
-    /// The first item of `list` (whose own depth, entered, is `depth`) if it is
-    /// a short list of floats (`FloatRow`), and the rows like it that follow,
-    /// all in one run, after the list's `[`, at `pos`. Returns the position
-    /// after the last row's `]` and the index of the item after the rows;
-    /// `None` if the first item is not such a row, with nothing written.
-    ///
-    /// A list of pairs written pair by pair is a run of two floats each time,
-    /// too short for a lag (see `float_run`): 20,000 pairs of short floats
-    /// took 1.16 times orjson's time.
+    /// A run of floats in a list walk of the stable-ABI build: from the item of
+    /// `list` at `start` (a float), after `lead`, at `pos`. Returns the position
+    /// after the run and the index of the item that ends it. (The walk there
+    /// pays a C-API call per item, and the copy of each float's text right after
+    /// zmij made it cost lists of floats another 10-20 %.)
+    #[cfg(Py_LIMITED_API)]
     #[inline(never)]
-    pub(super) fn float_rows(
+    pub(super) fn float_items(
         &mut self,
-        list: Borrowed<'_, 'py, PyList>,
-        depth: u32,
+        list: Borrowed<'_, 'py, pyo3::types::PyList>,
+        start: usize,
+        lead: u8,
         pos: usize,
-    ) -> Option<Result<(usize, usize), SerializeError>> {
-        // Too deep: the walk's own step for a list gives the error.
-        Self::enter(depth).ok()?;
-        // SAFETY: the GC is paused (`self._gc`) and the GIL held, and writing
-        // floats runs no Python code, so neither `list` nor its rows change
-        // while they are written.
-        let mut rows = unsafe { ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
-        let item = rows.next().filter(|item| item.get_type_ptr() == self.types.list)?;
-        // SAFETY: as above; the item's type is exactly `list`.
-        let mut row = unsafe { FloatRow::new(item.cast_unchecked::<PyList>(), self.types.float, ROW_MAX) }?;
-        let first = row.next()?;
-        let mut floats = RowFloats { rows: &mut rows, row, float: self.types.float, list: self.types.list };
-        let written = self.float_run(&mut floats, RowLead::new(b"[["), first, pos).and_then(|pos| {
-            let index = floats.index(0);
-            self.close_at(pos, b',', b'[', b']').map_err(|err| err.at(Step::Index(index)))
-        });
-        Some(written.map(|pos| (pos, rows.taken())))
+    ) -> Result<(usize, usize), SerializeError> {
+        // SAFETY: the stable-ABI items come by `PyList_GetItem`, which checks
+        // each index; writing floats runs no Python code.
+        let mut items = unsafe { ListItems::new_at(list, super::borrowed::Layouts::NONE, start) };
+        let Some(first) = items.next().filter(|item| item.get_type_ptr() == self.types.float) else {
+            // Not reached (the walk saw a float there); nothing written.
+            return Ok((pos, start));
+        };
+        let mut floats = ListFloats { items: &mut items, float: self.types.float };
+        let pos = self.float_run(&mut floats, lead, float_value(first), pos)?;
+        Ok((pos, items.taken()))
     }
 
     /// A run of floats from `floats`, from `first` (after `lead`) on, written
@@ -204,7 +127,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// read back across them at once wait for those stores to complete (a
     /// failed store forward). Two late, the float shapes took 1-4 % longer.
     #[inline(always)]
-    fn float_run<F: Floats>(
+    pub(super) fn float_run<F: Floats>(
         &mut self,
         floats: &mut F,
         lead: F::Lead,

@@ -33,6 +33,7 @@ mod datetime;
 mod error;
 mod escape;
 #[cfg(not(Py_LIMITED_API))]
+mod float_rows;
 mod float_run;
 mod number;
 mod numpy;

@@ -605,7 +605,10 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                 if ty == self.types.dict {
                     self.pos = pos;
                 } else {
-                    match self.list_item::<false>(item, pos, lead) {
+                    // In the stable-ABI build a float is not written here but
+                    // starts a run (`float_items`); the other build's lists
+                    // that start with floats have theirs (`float_list`).
+                    match self.list_item::<{ cfg!(Py_LIMITED_API) }>(item, pos, lead) {
                         Some(Ok(end)) => {
                             pos = end;
                             lead = b',';
@@ -613,7 +616,19 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
                         }
                         Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
                         // `list_item` has set `self.pos`.
-                        None => {}
+                        None => {
+                            // (By index, not by `&mut items`, which would keep
+                            // the walk's state in memory rather than in registers.)
+                            #[cfg(Py_LIMITED_API)]
+                            if ty == self.types.float {
+                                let next;
+                                (pos, next) =
+                                    self.float_items(list.as_borrowed(), items.taken() - 1, lead, self.pos)?;
+                                items.go_on_from(next);
+                                lead = b',';
+                                continue;
+                            }
+                        }
                     }
                 }
                 self.byte(lead).and_then(|()| self.nested(item, depth)).map(|()| self.pos)
