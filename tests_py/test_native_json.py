@@ -404,6 +404,35 @@ def test_long_run_of_floats_through_a_channel(channel: Channel, reader: Reader) 
     ]
     values += ["end", *values[:1001]]
     assert written(channel, reader, values) == orjson.dumps(values)
+    # The same with ints among the floats, from the second item on.
+    mixed: list[Any] = [0] + [v if i % 3 else int(i) for i, v in enumerate(values)]
+    assert written(channel, reader, mixed) == orjson.dumps(mixed)
+
+
+class IntSub(int):
+    """An int subclass: written as an int, but not by the fast paths for exact ints."""
+
+
+def test_runs_of_floats_with_ints_among_them_are_orjsons() -> None:
+    # In a list of scalars, a float that another float follows starts the list's
+    # float runs: a run ends at any other item (an int of any size, a bool, an int
+    # subclass, a str...), which is written between runs, and the next float that
+    # another follows starts the next run. Runs from every place, with every ender.
+    floats = [0.5, -1.25, 1e300, float("nan"), 5e-324, -0.0, 123456.789, float("inf")]
+    ints = [0, 7, -1, 999, 1000, 123456789, 2**63 - 1, -(2**63), 2**64 - 1]
+    enders: list[Any] = [True, None, "s", IntSub(3), [1.5], {"k": 2}, (1,), 2**64, -(2**63) - 1]
+    mixed = [x for pair in zip(floats, ints, strict=False) for x in pair] + ints[len(floats) :]
+    for lead in ([], [1], ["s"], [1, 2, 3], [None, 4]):
+        for length in range(len(mixed) + 1):
+            run = mixed[:length]
+            for ender in enders:
+                for value in ([*lead, *run, ender, *run], [*lead, *run], [*lead, *run, ender]):
+                    # orjson refuses an int past 64 bits, which shmbridge writes (as
+                    # json does): its digits go in the place of a placeholder.
+                    big = type(ender) is int and not -(2**63) <= ender < 2**64
+                    stand_in = ["BIG" if big and x is ender else x for x in value]
+                    expected = orjson.dumps(stand_in).replace(b'"BIG"', str(ender).encode())
+                    assert shmbridge.dumps(value) == expected, repr(value)
 
 
 class Half(float):

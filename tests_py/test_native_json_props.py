@@ -101,6 +101,15 @@ def test_lists_of_float_rows_are_orjsons(rows: list[Any], depth: int) -> None:
     assert shmbridge.dumps(value) == orjson.dumps(value)
 
 
+@settings(PROPERTY, max_examples=150)
+@given(st.lists(floats | ints | st.sampled_from([True, None, "s"]), max_size=60))
+def test_lists_of_mixed_numbers_are_orjsons(numbers: list[Any]) -> None:
+    # Floats and ints in any order (an int ends a float run, and a float that
+    # another follows starts one), now and then another scalar.
+    assert shmbridge.dumps(numbers) == orjson.dumps(numbers)
+    assert shmbridge.dumps([numbers, {"n": numbers}]) == orjson.dumps([numbers, {"n": numbers}])
+
+
 @pytest.fixture(scope="module")
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Channel]:
     directory = private_dir(tmp_path_factory.mktemp("props"))

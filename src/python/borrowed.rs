@@ -1012,6 +1012,15 @@ impl<'a, 'py> ListItems<'a, 'py> {
         return self.ahead;
     }
 
+    /// The type of the item `next` returns next; null at the end.
+    #[cfg(not(Py_LIMITED_API))]
+    #[inline(always)]
+    pub fn peek_type(&self) -> *mut ffi::PyTypeObject {
+        // SAFETY: an item of the list is a live object (see `next`), whose
+        // type pointer may be read.
+        self.items.as_slice().first().map_or(std::ptr::null_mut(), |&item| unsafe { ffi::Py_TYPE(item) })
+    }
+
     /// How many items `next` has returned.
     #[inline(always)]
     pub fn taken(&self) -> usize {

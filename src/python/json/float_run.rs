@@ -64,32 +64,61 @@ impl Floats for ListFloats<'_, '_, '_> {
 }
 
 impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
-    /// A list whose first item is a float: its leading run of floats (all its
-    /// items, usually) by `float_run`, and the rest, if any, by `list_rest`; at
-    /// `pos`, and returns the position after it. Chosen once per list, by
-    /// `scalar_items`'s first item (`depth` already entered), so that its loop has
-    /// no float-run step.
+    /// A list's items from its float at `start` (after `lead`) on: each run of
+    /// floats by `float_run`, the other scalars between runs here, and from the
+    /// first item that is not a scalar on, by `list_rest`; at `pos`, and returns
+    /// the position after the list. Chosen by `scalar_items` at a float (`depth`
+    /// already entered), so that its loop has no float-run step.
+    ///
+    /// Lists of floats often hold a few whole numbers as ints: a run ends at an
+    /// int, and the next starts at the next float that another float follows
+    /// (a float alone is written as it comes, which costs less than a run's
+    /// set-up). Passing ints through the run instead cost lists of floats alone
+    /// 2.6 % more instructions.
     #[cfg(not(Py_LIMITED_API))]
     #[inline(never)]
     pub(super) fn float_list(
         &mut self,
         list: Borrowed<'_, 'py, PyList>,
+        start: usize,
         depth: u32,
+        lead: u8,
         pos: usize,
     ) -> Result<usize, SerializeError> {
-        // SAFETY: as in `scalar_items` (writing floats runs no Python code).
-        let mut items = unsafe { ListItems::new_at(list, borrowed::Layouts::NONE, 0) };
-        let Some(first) = items.next() else {
-            // Not reached (`scalar_items` saw a first item); an empty list all the same.
-            return self.close_at(pos, b'[', b'[', b']');
+        // SAFETY: as in `scalar_items` (writing scalars runs no Python code).
+        let mut items = unsafe { ListItems::new_at(list, borrowed::Layouts::NONE, start) };
+        let Some(first) = items.next().filter(|item| item.get_type_ptr() == self.types.float) else {
+            // Not reached (`scalar_items` saw a float there); the general walk all the same.
+            return self.list_rest(list, start, depth, lead, pos);
         };
-        let mut floats = ListFloats { items: &mut items, float: self.types.float };
-        let pos = self.float_run(&mut floats, b'[', float_value(first), pos)?;
-        if items.next().is_none() {
-            return self.close_at(pos, b',', b'[', b']');
+        let (mut value, mut lead, mut pos) = (float_value(first), lead, pos);
+        'runs: loop {
+            let mut floats = ListFloats { items: &mut items, float: self.types.float };
+            pos = self.float_run(&mut floats, lead, value, pos)?;
+            lead = b',';
+            // The item that ended the run (taken back by `float_run`) and the
+            // scalars after it, up to a float followed by another.
+            while let Some(item) = items.next() {
+                match self.list_item::<true>(item, pos, lead) {
+                    Some(Ok(end)) => pos = end,
+                    Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                    None if item.get_type_ptr() == self.types.float => {
+                        if items.peek_type() == self.types.float {
+                            (value, pos) = (float_value(item), self.pos);
+                            continue 'runs;
+                        }
+                        // `list_item` has made the room at `self.pos`.
+                        match self.put_scalar::<true, false>(item, self.pos, lead) {
+                            Some(Ok(end)) => pos = end,
+                            Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                            None => return self.list_rest(list, items.taken() - 1, depth, lead, self.pos),
+                        }
+                    }
+                    None => return self.list_rest(list, items.taken() - 1, depth, lead, self.pos),
+                }
+            }
+            return self.close_at(pos, lead, b'[', b']');
         }
-        // The item that ended the run (taken back by `float_run`) and the rest.
-        self.list_rest(list, items.taken() - 1, depth, b',', pos)
     }
 
     /// A run of floats in a list walk of the stable-ABI build: from the item of

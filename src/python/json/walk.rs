@@ -528,15 +528,29 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
         match self.list_item::<true>(item, pos, b'[') {
             Some(Ok(end)) => pos = end,
             Some(Err(err)) => return Err(err.at(Step::Index(0))),
-            None if item.get_type_ptr() == self.types.float => return self.float_list(list, depth, self.pos),
+            None if item.get_type_ptr() == self.types.float => return self.float_list(list, 0, depth, b'[', self.pos),
             None => return self.list_rest(list, 0, depth, b'[', self.pos),
         }
         // The byte before an item: a comma.
         let mut lead = b',';
         while let Some(item) = items.next() {
-            match self.list_item::<false>(item, pos, lead) {
+            match self.list_item::<true>(item, pos, lead) {
                 Some(Ok(end)) => pos = end,
                 Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                // A float that another follows starts the list's float runs
+                // (`float_list`: ints first, then floats, say); a float alone
+                // is written here (`put_scalar` without `RUNS`), as a run's
+                // set-up would cost more than it saves.
+                None if item.get_type_ptr() == self.types.float => {
+                    if items.peek_type() == self.types.float {
+                        return self.float_list(list, items.taken() - 1, depth, lead, self.pos);
+                    }
+                    match self.put_scalar::<true, false>(item, self.pos, lead) {
+                        Some(Ok(end)) => pos = end,
+                        Some(Err(err)) => return Err(err.at(Step::Index(items.taken() - 1))),
+                        None => return self.list_rest(list, items.taken() - 1, depth, lead, self.pos),
+                    }
+                }
                 None => {
                     // The rest goes on from this item, and its lead byte.
                     return self.list_rest(list, items.taken() - 1, depth, lead, self.pos);
@@ -693,7 +707,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// (the room made for the item may have flushed the staging buffer). The
     /// step `scalar_items` and `list_rest` share; it makes its own room.
     #[inline(always)]
-    fn list_item<const RUNS: bool>(
+    pub(super) fn list_item<const RUNS: bool>(
         &mut self,
         item: Borrowed<'_, 'py, PyAny>,
         pos: usize,
@@ -732,7 +746,7 @@ impl<'py, S: Sink> Serializer<'_, '_, 'py, S> {
     /// it would read the buffer's address and length, and the types, again
     /// after each store.
     #[inline(always)]
-    fn put_scalar<const LEAD: bool, const RUNS: bool>(
+    pub(super) fn put_scalar<const LEAD: bool, const RUNS: bool>(
         &mut self,
         obj: Borrowed<'_, 'py, PyAny>,
         pos: usize,
