@@ -121,6 +121,12 @@ def shapes() -> dict[str, Callable[[], Any]]:
         "floats, exponents (50k, 1e-300..1e300)": lambda: [
             rng.uniform(1, 10) * 10.0 ** rng.randint(-300, 300) for _ in range(n)
         ],
+        "floats with ints among them (50k, one in ten whole)": lambda: [
+            rng.randrange(1000) if i % 10 == 0 else round(rng.uniform(0, 1000), 2) for i in range(n)
+        ],
+        "ints and floats alternating (50k)": lambda: [
+            rng.randrange(1000) if i % 2 else round(rng.uniform(0, 1000), 2) for i in range(n)
+        ],
         "ints, small (50k, 0..999)": lambda: [rng.randrange(1000) for _ in range(n)],
         "ints, 64-bit edges (50k)": lambda: [
             rng.choice([2**63 - 1 - rng.randrange(100), -(2**63) + rng.randrange(100), 2**64 - 1])
